@@ -1,0 +1,116 @@
+"""The `semseg` command: one entry point, one subcommand per job.
+
+Each subcommand registers itself with `add_parser` and runs through `run`; user errors
+(`SemsegError`, bad files) end as one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from semseg_ros import __version__
+from semseg_ros.errors import SemsegError
+
+EXIT_USER_ERROR = 2
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+# ---------------------------------------------------------------------- synth
+SYNTH_FORMATS = ("kitti-raw", "cityscapes", "kitti-road")
+SYNTH_SIZES = {"kitti-raw": (1242, 375), "cityscapes": (2048, 1024), "kitti-road": (1242, 375)}
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="render a synthetic KITTI world (camera, lidar, ground truth) in a real dataset's format",
+        description="Render a seeded synthetic street for a camera and an HDL-64E lidar and write it as a "
+        "KITTI raw drive (default), a Cityscapes tree or a KITTI road benchmark tree.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output root folder")
+    p.add_argument("--frames", type=_positive, default=20, help="frames (per sequence / per road category)")
+    p.add_argument("--seed", type=int, default=0, help="world seed: equal seeds write equal data")
+    p.add_argument("--format", choices=SYNTH_FORMATS, default="kitti-raw")
+    p.add_argument("--drive", type=int, default=1, help="KITTI raw drive number (0..9999)")
+    p.add_argument("--width", type=_positive, help="image width (default: 1242, or 2048 for cityscapes)")
+    p.add_argument("--height", type=_positive, help="image height (default: 375, or 1024 for cityscapes)")
+    p.add_argument("--sequences", type=_positive, default=3, help="cityscapes: sequences in all")
+    p.add_argument("--val-sequences", type=_positive, default=1, help="cityscapes: sequences that form val")
+    p.add_argument("--threads", type=int, default=0, help="ray-casting threads (0: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from semseg_ros.synth import writers
+
+    default_w, default_h = SYNTH_SIZES[args.format]
+    width, height = args.width or default_w, args.height or default_h
+    if width < 32 or height < 32:
+        raise SemsegError(f"image size {width}x{height} is too small; use --width and --height of at least 32")
+    if not 0 <= args.drive <= 9999:
+        raise SemsegError(f"--drive {args.drive} must be in 0..9999 (it names the folder _drive_NNNN_sync)")
+    if args.format == "cityscapes" and args.val_sequences >= args.sequences:
+        raise SemsegError("--val-sequences must be smaller than --sequences so that train is not empty")
+    common = {"frames": args.frames, "seed": args.seed, "width": width, "height": height, "progress": not args.quiet, "nthreads": args.threads}
+    start = time.perf_counter()
+    if args.format == "kitti-raw":
+        path = writers.write_kitti_raw(args.out, drive=args.drive, **common)
+        sweeps = sorted((path / "velodyne_points" / "data").glob("*.bin"))
+        points = sum(f.stat().st_size for f in sweeps) / 16 / max(len(sweeps), 1)
+        detail = f"{len(sweeps)} frames, {points:,.0f} lidar points per sweep"
+        count = len(sweeps)
+    elif args.format == "cityscapes":
+        path = writers.write_cityscapes(args.out, sequences=args.sequences, val_sequences=args.val_sequences, **common)
+        count = args.frames * args.sequences
+        detail = f"{count} images in {args.sequences} sequences ({args.val_sequences} for val)"
+    else:
+        path = writers.write_kitti_road(args.out, **common)
+        count = args.frames * len(writers.KITTI_ROAD_CATEGORIES)
+        detail = f"{count} images (um, umm, uu)"
+    elapsed = time.perf_counter() - start
+    print(f"wrote {args.format} to {path}: {detail}, {width}x{height}, {elapsed / count:.2f} s per frame")
+    return 0
+
+
+# ----------------------------------------------------------------------- main
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes.")
+    parser.add_argument("--version", action="version", version=f"semseg_ros {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SemsegError as exc:
+        print(f"semseg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        print(f"semseg {args.command}: error: {exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"semseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
