@@ -1,0 +1,1 @@
+"""Datasets and readers for the real on-disk formats (KITTI raw, KITTI road, Cityscapes)."""

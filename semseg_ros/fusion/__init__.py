@@ -1,0 +1,1 @@
+"""Lidar-camera fusion: labelling points from masks, clustering, bird's-eye-view pictures."""
