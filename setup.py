@@ -36,7 +36,6 @@ setup(
     description="Semantic segmentation for ROS 2: training, TensorRT/PyTorch/ONNX inference and lidar fusion",
     license="Apache-2.0",
     python_requires=">=3.10",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "semseg = semseg_ros.cli:main",

@@ -129,9 +129,7 @@ class Calibration:
         )
 
     @classmethod
-    def from_kitti_object(
-        cls, path: str | Path, camera: int = 2, image_size: tuple[int, int] | None = None
-    ) -> Calibration:
+    def from_kitti_object(cls, path: str | Path, camera: int = 2, image_size: tuple[int, int] | None = None) -> Calibration:
         """From a KITTI object/tracking (P0-P3, R0_rect, Tr_velo_to_cam) or odometry (P0-P3, Tr) file."""
         _check_camera(camera)
         path = Path(path)
@@ -145,9 +143,7 @@ class Calibration:
         return cls(projection, rectification, velo_to_cam, image_size)
 
     @classmethod
-    def from_projection(
-        cls, projection: FloatArray, lidar_to_camera: FloatArray, image_size: tuple[int, int] | None = None
-    ) -> Calibration:
+    def from_projection(cls, projection: FloatArray, lidar_to_camera: FloatArray, image_size: tuple[int, int] | None = None) -> Calibration:
         """From a CameraInfo-style 3x4 P and a 4x4 lidar-to-(rectified) camera extrinsic."""
         return cls(np.asarray(projection, float).reshape(3, 4), np.eye(3), np.asarray(lidar_to_camera, float), image_size)
 

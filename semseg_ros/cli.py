@@ -62,7 +62,14 @@ def _run_synth(args: argparse.Namespace) -> int:
         raise SemsegError(f"--drive {args.drive} must be in 0..9999 (it names the folder _drive_NNNN_sync)")
     if args.format == "cityscapes" and args.val_sequences >= args.sequences:
         raise SemsegError("--val-sequences must be smaller than --sequences so that train is not empty")
-    common = {"frames": args.frames, "seed": args.seed, "width": width, "height": height, "progress": not args.quiet, "nthreads": args.threads}
+    common = {
+        "frames": args.frames,
+        "seed": args.seed,
+        "width": width,
+        "height": height,
+        "progress": not args.quiet,
+        "nthreads": args.threads,
+    }
     start = time.perf_counter()
     if args.format == "kitti-raw":
         path = writers.write_kitti_raw(args.out, drive=args.drive, **common)
@@ -88,7 +95,9 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_sy
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes.")
+    parser = argparse.ArgumentParser(
+        prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes."
+    )
     parser.add_argument("--version", action="version", version=f"semseg_ros {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
@@ -105,7 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semseg {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:
-        print(f"semseg {args.command}: error: {exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions", file=sys.stderr)
+        print(
+            f"semseg {args.command}: error: {exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"semseg {args.command}: interrupted", file=sys.stderr)

@@ -24,9 +24,13 @@ T: -4.069766e-03 -7.631618e-02 -2.717806e-01
 delta_f: 0.000000e+00 0.000000e+00
 delta_c: 0.000000e+00 0.000000e+00
 """
-R_RECT = np.array([9.999239e-01, 9.837760e-03, -7.445048e-03, -9.869795e-03, 9.999421e-01, -4.278459e-03, 7.402527e-03, 4.351614e-03, 9.999631e-01]).reshape(3, 3)
+R_RECT = np.array(
+    [9.999239e-01, 9.837760e-03, -7.445048e-03, -9.869795e-03, 9.999421e-01, -4.278459e-03, 7.402527e-03, 4.351614e-03, 9.999631e-01]
+).reshape(3, 3)
 P2 = np.array([7.215377e02, 0, 6.095593e02, 4.485728e01, 0, 7.215377e02, 1.728540e02, 2.163791e-01, 0, 0, 1, 2.745884e-03]).reshape(3, 4)
-R_VC = np.array([7.533745e-03, -9.999714e-01, -6.166020e-04, 1.480249e-02, 7.280733e-04, -9.998902e-01, 9.998621e-01, 7.523790e-03, 1.480755e-02]).reshape(3, 3)
+R_VC = np.array(
+    [7.533745e-03, -9.999714e-01, -6.166020e-04, 1.480249e-02, 7.280733e-04, -9.998902e-01, 9.998621e-01, 7.523790e-03, 1.480755e-02]
+).reshape(3, 3)
 T_VC = np.array([-4.069766e-03, -7.631618e-02, -2.717806e-01])
 
 
@@ -94,7 +98,9 @@ def test_object_and_odometry_files_give_the_same_projection(raw_dir: Path, tmp_p
     tr = np.column_stack([R_VC, T_VC])
     fmt = lambda m: " ".join(f"{v:.9e}" for v in np.ravel(m))  # noqa: E731
     obj = tmp_path / "000000.txt"
-    obj.write_text(f"P0: {fmt(P2)}\nP1: {fmt(P2)}\nP2: {fmt(P2)}\nP3: {fmt(P2)}\nR0_rect: {fmt(R_RECT)}\nTr_velo_to_cam: {fmt(tr)}\nTr_imu_to_velo: {fmt(tr)}\n")
+    obj.write_text(
+        f"P0: {fmt(P2)}\nP1: {fmt(P2)}\nP2: {fmt(P2)}\nP3: {fmt(P2)}\nR0_rect: {fmt(R_RECT)}\nTr_velo_to_cam: {fmt(tr)}\nTr_imu_to_velo: {fmt(tr)}\n"
+    )
     odo = tmp_path / "calib.txt"
     odo.write_text(f"P0: {fmt(P2)}\nP1: {fmt(P2)}\nP2: {fmt(P2)}\nP3: {fmt(P2)}\nTr: {fmt(R_RECT @ tr)}\n")
     np.testing.assert_allclose(Calibration.from_kitti_object(obj).velo_to_image, raw.velo_to_image, rtol=1e-7, atol=1e-9)
@@ -145,7 +151,7 @@ def test_malformed_files_give_clear_errors(tmp_path: Path, cam_text: str, velo_t
 
 
 def test_missing_files_and_bad_camera(tmp_path: Path, raw_dir: Path) -> None:
-    with pytest.raises(CalibrationError, match="calib_cam_to_cam.txt: calibration file not found"):
+    with pytest.raises(CalibrationError, match=r"calib_cam_to_cam\.txt: calibration file not found"):
         Calibration.from_kitti_raw(tmp_path / "nowhere")
     with pytest.raises(CalibrationError, match="camera index 7"):
         Calibration.from_kitti_raw(raw_dir, camera=7)

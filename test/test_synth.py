@@ -40,9 +40,20 @@ def test_layout_matches_kitti_raw(drive: KittiDrive) -> None:
         assert (date_dir / name).is_file()
     names = [f"{k:010d}" for k in range(FRAMES)]
     assert drive.frames() == names
-    for sub, suffix in (("image_02/data", ".png"), ("image_02/semantic", ".png"), ("image_02/depth", ".png"), ("velodyne_points/data", ".bin"), ("velodyne_points/labels", ".label")):
+    for sub, suffix in (
+        ("image_02/data", ".png"),
+        ("image_02/semantic", ".png"),
+        ("image_02/depth", ".png"),
+        ("velodyne_points/data", ".bin"),
+        ("velodyne_points/labels", ".label"),
+    ):
         assert sorted(p.name for p in (drive.path / sub).iterdir()) == [n + suffix for n in names], sub
-    for stamps in ("image_02/timestamps.txt", "velodyne_points/timestamps.txt", "velodyne_points/timestamps_start.txt", "velodyne_points/timestamps_end.txt"):
+    for stamps in (
+        "image_02/timestamps.txt",
+        "velodyne_points/timestamps.txt",
+        "velodyne_points/timestamps_start.txt",
+        "velodyne_points/timestamps_end.txt",
+    ):
         lines = (drive.path / stamps).read_text().splitlines()
         assert len(lines) == FRAMES
         assert all(re.fullmatch(r"2011-09-26 \d\d:\d\d:\d\d\.\d{9}", line) for line in lines), lines
@@ -130,7 +141,12 @@ def test_picture_check(drive: KittiDrive, tmp_path: Path) -> None:
     labels, _ = read_point_labels(drive.velodyne_dir / "labels" / f"{frame}.label")
     bev = render_bev(points, palette[labels])
     overlay = (0.5 * rgb + 0.5 * palette[semantic][..., ::-1]).astype(np.uint8)
-    for name, image in (("image.png", rgb), ("gt_color.png", palette[semantic][..., ::-1]), ("overlay.png", overlay), ("bev.png", bev[..., ::-1])):
+    for name, image in (
+        ("image.png", rgb),
+        ("gt_color.png", palette[semantic][..., ::-1]),
+        ("overlay.png", overlay),
+        ("bev.png", bev[..., ::-1]),
+    ):
         assert cv2.imwrite(str(tmp_path / name), image)
     # The top view shows road, buildings and cars in their own colours.
     colours = {tuple(c) for c in bev.reshape(-1, 3)}
@@ -150,7 +166,27 @@ def test_same_seed_same_bytes_other_seed_other_world(tmp_path: Path) -> None:
 
 
 def test_cityscapes_format(tmp_path: Path) -> None:
-    assert main(["synth", "--format", "cityscapes", "--out", str(tmp_path), "--frames", "2", "--sequences", "3", "--width", "256", "--height", "128", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--format",
+                "cityscapes",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "2",
+                "--sequences",
+                "3",
+                "--width",
+                "256",
+                "--height",
+                "128",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     images = sorted((tmp_path / "leftImg8bit").rglob("*_leftImg8bit.png"))
     assert len(images) == 6
     splits = {p.parent.parent.name for p in images}
@@ -175,7 +211,10 @@ def test_cityscapes_format(tmp_path: Path) -> None:
 
 
 def test_kitti_road_format(tmp_path: Path) -> None:
-    assert main(["synth", "--format", "kitti-road", "--out", str(tmp_path), "--frames", "2", "--width", "320", "--height", "96", "--quiet"]) == 0
+    assert (
+        main(["synth", "--format", "kitti-road", "--out", str(tmp_path), "--frames", "2", "--width", "320", "--height", "96", "--quiet"])
+        == 0
+    )
     training = tmp_path / "data_road" / "training"
     images = sorted(p.name for p in (training / "image_2").iterdir())
     assert images == [f"{c}_{k:06d}.png" for c in ("um", "umm", "uu") for k in range(2)]

@@ -59,7 +59,9 @@ class KittiDrive:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
         if not (self.path / f"image_0{self.camera}").is_dir() and not (self.path / "velodyne_points").is_dir():
-            raise SemsegError(f"{self.path}: not a KITTI raw drive (no image_0{self.camera}/ or velodyne_points/); pass a <date>_drive_NNNN_sync folder")
+            raise SemsegError(
+                f"{self.path}: not a KITTI raw drive (no image_0{self.camera}/ or velodyne_points/); pass a <date>_drive_NNNN_sync folder"
+            )
 
     @property
     def image_dir(self) -> Path:

@@ -15,8 +15,8 @@ def render_bev(
     background: tuple[int, int, int] = (24, 24, 24),
 ) -> NDArray[np.uint8]:
     """An RGB top view of the cloud: forward (+x) is up, left (+y) is left; higher points drawn on top."""
-    height = int(round((x_range[1] - x_range[0]) / metres_per_pixel))
-    width = int(round((y_range[1] - y_range[0]) / metres_per_pixel))
+    height = round((x_range[1] - x_range[0]) / metres_per_pixel)
+    width = round((y_range[1] - y_range[0]) / metres_per_pixel)
     image = np.empty((height, width, 3), np.uint8)
     image[:] = background
     xyz = np.asarray(points)[:, :3]

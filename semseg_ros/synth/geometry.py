@@ -46,7 +46,10 @@ def cylinder(radius: float, height: float, center: tuple[float, float, float], s
     j = (i + 1) % segments
     sides = np.concatenate([np.stack([i, j, j + segments], 1), np.stack([i, j + segments, i + segments], 1)])
     caps = np.concatenate(
-        [np.stack([np.full(segments, 2 * segments), j, i], 1), np.stack([np.full(segments, 2 * segments + 1), i + segments, j + segments], 1)]
+        [
+            np.stack([np.full(segments, 2 * segments), j, i], 1),
+            np.stack([np.full(segments, 2 * segments + 1), i + segments, j + segments], 1),
+        ]
     )
     return Mesh(_place(vertices, center, 0.0), np.concatenate([sides, caps]))
 

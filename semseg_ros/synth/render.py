@@ -80,7 +80,7 @@ class Renderer:
     def render(self, world: World, t: float, rng: np.random.Generator) -> tuple[CameraFrame, LidarFrame]:
         scene = world.scene_at(t)
         raycaster = o3d.t.geometry.RaycastingScene()
-        raycaster.add_triangles(scene.vertices.astype(np.float32), scene.faces.astype(np.uint32))
+        raycaster.add_triangles(_tensor(scene.vertices.astype(np.float32)), _tensor(scene.faces.astype(np.uint32)))
         texture = noise_texture(world.seed)
         ego = world.ego_position(t)
         camera = self._camera(raycaster, scene, world, texture, ego, rng)
@@ -89,7 +89,7 @@ class Renderer:
 
     def _cast(self, raycaster: o3d.t.geometry.RaycastingScene, origin: NDArray, dirs: NDArray) -> dict[str, NDArray]:
         rays = np.concatenate([np.broadcast_to(origin.astype(np.float32), dirs.shape), dirs], axis=-1)
-        result = raycaster.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays)), nthreads=self.nthreads)
+        result = raycaster.cast_rays(_tensor(rays), nthreads=self.nthreads)
         return {k: result[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_normals")}
 
     def _camera(self, raycaster, scene: SceneMesh, world: World, texture, ego, rng) -> CameraFrame:
@@ -109,7 +109,7 @@ class Renderer:
         albedo[windows] = np.array([0.16, 0.2, 0.26], np.float32) * (1.0 + 0.3 * pattern[windows, None])
 
         light_rays = np.concatenate([points + normals * 0.02, np.broadcast_to(world.sun.astype(np.float32), points.shape)], axis=-1)
-        shadowed = raycaster.test_occlusions(o3d.core.Tensor(light_rays[seen]), nthreads=self.nthreads).numpy()
+        shadowed = raycaster.test_occlusions(_tensor(light_rays[seen]), nthreads=self.nthreads).numpy()
         lit = np.zeros((height, width), np.float32)
         lit[seen] = ~shadowed
         lambert = np.clip(normals @ world.sun.astype(np.float32), 0.0, 1.0) * lit
@@ -146,6 +146,10 @@ class Renderer:
         return LidarFrame(np.column_stack([xyz, reflectance]).astype(np.float32), labels)
 
 
+def _tensor(array: NDArray) -> o3d.core.Tensor:
+    return o3d.core.Tensor.from_numpy(np.ascontiguousarray(array))
+
+
 def _facing(normals: NDArray[np.float32], dirs: NDArray[np.float32]) -> NDArray[np.float32]:
     """Unit normals flipped to face the viewer."""
     length = np.linalg.norm(normals, axis=-1, keepdims=True)
@@ -174,7 +178,7 @@ def _remap_wrapped(texture: NDArray[np.float32], map_x: NDArray[np.float32], map
     grid_x = np.pad(map_x.ravel(), (0, padded)).reshape(-1, row)
     grid_y = np.pad(map_y.ravel(), (0, padded)).reshape(-1, row)
     values = cv2.remap(texture, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    return values.ravel()[:count].reshape(shape)
+    return values.ravel()[:count].reshape(shape).astype(np.float32, copy=False)
 
 
 def _window_mask(points: NDArray, normals: NDArray) -> NDArray[np.bool_]:
@@ -182,7 +186,14 @@ def _window_mask(points: NDArray, normals: NDArray) -> NDArray[np.bool_]:
     along = np.where(np.abs(normals[..., 1]) > np.abs(normals[..., 0]), points[..., 0], points[..., 1])
     up = points[..., 2]
     with np.errstate(invalid="ignore"):
-        return (np.abs(normals[..., 2]) < 0.5) & (np.mod(along, 3.0) > 0.8) & (np.mod(along, 3.0) < 2.2) & (np.mod(up, 3.2) > 1.0) & (np.mod(up, 3.2) < 2.4) & (up > 2.5)
+        return (
+            (np.abs(normals[..., 2]) < 0.5)
+            & (np.mod(along, 3.0) > 0.8)
+            & (np.mod(along, 3.0) < 2.2)
+            & (np.mod(up, 3.2) > 1.0)
+            & (np.mod(up, 3.2) < 2.4)
+            & (up > 2.5)
+        )
 
 
 def _sky(dirs: NDArray[np.float32], texture: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -193,5 +204,7 @@ def _sky(dirs: NDArray[np.float32], texture: NDArray[np.float32]) -> NDArray[np.
     base = horizon + (zenith - horizon) * np.sqrt(elevation)
     size = texture.shape[0]
     az = np.arctan2(unit[..., 1], unit[..., 0])
-    clouds = _remap_wrapped(texture, np.mod(az * size / np.pi, size).astype(np.float32), np.mod(elevation[..., 0] * size * 2, size).astype(np.float32))
+    clouds = _remap_wrapped(
+        texture, np.mod(az * size / np.pi, size).astype(np.float32), np.mod(elevation[..., 0] * size * 2, size).astype(np.float32)
+    )
     return (base + 0.08 * np.clip(clouds, 0, None)[..., None]).astype(np.float32)

@@ -177,7 +177,9 @@ class _Builder:
         self.static.append(_part(quad(x0, x1, -hw, hw, 0.0), "road", "asphalt"))
         for side in (-1, 1):
             y_mid = side * (hw + SIDEWALK_WIDTH / 2)
-            self.static.append(_part(box((x1 - x0, SIDEWALK_WIDTH, CURB_HEIGHT), ((x0 + x1) / 2, y_mid, CURB_HEIGHT / 2)), "sidewalk", "concrete"))
+            self.static.append(
+                _part(box((x1 - x0, SIDEWALK_WIDTH, CURB_HEIGHT), ((x0 + x1) / 2, y_mid, CURB_HEIGHT / 2)), "sidewalk", "concrete")
+            )
             y_in, y_out = sorted((side * (hw + SIDEWALK_WIDTH), side * (hw + SIDEWALK_WIDTH + VERGE_WIDTH)))
             self.static.append(_part(quad(x0, x1, y_in, y_out, 0.02), "terrain", "grass"))
         if lay.markings:
@@ -208,10 +210,20 @@ class _Builder:
                 if rng.random() < 0.8:
                     depth, height = rng.uniform(8, 14), rng.uniform(6, 24)
                     setback = back + rng.uniform(0, 2.5)
-                    color = np.array(FACADE_COLORS[rng.integers(len(FACADE_COLORS))]) * rng.uniform(0.85, 1.1)
-                    self.static.append(_part(box((width, depth, height), (x + width / 2, side * (setback + depth / 2), height / 2)), "building", "facade", tuple(color)))
+                    r, g, b = FACADE_COLORS[rng.integers(len(FACADE_COLORS))]
+                    shade = rng.uniform(0.85, 1.1)
+                    self.static.append(
+                        _part(
+                            box((width, depth, height), (x + width / 2, side * (setback + depth / 2), height / 2)),
+                            "building",
+                            "facade",
+                            (r * shade, g * shade, b * shade),
+                        )
+                    )
                 else:
-                    label, material, height = ("wall", "wall", rng.uniform(1.2, 2.5)) if rng.random() < 0.5 else ("fence", "fence", rng.uniform(1.0, 1.8))
+                    label, material, height = (
+                        ("wall", "wall", rng.uniform(1.2, 2.5)) if rng.random() < 0.5 else ("fence", "fence", rng.uniform(1.0, 1.8))
+                    )
                     self.static.append(_part(box((width, 0.2, height), (x + width / 2, side * (back + 0.5), height / 2)), label, material))
                 x += width + rng.uniform(0.5, 4)
             # Trees and hedges on the verge.
@@ -222,7 +234,11 @@ class _Builder:
                 if rng.random() < 0.7:
                     trunk_h, crown = rng.uniform(2.0, 3.5), rng.uniform(1.3, 2.4)
                     self.static.append(_part(cylinder(0.15, trunk_h, (x, y, trunk_h / 2), 6), "vegetation", "bark"))
-                    self.static.append(_part(ellipsoid((crown, crown, crown * rng.uniform(0.8, 1.2)), (x, y, trunk_h + crown * 0.8)), "vegetation", "foliage"))
+                    self.static.append(
+                        _part(
+                            ellipsoid((crown, crown, crown * rng.uniform(0.8, 1.2)), (x, y, trunk_h + crown * 0.8)), "vegetation", "foliage"
+                        )
+                    )
                 else:
                     length, height = rng.uniform(2, 8), rng.uniform(0.8, 1.5)
                     self.static.append(_part(box((length, 1.0, height), (x + length / 2, y, height / 2)), "vegetation", "foliage"))
@@ -258,7 +274,11 @@ class _Builder:
             cab = box((2.0, width, 2.4), (length / 2 - 1.0, 0, 1.6))
             cargo = box((length - 2.2, width, 3.0), (-1.1, 0, 1.95))
             windscreen = box((0.05, width * 0.9, 0.8), (length / 2 + 0.01, 0, 2.2))
-            parts = [_part(cab, label, "car_paint", paint, iid), _part(cargo, label, "car_paint", tuple(rng.uniform(0.5, 0.9, 3)), iid), _part(windscreen, label, "glass", None, iid)]
+            parts = [
+                _part(cab, label, "car_paint", paint, iid),
+                _part(cargo, label, "car_paint", tuple(rng.uniform(0.5, 0.9, 3)), iid),
+                _part(windscreen, label, "glass", None, iid),
+            ]
             wheel_z, wheel_x = 0.5, length * 0.35
         else:  # bus
             length, width = rng.uniform(10.0, 12.0), 2.5
@@ -335,9 +355,7 @@ class _Builder:
             x += rng.uniform(30, 90)
 
 
-def build_world(
-    seed: int, duration: float, layout: RoadLayout | None = None, ego_speed: float = 10.0, margin: float = 150.0
-) -> World:
+def build_world(seed: int, duration: float, layout: RoadLayout | None = None, ego_speed: float = 10.0, margin: float = 150.0) -> World:
     """A street long enough for the ego to drive `duration` seconds with `margin` metres of view around it."""
     layout = layout or RoadLayout()
     builder = _Builder(seed, layout, (-margin, ego_speed * duration + margin))

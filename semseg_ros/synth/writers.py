@@ -29,16 +29,46 @@ FRAME_PERIOD = 0.1  # seconds, 10 Hz
 _START = datetime(2011, 9, 26, 13, 2, 25)
 
 # The real 2011_09_26 calibration (KITTI raw), for 1242x375 images.
-_R_RECT_00 = [9.999239e-01, 9.837760e-03, -7.445048e-03, -9.869795e-03, 9.999421e-01, -4.278459e-03, 7.402527e-03, 4.351614e-03, 9.999631e-01]
+_R_RECT_00 = [
+    9.999239e-01,
+    9.837760e-03,
+    -7.445048e-03,
+    -9.869795e-03,
+    9.999421e-01,
+    -4.278459e-03,
+    7.402527e-03,
+    4.351614e-03,
+    9.999631e-01,
+]
 _P_RECT = {
     0: [7.215377e02, 0, 6.095593e02, 0, 0, 7.215377e02, 1.728540e02, 0, 0, 0, 1, 0],
     1: [7.215377e02, 0, 6.095593e02, -3.875744e02, 0, 7.215377e02, 1.728540e02, 0, 0, 0, 1, 0],
     2: [7.215377e02, 0, 6.095593e02, 4.485728e01, 0, 7.215377e02, 1.728540e02, 2.163791e-01, 0, 0, 1, 2.745884e-03],
     3: [7.215377e02, 0, 6.095593e02, -3.395242e02, 0, 7.215377e02, 1.728540e02, 2.199936e00, 0, 0, 1, 2.729905e-03],
 }
-_VELO_TO_CAM_R = [7.533745e-03, -9.999714e-01, -6.166020e-04, 1.480249e-02, 7.280733e-04, -9.998902e-01, 9.998621e-01, 7.523790e-03, 1.480755e-02]
+_VELO_TO_CAM_R = [
+    7.533745e-03,
+    -9.999714e-01,
+    -6.166020e-04,
+    1.480249e-02,
+    7.280733e-04,
+    -9.998902e-01,
+    9.998621e-01,
+    7.523790e-03,
+    1.480755e-02,
+]
 _VELO_TO_CAM_T = [-4.069766e-03, -7.631618e-02, -2.717806e-01]
-_IMU_TO_VELO_R = [9.999976e-01, 7.553071e-04, -2.035826e-03, -7.854027e-04, 9.998898e-01, -1.482298e-02, 2.024406e-03, 1.482454e-02, 9.998881e-01]
+_IMU_TO_VELO_R = [
+    9.999976e-01,
+    7.553071e-04,
+    -2.035826e-03,
+    -7.854027e-04,
+    9.998898e-01,
+    -1.482298e-02,
+    2.024406e-03,
+    1.482454e-02,
+    9.998881e-01,
+]
 _IMU_TO_VELO_T = [-8.086759e-01, 3.195559e-01, -7.997231e-01]
 
 
@@ -85,7 +115,11 @@ def write_raw_calibration(date_dir: Path, width: int, height: int) -> None:
         "delta_f: 0.000000e+00 0.000000e+00",
         "delta_c: 0.000000e+00 0.000000e+00",
     ]
-    imu = ["calib_time: 25-May-2012 16:47:16", format_matrix_line("R", np.array(_IMU_TO_VELO_R)), format_matrix_line("T", np.array(_IMU_TO_VELO_T))]
+    imu = [
+        "calib_time: 25-May-2012 16:47:16",
+        format_matrix_line("R", np.array(_IMU_TO_VELO_R)),
+        format_matrix_line("T", np.array(_IMU_TO_VELO_T)),
+    ]
     for name, lines in ((RAW_CAM_TO_CAM, cam), (RAW_VELO_TO_CAM, velo), (RAW_IMU_TO_VELO, imu)):
         (date_dir / name).write_text("\n".join(lines) + "\n")
 
@@ -116,7 +150,9 @@ def _layout_for(seed: int) -> RoadLayout:
     return RoadLayout(lanes_per_direction=int(rng.integers(1, 3)), markings=bool(rng.random() < 0.85), parking=bool(rng.random() < 0.7))
 
 
-def _frames(world: World, renderer: Renderer, times: list[float], seed: int, desc: str, progress: bool) -> Iterator[tuple[int, CameraFrame, LidarFrame]]:
+def _frames(
+    world: World, renderer: Renderer, times: list[float], seed: int, desc: str, progress: bool
+) -> Iterator[tuple[int, CameraFrame, LidarFrame]]:
     for index, t in enumerate(tqdm(times, desc=desc, unit="frame", disable=not progress, leave=False)):
         camera, lidar = renderer.render(world, t, np.random.default_rng([seed, index]))
         yield index, camera, lidar
@@ -135,7 +171,9 @@ def depth_png(depth: NDArray[np.float32]) -> NDArray[np.uint16]:
     return np.clip(scaled, 0, 65535).astype(np.uint16)
 
 
-def write_kitti_raw(out: Path, frames: int, seed: int, drive: int = 1, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0) -> Path:
+def write_kitti_raw(
+    out: Path, frames: int, seed: int, drive: int = 1, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0
+) -> Path:
     """Render a drive of `frames` frames into out/2011_09_26/2011_09_26_drive_NNNN_sync; returns the drive dir."""
     date_dir = Path(out) / DATE
     drive_dir = date_dir / f"{DATE}_drive_{drive:04d}_sync"
@@ -165,7 +203,17 @@ def write_kitti_raw(out: Path, frames: int, seed: int, drive: int = 1, width: in
     return drive_dir
 
 
-def write_cityscapes(out: Path, frames: int, seed: int, sequences: int = 3, val_sequences: int = 1, width: int = 2048, height: int = 1024, progress: bool = True, nthreads: int = 0) -> Path:
+def write_cityscapes(
+    out: Path,
+    frames: int,
+    seed: int,
+    sequences: int = 3,
+    val_sequences: int = 1,
+    width: int = 2048,
+    height: int = 1024,
+    progress: bool = True,
+    nthreads: int = 0,
+) -> Path:
     """`frames` images per sequence in the Cityscapes layout; the last `val_sequences` sequences form val."""
     if not 0 < val_sequences < sequences:
         raise ValueError("need 0 < val_sequences < sequences so that train and val are both non-empty")
@@ -200,7 +248,9 @@ KITTI_ROAD_CATEGORIES = {
 ROAD_BGR, NOT_ROAD_BGR = (255, 0, 255), (0, 0, 255)
 
 
-def write_kitti_road(out: Path, frames: int, seed: int, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0) -> Path:
+def write_kitti_road(
+    out: Path, frames: int, seed: int, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0
+) -> Path:
     """`frames` images per category (um, umm, uu) in the data_road/training layout."""
     training = Path(out) / "data_road" / "training"
     for name in ("image_2", "gt_image_2", "calib"):

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs everything semseg_ros needs. Safe to re-run.
+#   PYTHON=python3.12 bash tools/setup.sh    # another interpreter (3.10-3.12)
+#   VENV=/path/to/venv bash tools/setup.sh   # another location
+# Where a system ROS 2 is sourced (ROS_DISTRO set, rclpy importable) the venv sees it and the
+# ROS wheels from PyPI are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+APT_PACKAGES=(libusb-1.0-0 ffmpeg)   # open3d needs libusb; ffmpeg writes demo videos
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing system packages ${missing[*]}: run 'sudo apt-get install ${missing[*]}'" >&2
+  fi
+fi
+
+requirements=(-r requirements.txt -r requirements-dev.txt)
+venv_args=()
+if [ -n "${ROS_DISTRO:-}" ] && "$PYTHON" -c "import rclpy" 2>/dev/null; then
+  echo "using the system ROS 2 ${ROS_DISTRO} for rclpy and messages"
+  venv_args+=(--system-site-packages)
+else
+  requirements+=(-r requirements-ros.txt)
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "${venv_args[@]}" "$VENV"
+
+pip_quiet() {  # pip, without the noise of local mirror folders that lack a package
+  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+set -o pipefail
+pip_quiet "${requirements[@]}"
+pip_quiet --no-deps tensorrt-stubs
+pip_quiet --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -c "import torch, segmentation_models_pytorch, open3d, rclpy, semseg_ros" \
+  || { echo "setup: the environment in $VENV does not import; see the messages above" >&2; exit 1; }
+echo "setup: $VENV ready"
