@@ -1,6 +1,6 @@
 """Synthetic-world speed: seconds per KITTI frame (camera + lidar + ground truth) on one core and on all.
 
-    .venv/bin/python bench/synth.py [--frames 20] [--width 1242 --height 375]
+.venv/bin/python bench/synth.py [--frames 20] [--width 1242 --height 375]
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=375)
     args = parser.parse_args()
     print(f"synthetic KITTI frame {args.width}x{args.height}, {args.frames} frames, median over frames")
-    print(f"{'threads':>8} {'render ms':>10} {'write ms':>9} {'frame p50 ms':>13} {'frame max ms':>13} {'points/sweep':>13} {'triangles':>10}")
+    print(
+        f"{'threads':>8} {'render ms':>10} {'write ms':>9} {'frame p50 ms':>13} {'frame max ms':>13} {'points/sweep':>13} {'triangles':>10}"
+    )
     for threads in (1, 0):
         r = run(args.frames, args.width, args.height, threads)
         label = "1" if threads == 1 else "all"

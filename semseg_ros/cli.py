@@ -90,8 +90,80 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a segmentation network from a YAML config (torchrun-aware)",
+        description="Train from CONFIG (YAML; see config/train/). Multi-GPU: torchrun --nproc-per-node N -m semseg_ros train CONFIG.",
+    )
+    p.add_argument("config", type=Path, help="training config YAML")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.0005",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from train.out_dir/last.pt exactly where it stopped")
+    p.add_argument("--stop-after-epochs", type=_positive, help="run at most this many epochs now (resume later with --resume)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from semseg_ros.train.config import load_config
+    from semseg_ros.train.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
+    if "mIoU" in metrics:
+        print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}, checkpoints in {config.train.out_dir}")
+    return 0
+
+
+# -------------------------------------------------------------------- summary
+def _input_size(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,512,1024, got {text!r}") from None
+    return c, h, w
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="parameters and activation memory of a config's model",
+        description="Model summary of the network a training config describes.",
+    )
+    p.add_argument("config", type=Path, help="training config YAML")
+    p.add_argument("--input-size", type=_input_size, default=(3, 512, 1024), help="C,H,W (default 3,512,1024)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from semseg_ros.labels import get_label_set
+    from semseg_ros.models.summary import summarize
+    from semseg_ros.train.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    classes = get_label_set("road" if config.data.format == "kitti-road" else config.data.label_set).num_classes
+    result = summarize(config.model, classes, args.input_size)
+    model = config.model
+    name = f"{model.arch} {model.encoder}" + (f", {model.decoder_res_blocks} res blocks in decoder" if model.decoder_res_blocks else "")
+    print(f"{name}, {classes} classes, input {','.join(map(str, args.input_size))}")
+    print(f"Total params: {result.params:,}")
+    print(f"Params size (MB): {result.params_mb:.2f}")
+    print(f"Forward/backward pass size (MB): {result.forward_backward_mb:.2f}")
+    if result.measured_mb is not None:
+        print(f"Measured CUDA forward/backward peak (MB): {result.measured_mb:.2f}")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_summary)
 
 
 def build_parser() -> argparse.ArgumentParser:

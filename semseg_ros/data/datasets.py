@@ -1,0 +1,176 @@
+"""Segmentation datasets over the real on-disk layouts: Cityscapes, KITTI road and KITTI raw drives.
+
+Each dataset lists (image, label) file pairs and yields an RGB uint8 image and a uint8 mask of
+label-set class ids (255 = ignore), passed through an optional `transform(image, mask)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from semseg_ros.errors import SemsegError
+from semseg_ros.labels import IGNORE, LabelSet, get_label_set
+
+Transform = Callable[[NDArray[np.uint8], NDArray[np.uint8]], tuple[Any, Any]]
+
+
+def read_rgb(path: Path) -> NDArray[np.uint8]:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SemsegError(f"{path}: cannot read image (missing, truncated or not an image)")
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def read_label_png(path: Path) -> NDArray[np.uint8]:
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None or label.ndim != 2:
+        raise SemsegError(f"{path}: cannot read a single-channel label PNG")
+    return label.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    label: Path
+    kind: str  # how to decode the label file: "label_ids" (Cityscapes ids) or "kitti_road"
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Pairs of files decoded into (image, class-id mask), then transformed."""
+
+    def __init__(self, samples: list[Sample], label_set: LabelSet, transform: Transform | None = None):
+        if not samples:
+            raise SemsegError("dataset is empty")
+        self.samples = samples
+        self.label_set = label_set
+        self.transform = transform
+        self.seed = 0
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentations become a function of (seed, epoch, index): resumable and worker-independent."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        sample = self.samples[index]
+        image = read_rgb(sample.image)
+        if sample.kind == "kitti_road":
+            gt = cv2.imread(str(sample.label), cv2.IMREAD_COLOR)  # BGR: road where B > 0, valid where R > 0
+            if gt is None:
+                raise SemsegError(f"{sample.label}: cannot read KITTI road GT image")
+            mask = np.where(gt[..., 2] > 0, (gt[..., 0] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
+        else:
+            mask = self.label_set.map_cityscapes_ids(read_label_png(sample.label))
+        if mask.shape != image.shape[:2]:
+            raise SemsegError(f"{sample.label}: label size {mask.shape[::-1]} differs from image {sample.image} {image.shape[1::-1]}")
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, mask = self.load(index)
+        if self.transform is None:
+            return image, mask
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        set_seed = getattr(self.transform, "set_random_seed", None)
+        if set_seed is not None:
+            set_seed(seed)
+        return self.transform(image, mask)
+
+
+def _pairs(images: list[Path], label_for: Callable[[Path], Path], kind: str, what: str) -> list[Sample]:
+    if not images:
+        raise SemsegError(f"no {what} images found")
+    samples = [Sample(image, label_for(image), kind) for image in images]
+    missing = [s for s in samples if not s.label.is_file()]
+    if missing:
+        raise SemsegError(
+            f"{len(missing)} of {len(samples)} {what} images have no label file, e.g. {missing[0].image} (expected {missing[0].label})"
+        )
+    return samples
+
+
+def cityscapes_samples(root: str | Path, split: str, coarse: bool = False) -> list[Sample]:
+    """leftImg8bit/<split>/<city>/*_leftImg8bit.png with gtFine labelIds (plus train_extra + gtCoarse)."""
+    root = Path(root)
+    if not (root / "leftImg8bit").is_dir():
+        raise SemsegError(f"{root}: not a Cityscapes root (expected leftImg8bit/ and gtFine/ under it)")
+
+    def fine(image: Path) -> Path:
+        stem = image.name.removesuffix("_leftImg8bit.png")
+        return root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
+
+    images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
+    samples = _pairs(images, fine, "label_ids", f"Cityscapes {split}")
+    if coarse and split == "train":
+
+        def rough(image: Path) -> Path:
+            stem = image.name.removesuffix("_leftImg8bit.png")
+            return root / "gtCoarse" / "train_extra" / image.parent.name / f"{stem}_gtCoarse_labelIds.png"
+
+        extra = sorted((root / "leftImg8bit" / "train_extra").glob("*/*_leftImg8bit.png"))
+        samples += _pairs(extra, rough, "label_ids", "Cityscapes train_extra (coarse)")
+    return samples
+
+
+def _split(items: list[Path], split: str, val_every_nth: int) -> list[Path]:
+    if split not in ("train", "val"):
+        raise SemsegError(f"split '{split}' must be train or val")
+    chosen = [p for i, p in enumerate(sorted(items)) if (i % val_every_nth == val_every_nth - 1) == (split == "val")]
+    if not chosen:
+        raise SemsegError(f"the {split} split is empty: {len(items)} images with every {val_every_nth}-th for val")
+    return chosen
+
+
+def kitti_road_samples(root: str | Path, split: str, target: str = "road", val_every_nth: int = 5) -> list[Sample]:
+    """data_road/training: every n-th image (sorted by name) is val; `target` road or lane (um only)."""
+    root = Path(root)
+    training = root / "data_road" / "training" if (root / "data_road").is_dir() else root / "training"
+    if not (training / "image_2").is_dir():
+        raise SemsegError(f"{root}: not a KITTI road root (expected data_road/training/image_2/)")
+    images = sorted((training / "image_2").glob("*.png"))
+    if target == "lane":
+        images = [p for p in images if p.name.startswith("um_")]
+
+    def gt(image: Path) -> Path:
+        category, index = image.stem.split("_", 1)
+        return training / "gt_image_2" / f"{category}_{target}_{index}.png"
+
+    return _pairs(_split(images, split, val_every_nth), gt, "kitti_road", f"KITTI road {split}")
+
+
+def kitti_raw_samples(root: str | Path, split: str, val_every_nth: int = 5) -> list[Sample]:
+    """Synthetic (or annotated) KITTI raw drives under `root`: image_02/data with image_02/semantic."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SemsegError(f"{root}: KITTI raw root not found")
+    images = sorted(p for p in root.rglob("image_02/data/*.png"))
+    if not images:
+        raise SemsegError(f"{root}: no drives with image_02/data/*.png found")
+    return _pairs(_split(images, split, val_every_nth), lambda p: p.parent.parent / "semantic" / p.name, "label_ids", f"KITTI raw {split}")
+
+
+def build_dataset(data_config: Any, split: str, transform: Transform | None = None) -> SegmentationDataset:
+    """The dataset described by a `DataConfig` section."""
+    fmt = data_config.format
+    if fmt == "cityscapes":
+        samples = cityscapes_samples(data_config.root, split, coarse=data_config.coarse)
+        label_set = get_label_set(data_config.label_set)
+    elif fmt == "kitti-road":
+        samples = kitti_road_samples(data_config.root, split, data_config.kitti_road_target, data_config.val_every_nth)
+        label_set = get_label_set("road")
+    elif fmt == "kitti-raw":
+        samples = kitti_raw_samples(data_config.root, split, data_config.val_every_nth)
+        label_set = get_label_set(data_config.label_set)
+    else:
+        raise SemsegError(f"data.format '{fmt}' is not one of cityscapes, kitti-road, kitti-raw")
+    return SegmentationDataset(samples, label_set, transform)

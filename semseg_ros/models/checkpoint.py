@@ -1,0 +1,87 @@
+"""Checkpoints that carry everything inference needs, written atomically, read without pickle.
+
+A checkpoint is a dict saved by torch.save and read with `weights_only=True`:
+    format: "semseg_ros.checkpoint/1"
+    model_state: the SegmentationNet state dict
+    card: {model: ModelConfig dict, label_set, classes, colors, mean, std, input_size: [h, w]}
+    config: the resolved training config (optional), train_state: optimizer etc. (optional)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semseg_ros import schema
+from semseg_ros.errors import SemsegError
+from semseg_ros.models.factory import ModelConfig, SegmentationNet, build_model
+
+FORMAT = "semseg_ros.checkpoint/1"
+CARD_KEYS = ("model", "label_set", "classes", "colors", "mean", "std", "input_size")
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, card: dict[str, Any], **extra: Any) -> None:
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"model card lacks {missing}")
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    atomic_save({"format": FORMAT, "model_state": state, "card": card, **extra}, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (no arbitrary pickle); clear errors for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise SemsegError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SemsegError(f"{path}: not a readable semseg_ros checkpoint (truncated, corrupt or unsafe pickle: {reason})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SemsegError(f"{path}: not a semseg_ros checkpoint (no '{FORMAT}' format tag); train one with `semseg train`")
+    return data
+
+
+def model_from_checkpoint(
+    source: str | Path | dict[str, Any], map_location: str | torch.device = "cpu"
+) -> tuple[SegmentationNet, dict[str, Any]]:
+    """Rebuild the network from a checkpoint alone; returns (model in eval mode, card)."""
+    data = source if isinstance(source, dict) else load_checkpoint(source, map_location)
+    card = data["card"]
+    model_config = schema.load(ModelConfig, {**card["model"], "encoder_weights": None}, "card.model")
+    model = build_model(model_config, len(card["classes"]))
+    try:
+        model.load_state_dict(data["model_state"])
+    except RuntimeError as exc:
+        raise SemsegError(f"checkpoint weights do not fit its own architecture ({str(exc).splitlines()[0]})") from None
+    return model.eval(), card
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel and torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner

@@ -1,0 +1,158 @@
+"""Typed configuration from YAML: nested dataclasses with defaults, strict keys and type checks.
+
+`load(cls, data)` builds the dataclass `cls` from a mapping: unknown keys and values of the wrong
+type are `SemsegError`s that name the key path (`optim.lr: expected a number, got 'fast'`).
+`apply_overrides` applies `--set a.b=value` strings (values parsed as YAML) to a mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from semseg_ros.errors import SemsegError
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path` (safe loader), with clear errors for missing or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise SemsegError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SemsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SemsegError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of `data` with each `dotted.key=value` override applied (value parsed as YAML)."""
+    result = _deep_copy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SemsegError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.001")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SemsegError(f"--set {item!r}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def load(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from `data`, filling defaults and checking keys and types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SemsegError(f"{where or 'config'}: expected a mapping, got {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
+            raise SemsegError(f"{_join(where, str(key))}: unknown key{hint}")
+    values = {}
+    for name, field in fields.items():
+        path = _join(where, name)
+        if name in data:
+            values[name] = _convert(hints[name], data[name], path)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise SemsegError(f"{path}: required key is missing")
+    return cls(**values)
+
+
+def dump(config: Any) -> dict[str, Any]:
+    """A plain mapping of a config dataclass (for YAML and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, path)
+            except SemsegError as exc:
+                errors.append(str(exc))
+        raise SemsegError(errors[0] if len(errors) == 1 else f"{path}: {_describe(value)} fits none of the allowed types")
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise SemsegError(f"{path}: must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        return value
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        if not isinstance(value, list | tuple):
+            raise SemsegError(f"{path}: expected a list, got {_describe(value)}")
+        args = get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise SemsegError(f"{path}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        item = args[0] if args else Any
+        converted = [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(converted) if origin is tuple else converted
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise SemsegError(f"{path}: expected a mapping, got {_describe(value)}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        return load(hint, value, path)  # type: ignore[arg-type]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SemsegError(f"{path}: expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SemsegError(f"{path}: expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SemsegError(f"{path}: expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SemsegError(f"{path}: expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"{path}: unsupported config type {hint}")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, dict | list) else type(value).__name__
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}

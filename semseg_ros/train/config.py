@@ -1,0 +1,125 @@
+"""The training config schema: YAML sections map onto these dataclasses (defaults shown here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from semseg_ros import schema
+from semseg_ros.errors import SemsegError
+from semseg_ros.models.factory import ModelConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DataConfig:
+    format: Literal["cityscapes", "kitti-road", "kitti-raw"] = "cityscapes"
+    root: str = ""  # dataset root (kitti-raw: a folder holding drives, searched recursively)
+    label_set: str = "cityscapes19"  # cityscapes19 | categories | road (kitti-road always uses road)
+    coarse: bool = False  # cityscapes: add train_extra images with gtCoarse labels to training
+    kitti_road_target: Literal["road", "lane"] = "road"
+    val_every_nth: int = 5  # kitti-road / kitti-raw: every n-th image (sorted by name) goes to val
+    batch_size: int = 8
+    val_batch_size: int = 4
+    workers: int = 2
+
+
+@dataclass
+class AugmentConfig:
+    scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area fraction
+    hflip: float = 0.5
+    color: float = 0.5  # probability of a brightness/contrast/hue change
+    hard_augs: bool = False  # rain, snow, fog or sun flare (one of them)
+    hard_augs_p: float = 0.3
+
+
+@dataclass
+class LossConfig:
+    ce: float = 1.0
+    dice: float = 0.0
+    lovasz: float = 0.0
+    bce: float = 0.0  # per-pixel sigmoid BCE over one-hot classes (multi-label style)
+    class_weights: list[float] | None = None
+    aux_weight: float = 0.4
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_steps: int = 100
+    poly_power: float = 0.9
+    accumulate: int = 1  # optimizer step every `accumulate` batches
+    clip_grad: float | None = 5.0
+
+
+@dataclass
+class SizeStage:
+    epoch: int
+    height: int
+    width: int
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    input_size: tuple[int, int] = (512, 1024)  # (height, width) the network sees at validation and inference
+    size_progression: list[SizeStage] = field(default_factory=list)  # training crop size from an epoch on
+    val_every: int = 1
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # used on CUDA only
+    channels_last: bool = True  # used on CUDA only
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out_dir: str = "runs/train"
+    log_images: int = 4  # validation images written to TensorBoard
+    max_steps_per_epoch: int | None = None  # cap for quick experiments and tests
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def crop_size(self, epoch: int) -> tuple[int, int]:
+        """Training crop (height, width) in `epoch`: the last progression stage started, else input_size."""
+        size = self.train.input_size
+        for stage in sorted(self.train.size_progression, key=lambda s: s.epoch):
+            if stage.epoch <= epoch:
+                size = (stage.height, stage.width)
+        return size
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """A validated Config from a YAML file (or defaults when `path` is None) plus `--set` overrides."""
+    data = schema.read_yaml(path) if path is not None else {}
+    config = schema.load(Config, schema.apply_overrides(data, overrides or []))
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if config.train.epochs <= 0:
+        raise SemsegError("train.epochs: must be positive")
+    if config.optim.accumulate <= 0:
+        raise SemsegError("optim.accumulate: must be at least 1")
+    if config.data.batch_size <= 0 or config.data.val_batch_size <= 0:
+        raise SemsegError("data.batch_size and data.val_batch_size must be positive")
+    if not 0 < config.augment.scale[0] <= config.augment.scale[1] <= 1:
+        raise SemsegError("augment.scale: expected 0 < min <= max <= 1 (area fraction of the crop)")
+    for h, w in [config.train.input_size] + [(s.height, s.width) for s in config.train.size_progression]:
+        if h < 32 or w < 32:
+            raise SemsegError(f"size {h}x{w}: height and width must be at least 32")
+    if config.loss.ce + config.loss.dice + config.loss.lovasz + config.loss.bce <= 0:
+        raise SemsegError("loss: at least one of ce, dice, lovasz, bce must have a positive weight")

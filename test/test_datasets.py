@@ -1,0 +1,99 @@
+"""Datasets over the real layouts (tested on synthetic output) and the albumentations pipelines."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from semseg_ros.data.datasets import build_dataset, cityscapes_samples, kitti_road_samples
+from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
+from semseg_ros.errors import SemsegError
+from semseg_ros.labels import IGNORE, get_label_set
+from semseg_ros.train.config import AugmentConfig, DataConfig
+
+
+def test_cityscapes_pairs_and_label_mapping(cityscapes_root: Path) -> None:
+    train = build_dataset(DataConfig(format="cityscapes", root=str(cityscapes_root)), "train")
+    val = build_dataset(DataConfig(format="cityscapes", root=str(cityscapes_root)), "val")
+    assert len(train) == 6 and len(val) == 3
+    image, mask = train[0]
+    assert image.shape == (96, 192, 3) and image.dtype == np.uint8 and mask.shape == (96, 192)
+    label_ids = cv2.imread(str(train.samples[0].label), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask, get_label_set("cityscapes19").map_cityscapes_ids(label_ids))
+    assert set(np.unique(mask)) <= set(range(19)) | {IGNORE}
+    categories = build_dataset(DataConfig(format="cityscapes", root=str(cityscapes_root), label_set="categories"), "train")
+    assert set(np.unique(categories[0][1])) <= set(range(7)) | {IGNORE}
+
+
+def test_cityscapes_coarse_adds_train_extra(cityscapes_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cs"
+    shutil.copytree(cityscapes_root, root)
+    source = next((root / "leftImg8bit" / "train").glob("*/*.png"))
+    extra_image = root / "leftImg8bit" / "train_extra" / "extracity" / "extracity_000000_000000_leftImg8bit.png"
+    extra_label = root / "gtCoarse" / "train_extra" / "extracity" / "extracity_000000_000000_gtCoarse_labelIds.png"
+    extra_image.parent.mkdir(parents=True)
+    extra_label.parent.mkdir(parents=True)
+    shutil.copy(source, extra_image)
+    cv2.imwrite(str(extra_label), np.full((96, 192), 7, np.uint8))
+    assert len(cityscapes_samples(root, "train", coarse=True)) == len(cityscapes_samples(root, "train")) + 1
+
+
+def test_kitti_road_split_and_decoding(kitti_road_root: Path) -> None:
+    train = kitti_road_samples(kitti_road_root, "train")
+    val = kitti_road_samples(kitti_road_root, "val")
+    assert len(train) + len(val) == 15 and len(val) == 3
+    assert not {s.image for s in train} & {s.image for s in val}
+    assert kitti_road_samples(kitti_road_root, "val") == val  # deterministic
+    dataset = build_dataset(DataConfig(format="kitti-road", root=str(kitti_road_root)), "train")
+    _, mask = dataset[0]
+    gt = cv2.imread(str(dataset.samples[0].label))
+    np.testing.assert_array_equal(mask, (gt[..., 0] > 0).astype(np.uint8))
+    lanes = kitti_road_samples(kitti_road_root, "train", target="lane")
+    assert lanes and all(s.image.name.startswith("um_") and "_lane_" in s.label.name for s in lanes)
+
+
+def test_kitti_raw_drives(kitti_raw_root: Path) -> None:
+    dataset = build_dataset(DataConfig(format="kitti-raw", root=str(kitti_raw_root)), "train")
+    assert len(dataset) == 4
+    image, mask = dataset[0]
+    assert image.shape == (64, 160, 3) and (mask == 0).any()  # road is trainId 0
+
+
+def test_clear_errors(cityscapes_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(SemsegError, match="not a Cityscapes root"):
+        cityscapes_samples(tmp_path / "missing", "train")
+    (tmp_path / "empty" / "leftImg8bit").mkdir(parents=True)
+    with pytest.raises(SemsegError, match="no Cityscapes train images found"):
+        cityscapes_samples(tmp_path / "empty", "train")
+    root = tmp_path / "cs"
+    shutil.copytree(cityscapes_root, root)
+    victim = sorted((root / "gtFine" / "train").glob("*/*_labelIds.png"))[0]
+    victim.unlink()
+    with pytest.raises(SemsegError, match=f"have no label file.*{victim.name}"):
+        cityscapes_samples(root, "train")
+    with pytest.raises(SemsegError, match="not a KITTI road root"):
+        kitti_road_samples(tmp_path, "train")
+
+
+def test_train_pipeline_is_seeded_per_sample(cityscapes_root: Path) -> None:
+    dataset = build_dataset(DataConfig(format="cityscapes", root=str(cityscapes_root)), "train")
+    dataset.transform = train_pipeline((64, 128), AugmentConfig(hard_augs=True, hard_augs_p=1.0), (0.5,) * 3, (0.25,) * 3)
+    image, mask = dataset[1]
+    assert image.shape == (3, 64, 128) and image.dtype == torch.float32 and mask.shape == (64, 128) and mask.dtype == torch.int64
+    again, _ = dataset[1]
+    assert torch.equal(image, again)
+    dataset.set_epoch(1)
+    assert not torch.equal(image, dataset[1][0])
+
+
+def test_eval_pipeline_keeps_full_resolution_masks(cityscapes_root: Path) -> None:
+    dataset = build_dataset(
+        DataConfig(format="cityscapes", root=str(cityscapes_root)), "val", eval_pipeline((32, 64), (0.5,) * 3, (0.25,) * 3)
+    )
+    images, masks = collate_eval([dataset[0], dataset[1]])
+    assert images.shape == (2, 3, 32, 64) and [m.shape for m in masks] == [(96, 192), (96, 192)]

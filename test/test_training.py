@@ -1,0 +1,133 @@
+"""The trainer: checkpoints, exact resume, size progression, torchrun/DDP, config validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from semseg_ros.cli import main
+from semseg_ros.errors import SemsegError
+from semseg_ros.models.checkpoint import load_checkpoint, model_from_checkpoint
+from semseg_ros.train.config import load_config
+from semseg_ros.train.trainer import train
+
+
+def tiny_config(tmp_path: Path, root: Path, name: str = "run", **train_overrides: object) -> Path:
+    config = {
+        "data": {"format": "cityscapes", "root": str(root), "batch_size": 2, "val_batch_size": 2, "workers": 0},
+        "model": {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [32, 16, 16, 8, 8]},
+        "loss": {"ce": 1.0, "dice": 0.5},
+        "optim": {"lr": 0.002, "warmup_steps": 2, "accumulate": 2},
+        "train": {
+            "epochs": 2,
+            "input_size": [64, 128],
+            "size_progression": [{"epoch": 1, "height": 96, "width": 160}],
+            "out_dir": str(tmp_path / name),
+            "log_images": 1,
+            **train_overrides,
+        },
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def history(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_checkpoints_logs_and_a_self_contained_model(tmp_path: Path, cityscapes_root: Path) -> None:
+    config = load_config(tiny_config(tmp_path, cityscapes_root))
+    metrics = train(config)
+    out = Path(config.train.out_dir)
+    assert metrics["epoch"] == 2 and 0 <= metrics["mIoU"] <= 1 and set(metrics["iou"]) >= {"road", "sky"}
+    for name in ("last.pt", "best.pt", "config.yaml", "history.jsonl"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    steps = [r for r in history(out) if r["event"] == "step"]
+    assert len(steps) == 4 and all(r["loss"] > 0 for r in steps)  # 3 batches, accumulate 2 -> 2 steps per epoch
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["card"]["input_size"] == [64, 128] and checkpoint["card"]["classes"][0] == "road"
+    assert checkpoint["train_state"]["epoch"] == 2
+    model, _ = model_from_checkpoint(out / "last.pt")
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 128)).shape == (1, 19, 64, 128)
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_resume_continues_exactly(tmp_path: Path, cityscapes_root: Path) -> None:
+    straight = load_config(tiny_config(tmp_path, cityscapes_root, "straight"))
+    train(straight)
+    interrupted = load_config(tiny_config(tmp_path, cityscapes_root, "interrupted"))
+    train(interrupted, stop_after_epochs=1)
+    assert load_checkpoint(Path(interrupted.train.out_dir) / "last.pt")["train_state"]["epoch"] == 1
+    train(interrupted, resume=True)
+    first = [r for r in history(Path(straight.train.out_dir)) if r["event"] == "step"]
+    second = [r for r in history(Path(interrupted.train.out_dir)) if r["event"] == "step"]
+    assert len(first) == len(second) == 4
+    for a, b in zip(first, second, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7) and a["lr"] == b["lr"]
+    final_a = load_checkpoint(Path(straight.train.out_dir) / "last.pt")["model_state"]
+    final_b = load_checkpoint(Path(interrupted.train.out_dir) / "last.pt")["model_state"]
+    for key in final_a:
+        assert torch.allclose(final_a[key].float(), final_b[key].float(), atol=1e-6), key
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path, cityscapes_root: Path) -> None:
+    with pytest.raises(SemsegError, match="no checkpoint at"):
+        train(load_config(tiny_config(tmp_path, cityscapes_root, "fresh")), resume=True)
+
+
+def test_size_progression_picks_the_stage() -> None:
+    config = load_config(
+        None,
+        [
+            "train.input_size=[512,1024]",
+            "train.size_progression=[{epoch: 0, height: 256, width: 512}, {epoch: 5, height: 512, width: 1024}]",
+        ],
+    )
+    assert [config.crop_size(e) for e in (0, 4, 5, 9)] == [(256, 512), (256, 512), (512, 1024), (512, 1024)]
+    assert load_config(None).crop_size(3) == (512, 1024)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path, cityscapes_root: Path) -> None:
+    config = tiny_config(tmp_path, cityscapes_root, "ddp", epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577", "-m", "semseg_ros", "train", str(config), "--set", "data.batch_size=1"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    checksums = sorted(line.split("checksum ")[1] for line in result.stdout.splitlines() if "parameter checksum" in line)
+    assert len(checksums) == 2 and checksums[0] == checksums[1], result.stdout
+    assert (tmp_path / "ddp" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epcohs=3", "train.epcohs: unknown key (did you mean 'epochs'?)"),
+        ("optim.lr=fast", "optim.lr: expected a number, got str 'fast'"),
+        ("model.arch=vgg", "model.arch: must be one of"),
+        ("train.size_progression=[{epoch: 0, height: 8, width: 8}]", "at least 32"),
+    ],
+)
+def test_config_errors_name_the_key(
+    tmp_path: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
+    assert main(["train", str(tiny_config(tmp_path, cityscapes_root)), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+
+
+def test_missing_dataset_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(tiny_config(tmp_path, tmp_path / "nowhere"))]) == 2
+    assert "not a Cityscapes root" in capsys.readouterr().err
