@@ -162,8 +162,94 @@ def _run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------ export / engine
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        b, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch,height,width such as 1,384,1248, got {text!r}") from None
+    return b, h, w
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
+    p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
+    p.add_argument("--argmax", action="store_true", help="argmax in the graph: the model outputs uint8 labels")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from semseg_ros.inference.export import export_onnx, parity_check
+
+    size = (args.height, args.width) if args.height and args.width else None
+    if bool(args.height) != bool(args.width):
+        raise SemsegError("give both --height and --width, or neither")
+    path = export_onnx(args.checkpoint, args.onnx, size, dynamic=args.dynamic, argmax=args.argmax)
+    parity = parity_check(args.checkpoint, path)
+    print(f"wrote {path}: max |logit difference| {parity.max_abs_diff:.2e}, labels agree on {parity.label_agreement:.4%} of pixels")
+    if parity.label_agreement < 0.999:
+        print("semseg export: error: PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_build_engine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build-engine", help="build a TensorRT engine (with cache sidecar) from an exported ONNX model")
+    p.add_argument("onnx", type=Path)
+    p.add_argument("--engine", type=Path, help="output path (default: beside the ONNX, <stem>.<precision>.engine)")
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--int8", action="store_true", help="INT8 with entropy calibration (needs --calib-images)")
+    p.add_argument("--calib-images", type=Path)
+    p.add_argument("--workspace-gb", type=float, default=4.0)
+    p.add_argument("--min-shape", type=_shape, help="batch,height,width (dynamic ONNX only)")
+    p.add_argument("--opt-shape", type=_shape)
+    p.add_argument("--max-shape", type=_shape)
+    p.add_argument("--force", action="store_true", help="rebuild even when a current cached engine exists")
+    p.add_argument("--device", default="cuda")
+    p.set_defaults(func=_run_build_engine)
+
+
+def _run_build_engine(args: argparse.Namespace) -> int:
+    from semseg_ros.inference.cache import tensorrt_available
+    from semseg_ros.inference.segmenter import resolve_device
+
+    if not tensorrt_available():
+        raise SemsegError("TensorRT is not installed here; install the tensorrt wheel on a machine with an NVIDIA GPU and run this there")
+    from semseg_ros.inference import trt_engine
+
+    device = resolve_device(args.device)
+    shapes = None
+    if args.min_shape or args.opt_shape or args.max_shape:
+        if not (args.min_shape and args.opt_shape and args.max_shape):
+            raise SemsegError("dynamic shapes need all of --min-shape, --opt-shape and --max-shape")
+        shapes = trt_engine.Shapes(args.min_shape, args.opt_shape, args.max_shape)
+    precision = "int8" if args.int8 else ("fp16" if args.fp16 else "fp32")
+    engine_path = args.engine or trt_engine.engine_paths(args.onnx, precision)[0]
+    sidecar_path = engine_path.with_name(engine_path.name + ".json")
+    if (
+        not args.force
+        and engine_path.is_file()
+        and not trt_engine.stale_reasons(sidecar_path, trt_engine.sidecar_for(args.onnx, precision, device, shapes))
+    ):
+        print(f"{engine_path} is current (use --force to rebuild)")
+        return 0
+    trt_engine.build_engine(args.onnx, engine_path, args.fp16, args.int8, args.calib_images, args.workspace_gb, shapes, device)
+    print(f"wrote {engine_path}")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_synth, _add_train, _add_summary)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_synth,
+    _add_train,
+    _add_summary,
+    _add_export,
+    _add_build_engine,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

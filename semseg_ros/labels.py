@@ -7,6 +7,7 @@ a `LabelSet` (for example Cityscapes trainIds 0..18), mapped from label ids by l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -80,6 +81,14 @@ def cityscapes_id_palette() -> NDArray[np.uint8]:
     return palette
 
 
+def palette_array(colors: Sequence[Sequence[int]]) -> NDArray[np.uint8]:
+    """256x3 RGB lookup table: class id i gets colors[i]; the rest (IGNORE included) are black."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    if len(colors):
+        palette[: len(colors)] = np.asarray(colors, dtype=np.uint8)
+    return palette
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """The classes a network predicts: ids 0..N-1, names, colours, and the map from Cityscapes ids."""
@@ -95,9 +104,7 @@ class LabelSet:
 
     def palette(self) -> NDArray[np.uint8]:
         """256x3 RGB colours indexed by class id (IGNORE and unused ids black)."""
-        palette = np.zeros((256, 3), dtype=np.uint8)
-        palette[: self.num_classes] = np.asarray(self.colors, dtype=np.uint8)
-        return palette
+        return palette_array(self.colors)
 
     def map_cityscapes_ids(self, label_ids: NDArray[np.integer]) -> NDArray[np.uint8]:
         """Cityscapes label-id mask to class-id mask (a new array; the input is left untouched)."""

@@ -28,3 +28,33 @@ def kitti_raw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kitti_raw")
     writers.write_kitti_raw(root, frames=5, seed=5, width=160, height=64, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small UNet-MobileNetV2 checkpoint (random weights, eval-mode BN statistics from a few batches)."""
+    import torch
+
+    from semseg_ros.labels import get_label_set
+    from semseg_ros.models.checkpoint import save_checkpoint
+    from semseg_ros.models.factory import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(arch="unet", encoder="mobilenet_v2", decoder_channels=[32, 16, 16, 8, 8])
+    labels = get_label_set("cityscapes19")
+    model = build_model(config, labels.num_classes)
+    with torch.no_grad():  # settle BatchNorm statistics so eval-mode outputs vary with the input
+        for _ in range(3):
+            model(torch.randn(4, 3, 64, 128))
+    card = {
+        "model": {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [32, 16, 16, 8, 8]},
+        "label_set": labels.name,
+        "classes": list(labels.classes),
+        "colors": [list(c) for c in labels.colors],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "input_size": [64, 192],
+    }
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, model.eval(), card)
+    return path

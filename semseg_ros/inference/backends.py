@@ -1,0 +1,128 @@
+"""Inference backends: run a normalised (B, 3, H, W) float batch through the network, return logits.
+
+Every backend takes and returns torch tensors on its `device`, so pre- and postprocessing run
+where the network runs (on the GPU for torch CUDA and TensorRT).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from semseg_ros.errors import SemsegError
+
+
+class Backend(Protocol):
+    name: str
+    device: torch.device
+    dtype: torch.dtype  # the input dtype the network wants
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised input on `device` -> (B, C, H, W) logits on `device`."""
+        ...
+
+
+class TorchBackend:
+    """PyTorch eager (CPU or CUDA); on CUDA optionally fp16, channels_last and CUDA-graph replay."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        fp16: bool = False,
+        channels_last: bool = True,
+        cuda_graphs: bool = False,
+        compile: bool = False,
+    ):
+        cuda = device.type == "cuda"
+        self.device = device
+        self.dtype = torch.float16 if (fp16 and cuda) else torch.float32
+        self.channels_last = channels_last and cuda
+        model = model.to(device=device, dtype=self.dtype).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model: Any = torch.compile(model, mode="max-autotune-no-cudagraphs") if compile else model
+        self.cuda_graphs = cuda_graphs and cuda
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, self.dtype)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        if not self.cuda_graphs:
+            return self.model(batch)
+        key = tuple(batch.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(batch)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(batch)
+        graph.replay()
+        return static_out.clone()
+
+    def _capture(self, batch: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        static_in = batch.clone()
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up outside the graph (cuDNN autotuning, lazy init)
+                self.model(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.model(static_in)
+        return graph, static_in, static_out
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime: CPU, or the CUDA execution provider when that build is installed."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int = 0):
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise SemsegError("backend onnxruntime on CUDA needs onnxruntime-gpu; install it or use backend torch/tensorrt")
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:
+            raise SemsegError(f"{path}: ONNX Runtime cannot load the model ({' '.join(str(exc).split())[:200]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.device = device
+        self.dtype = torch.float16 if "float16" in self.session.get_inputs()[0].type else torch.float32
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.to(self.dtype).cpu().numpy()
+        (logits, *_) = self.session.run(None, {self.input_name: np.ascontiguousarray(array)})
+        return torch.from_numpy(np.asarray(logits)).to(self.device)
+
+
+def onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The model card embedded in an ONNX file by `semseg export`."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise SemsegError(f"{path}: not a readable ONNX model ({' '.join(str(exc).split())[:200]})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if "semseg_ros.card" not in props:
+        raise SemsegError(f"{path}: ONNX model has no semseg_ros metadata; export it with `semseg export`")
+    card = json.loads(props["semseg_ros.card"])
+    card["argmax_in_graph"] = props.get("semseg_ros.argmax") == "true"
+    card["source_sha256"] = props.get("semseg_ros.source_sha256", "")
+    return dict(card)
