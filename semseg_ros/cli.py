@@ -11,9 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from semseg_ros import __version__
 from semseg_ros.errors import SemsegError
+
+if TYPE_CHECKING:
+    from semseg_ros.inference.segmenter import Segmenter
 
 EXIT_USER_ERROR = 2
 
@@ -242,11 +246,159 @@ def _run_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------ eval / predict / video
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected height,width such as 384,1248, got {text!r}") from None
+    return h, w
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales such as 0.75,1,1.25, got {text!r}") from None
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--checkpoint", "--model", dest="model", type=Path, required=required, help="model file: .pt checkpoint, .onnx or .engine"
+    )
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
+    p.add_argument("--input-size", type=_size, help="network input height,width (default: the model's)")
+
+
+def _segmenter(args: argparse.Namespace) -> Segmenter:
+    from semseg_ros.inference.segmenter import Segmenter
+
+    return Segmenter.from_path(args.model, backend=args.backend, device=args.device, fp16=args.fp16, input_size=args.input_size)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a dataset's val split, or prediction files against GT",
+        description="semseg eval CONFIG_OR_CHECKPOINT [--checkpoint CK] | semseg eval --pred DIR --gt DIR --format cityscapes|kitti-road",
+    )
+    p.add_argument("source", nargs="?", type=Path, help="training config YAML, or a checkpoint that holds its config")
+    _add_model_args(p, required=False)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set data.root=/data/cityscapes",
+    )
+    p.add_argument("--split", default="val")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: flips and --scales, softmax averaged")
+    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25])
+    p.add_argument("--dump", type=Path, help="write image | GT | prediction | error pictures here")
+    p.add_argument("--dump-count", type=int, default=8)
+    p.add_argument("--json", type=Path, help="write all metrics as JSON")
+    p.add_argument("--pred", type=Path, help="folder of prediction files (file mode)")
+    p.add_argument("--gt", type=Path, help="GT folder (file mode)")
+    p.add_argument("--format", choices=("cityscapes", "kitti-road"), help="file mode format")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from semseg_ros.eval import runner
+
+    if args.pred or args.gt:
+        if not (args.pred and args.gt and args.format):
+            raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
+        result = runner.evaluate_files(args.pred, args.gt, args.format)
+    else:
+        result = _evaluate_model(args)
+    print(runner.format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
+    from semseg_ros import schema
+    from semseg_ros.data.datasets import build_dataset
+    from semseg_ros.eval import runner
+    from semseg_ros.models.checkpoint import load_checkpoint
+    from semseg_ros.train.config import Config, load_config
+
+    if args.source is None:
+        raise SemsegError("give a training config or a checkpoint to evaluate (or --pred/--gt/--format for files)")
+    if args.source.suffix in (".pt", ".pth"):
+        stored = load_checkpoint(args.source).get("config")
+        if stored is None:
+            raise SemsegError(f"{args.source} holds no training config; pass the config YAML and --checkpoint")
+        config = schema.load(Config, schema.apply_overrides(stored, args.overrides))
+        args.model = args.model or args.source
+    else:
+        config = load_config(args.source, args.overrides)
+        args.model = args.model or Path(config.train.out_dir) / "best.pt"
+    dataset = build_dataset(config.data, args.split)
+    return runner.evaluate_model(_segmenter(args), dataset, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict images, folders or KITTI drives into label, colour or probability PNGs")
+    _add_model_args(p)
+    p.add_argument("--input", type=Path, required=True, help="an image, a folder (recursive) or a KITTI drive")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument(
+        "--format",
+        default="trainid",
+        choices=("trainid", "labelid", "color", "prob"),
+        help="trainid: class ids; labelid: Cityscapes label ids (submission); color; prob: road probability (KITTI road names)",
+    )
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--batch", type=_positive, default=4)
+    p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (e.g. a Cityscapes submission)")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from semseg_ros.eval.predict import run_predict
+
+    written = run_predict(_segmenter(args), args.input, args.output, args.format, args.overlay, args.alpha, args.batch, args.zip)
+    print(f"wrote {len(written)} {args.format} images to {args.output}" + (f" and {args.output.with_suffix('.zip')}" if args.zip else ""))
+    return 0
+
+
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("video", help="render an overlay video (H.264 MP4) of a folder or KITTI drive")
+    _add_model_args(p)
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output .mp4")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--gt", action="store_true", help="side by side with the GT overlay (synthetic drives)")
+    p.set_defaults(func=_run_video)
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from semseg_ros.eval.predict import run_video
+
+    frames = run_video(_segmenter(args), args.input, args.out, args.fps, args.alpha, args.gt)
+    print(f"wrote {args.out}: {frames} frames at {args.fps:g} FPS")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_synth,
     _add_train,
     _add_summary,
+    _add_eval,
+    _add_predict,
+    _add_video,
     _add_export,
     _add_build_engine,
 )

@@ -111,6 +111,16 @@ class LabelSet:
         lut = np.asarray(self.from_cityscapes, dtype=np.uint8)
         return lut[np.asarray(label_ids, dtype=np.uint8)]
 
+    def to_cityscapes_ids(self, class_ids: NDArray[np.integer]) -> NDArray[np.uint8]:
+        """Class ids back to Cityscapes label ids (IGNORE to 0 "unlabeled"); needs a one-to-one label set."""
+        inverse = np.zeros(256, np.uint8)
+        for label_id, class_id in enumerate(self.from_cityscapes):
+            if class_id != IGNORE:
+                if inverse[class_id] and inverse[class_id] != label_id:
+                    raise ValueError(f"label set '{self.name}' maps several Cityscapes ids to class {class_id}: no unique label id")
+                inverse[class_id] = label_id
+        return inverse[np.asarray(class_ids, dtype=np.uint8)]
+
     def colorize(self, class_ids: NDArray[np.integer]) -> NDArray[np.uint8]:
         """Class-id mask to an RGB image."""
         return self.palette()[np.asarray(class_ids, dtype=np.uint8)]

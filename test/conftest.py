@@ -30,9 +30,8 @@ def kitti_raw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small UNet-MobileNetV2 checkpoint (random weights, eval-mode BN statistics from a few batches)."""
+def make_checkpoint(path: Path, label_set_name: str = "cityscapes19", input_size: tuple[int, int] = (64, 192)) -> Path:
+    """A small UNet-MobileNetV2 checkpoint (random weights, BatchNorm statistics settled on random batches)."""
     import torch
 
     from semseg_ros.labels import get_label_set
@@ -40,21 +39,31 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from semseg_ros.models.factory import ModelConfig, build_model
 
     torch.manual_seed(0)
-    config = ModelConfig(arch="unet", encoder="mobilenet_v2", decoder_channels=[32, 16, 16, 8, 8])
-    labels = get_label_set("cityscapes19")
-    model = build_model(config, labels.num_classes)
-    with torch.no_grad():  # settle BatchNorm statistics so eval-mode outputs vary with the input
+    model_card = {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [32, 16, 16, 8, 8]}
+    labels = get_label_set(label_set_name)
+    model = build_model(ModelConfig(**model_card), labels.num_classes)
+    with torch.no_grad():  # so that eval-mode outputs vary with the input
         for _ in range(3):
             model(torch.randn(4, 3, 64, 128))
     card = {
-        "model": {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [32, 16, 16, 8, 8]},
+        "model": model_card,
         "label_set": labels.name,
         "classes": list(labels.classes),
         "colors": [list(c) for c in labels.colors],
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
-        "input_size": [64, 192],
+        "input_size": list(input_size),
     }
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model.eval(), card)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def road_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("road_model") / "road.pt", "road", (64, 160))

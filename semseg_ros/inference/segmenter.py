@@ -146,9 +146,9 @@ class Segmenter:
         raise SemsegError(f"backend '{backend}' is not one of auto, torch, onnxruntime, tensorrt")
 
     # ------------------------------------------------------------ pipeline
-    def _preprocess(self, images: list[NDArray[np.uint8]]) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _preprocess(self, images: list[NDArray[np.uint8]], size: tuple[int, int] | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         """Stack, resize (or letterbox) to the network size and normalise; returns the valid (h, w) region."""
-        height, width = self.input_size
+        height, width = size or self.input_size
         batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         source_h, source_w = images[0].shape[:2]
         valid = (height, width)
@@ -215,9 +215,11 @@ class Segmenter:
             result.timings = dict(timings)
         return results
 
-    def logits(self, images: list[NDArray[np.uint8]]) -> torch.Tensor:
-        """Raw (B, C, h, w) logits at network resolution (for TTA and evaluation)."""
-        batch, valid = self._preprocess(images)
+    def logits(self, images: list[NDArray[np.uint8]], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Raw (B, C, h, w) logits at network resolution `size` (default: the model's), for TTA and evaluation."""
+        if self.card.argmax_in_graph:
+            raise SemsegError("this model outputs labels (exported with --argmax): logits, TTA and probabilities need a logits model")
+        batch, valid = self._preprocess(images, size)
         return self.backend.infer(batch)[:, :, : valid[0], : valid[1]].float()
 
     def warmup(self, size: tuple[int, int] = (375, 1242), runs: int = 2) -> None:

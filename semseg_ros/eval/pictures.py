@@ -1,0 +1,33 @@
+"""Pictures of predictions: colour overlays and image | GT | prediction | error side-by-sides."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from semseg_ros.labels import IGNORE
+
+
+def overlay(image: NDArray[np.uint8], labels: NDArray[np.uint8], palette: NDArray[np.uint8], alpha: float = 0.5) -> NDArray[np.uint8]:
+    """Alpha-blend the class colours over the RGB image (pixels labelled IGNORE stay as they are)."""
+    colours = palette[labels].astype(np.float32)
+    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    blended[labels == IGNORE] = image[labels == IGNORE]
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def error_map(gt: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Black where GT is ignored, dark grey where right, red where wrong."""
+    picture = np.full((*gt.shape, 3), 64, np.uint8)
+    picture[(gt != prediction) & (gt != IGNORE)] = (255, 0, 0)
+    picture[gt == IGNORE] = 0
+    return picture
+
+
+def side_by_side(
+    image: NDArray[np.uint8], gt: NDArray[np.uint8], prediction: NDArray[np.uint8], palette: NDArray[np.uint8]
+) -> NDArray[np.uint8]:
+    """A 2x2 grid: image, GT colours / prediction colours, error map."""
+    top = np.concatenate([image, palette[gt]], axis=1)
+    bottom = np.concatenate([palette[prediction], error_map(gt, prediction)], axis=1)
+    return np.concatenate([top, bottom], axis=0)

@@ -1,0 +1,210 @@
+"""Evaluate a model (through the Segmenter API) or a folder of prediction files on a dataset.
+
+Results are one dict (printed as a table, written as JSON): per-class IoU (None = n/a: the class
+is absent from both GT and predictions), mIoU, pixel accuracy, Cityscapes category IoU, KITTI road
+MaxF/AP per category (um, umm, uu, all), and speed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from semseg_ros.data.datasets import SegmentationDataset, read_label_png
+from semseg_ros.errors import SemsegError
+from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
+from semseg_ros.eval.metrics import ConfusionMatrix
+from semseg_ros.eval.pictures import side_by_side
+from semseg_ros.eval.tta import probabilities
+from semseg_ros.inference.segmenter import Segmenter
+from semseg_ros.labels import CATEGORY_COLORS, CITYSCAPES_LABELS, IGNORE, LabelSet, get_label_set, palette_array
+
+KITTI_CATEGORY = re.compile(r"^(umm|um|uu)_")
+
+
+def _nan_to_none(values: NDArray[np.float64], names: Sequence[str]) -> dict[str, float | None]:
+    return {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, values, strict=True)}
+
+
+class Accumulator:
+    """Everything measured over a set: the confusion matrix and, for road models, KITTI road counts."""
+
+    def __init__(self, label_set: LabelSet, road_index: int | None):
+        self.label_set = label_set
+        self.matrix = ConfusionMatrix(label_set.num_classes)
+        self.road_index = road_index
+        self.road: dict[str, RoadCounts] = {}
+        self.images = 0
+
+    def add(self, gt: NDArray[np.uint8], labels: NDArray[np.uint8], road_probability: NDArray[np.uint8] | None, name: str) -> None:
+        if gt.shape != labels.shape:
+            raise SemsegError(f"{name}: prediction size {labels.shape[::-1]} differs from GT {gt.shape[::-1]}")
+        self.matrix.update(torch.from_numpy(gt), torch.from_numpy(labels))
+        self.images += 1
+        if road_probability is not None and self.road_index is not None:
+            match = KITTI_CATEGORY.match(Path(name).name)
+            category = match.group(1) if match else "all"
+            counts = self.road.setdefault(category, RoadCounts())
+            counts.add(road_probability, gt == self.road_index, gt != IGNORE)
+
+    def result(self) -> dict[str, Any]:
+        classes = self.label_set.classes
+        result: dict[str, Any] = {
+            "images": self.images,
+            "label_set": self.label_set.name,
+            "classes": _nan_to_none(self.matrix.iou(), classes),
+            "mIoU": self.matrix.mean_iou(),
+            "pixel_accuracy": self.matrix.pixel_accuracy(),
+        }
+        if self.label_set.name == "cityscapes19":
+            category_of = {lab.train_id: lab.category_id - 1 for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < IGNORE}
+            iou = self.matrix.grouped_iou([category_of[i] for i in range(len(classes))])
+            result["categories"] = _nan_to_none(iou, list(CATEGORY_COLORS))
+            result["mIoU_categories"] = float(np.nanmean(iou))
+        if self.road:
+            total = RoadCounts()
+            for counts in self.road.values():
+                total = total.merged(counts)
+            result["kitti_road"] = {**{c: road_metrics(n) for c, n in sorted(self.road.items())}, "all": road_metrics(total)}
+        return result
+
+
+def evaluate_model(
+    segmenter: Segmenter,
+    dataset: SegmentationDataset,
+    tta_scales: Sequence[float] | None = None,
+    tta_flip: bool = False,
+    dump_dir: Path | None = None,
+    dump_count: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the segmenter over every image of `dataset` (no transform) and measure."""
+    if len(segmenter.card.classes) != dataset.label_set.num_classes:
+        raise SemsegError(
+            f"the model predicts {len(segmenter.card.classes)} classes but the dataset's label set '{dataset.label_set.name}' has {dataset.label_set.num_classes}"
+        )
+    road_index = segmenter.card.road_index
+    accumulator = Accumulator(dataset.label_set, road_index)
+    palette = palette_array(segmenter.card.colors)
+    use_tta = bool(tta_flip or (tta_scales and list(tta_scales) != [1.0]))
+    seconds = 0.0
+    for index in tqdm(range(len(dataset)), desc="eval", unit="image", disable=not progress, leave=False):
+        image, gt = dataset.load(index)
+        start = time.perf_counter()
+        if use_tta:
+            probs = probabilities(segmenter, image, tta_scales or (1.0,), tta_flip)
+            labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
+            road = (probs[road_index] * 255).round().to(torch.uint8).cpu().numpy() if road_index is not None else None
+        else:
+            prediction = segmenter.predict(image, road_probability=road_index is not None)
+            labels, road = prediction.labels, prediction.road_probability
+        seconds += time.perf_counter() - start
+        name = dataset.samples[index].image.name
+        accumulator.add(gt, labels, road, name)
+        if dump_dir is not None and index < dump_count:
+            dump_dir.mkdir(parents=True, exist_ok=True)
+            picture = side_by_side(image, gt, labels, palette)
+            cv2.imwrite(str(dump_dir / f"{Path(name).stem}_eval.png"), picture[..., ::-1])
+    result = accumulator.result()
+    result["speed"] = {
+        "ms_per_image": 1000 * seconds / max(accumulator.images, 1),
+        "fps": accumulator.images / max(seconds, 1e-9),
+        "backend": segmenter.backend.name,
+    }
+    result["tta"] = {"scales": list(tta_scales or [1.0]), "flip": tta_flip} if use_tta else None
+    return result
+
+
+def _prediction_files(pred_dir: Path, suffixes: tuple[str, ...] = (".png",)) -> dict[str, Path]:
+    return {p.name: p for p in pred_dir.rglob("*") if p.suffix in suffixes}
+
+
+def _cityscapes_pairs(pred_dir: Path, gt_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """(prediction, GT labelIds) pairs: the prediction is any PNG named <city>_<seq>_<frame>*.png."""
+    gts = sorted(gt_dir.rglob("*_gtFine_labelIds.png"))
+    if not gts:
+        raise SemsegError(f"{gt_dir}: no *_gtFine_labelIds.png files")
+    predictions = _prediction_files(pred_dir)
+    for gt in gts:
+        key = "_".join(gt.name.split("_")[:3])
+        matches = [p for n, p in predictions.items() if n.startswith(key + "_") or n == key + ".png"]
+        if len(matches) != 1:
+            raise SemsegError(f"{len(matches)} predictions in {pred_dir} match {key}*.png (need exactly one)")
+        yield matches[0], gt
+
+
+def evaluate_files(pred_dir: str | Path, gt_dir: str | Path, fmt: str) -> dict[str, Any]:
+    """Evaluate prediction files written by any model, like the official evaluators.
+
+    cityscapes: label-id PNGs vs gtFine labelIds (19 evaluated classes); kitti-road: road
+    probability PNGs named <cat>_road_<idx>.png vs gt_image_2/<cat>_road_<idx>.png.
+    """
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    if not pred_dir.is_dir():
+        raise SemsegError(f"{pred_dir}: prediction folder not found")
+    if fmt == "cityscapes":
+        label_set = get_label_set("cityscapes19")
+        accumulator = Accumulator(label_set, None)
+        for pred, gt in _cityscapes_pairs(pred_dir, gt_dir):
+            accumulator.add(
+                label_set.map_cityscapes_ids(read_label_png(gt)), label_set.map_cityscapes_ids(read_label_png(pred)), None, gt.name
+            )
+        return accumulator.result()
+    if fmt == "kitti-road":
+        label_set = get_label_set("road")
+        accumulator = Accumulator(label_set, 1)
+        gts = sorted(gt_dir.rglob("*_road_*.png"))
+        if not gts:
+            raise SemsegError(f"{gt_dir}: no <cat>_road_<idx>.png GT files")
+        predictions = _prediction_files(pred_dir)
+        for gt_path in gts:
+            if gt_path.name not in predictions:
+                raise SemsegError(f"no prediction {gt_path.name} in {pred_dir}")
+            gt_bgr = cv2.imread(str(gt_path), cv2.IMREAD_COLOR)
+            if gt_bgr is None:
+                raise SemsegError(f"{gt_path}: cannot read KITTI road GT image")
+            probability = read_label_png(predictions[gt_path.name])
+            road_gt = np.where(gt_bgr[..., 2] > 0, (gt_bgr[..., 0] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
+            accumulator.add(road_gt, (probability >= 128).astype(np.uint8), probability, gt_path.name)
+        return accumulator.result()
+    raise SemsegError(f"--format {fmt}: expected cityscapes or kitti-road")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable summary of `result`."""
+    lines = [f"{'class':<16}{'IoU':>8}"]
+    for name, value in result["classes"].items():
+        lines.append(f"{name:<16}{'n/a' if value is None else f'{value:.4f}':>8}")
+    lines.append(f"{'mIoU':<16}{result['mIoU']:>8.4f}")
+    lines.append(f"{'pixel accuracy':<16}{result['pixel_accuracy']:>8.4f}")
+    if "categories" in result:
+        lines.append("")
+        for name, value in result["categories"].items():
+            lines.append(f"{name:<16}{'n/a' if value is None else f'{value:.4f}':>8}")
+        lines.append(f"{'mIoU categories':<16}{result['mIoU_categories']:>8.4f}")
+    if "kitti_road" in result:
+        lines.append("")
+        lines.append(f"{'category':<10}" + "".join(f"{k:>11}" for k in ("MaxF", "AP", "BestThresh", "PRE", "REC", "FPR", "FNR")))
+        for category, metrics in result["kitti_road"].items():
+            lines.append(
+                f"{category:<10}"
+                + "".join(
+                    f"{100 * metrics[k]:>10.2f}%" if k != "BestThresh" else f"{metrics[k]:>11.3f}"
+                    for k in ("MaxF", "AP", "BestThresh", "PRE", "REC", "FPR", "FNR")
+                )
+            )
+    if result.get("speed"):
+        speed = result["speed"]
+        lines.append("")
+        lines.append(f"speed: {speed['ms_per_image']:.1f} ms per image ({speed['fps']:.1f} FPS, {speed['backend']})")
+    return "\n".join(lines)
