@@ -39,6 +39,7 @@ setup(
     entry_points={
         "console_scripts": [
             "semseg = semseg_ros.cli:main",
+            "segmentation_node = semseg_ros.ros.segmentation_node:main",
         ],
     },
 )

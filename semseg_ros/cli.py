@@ -391,6 +391,48 @@ def _run_video(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- node
+NODE_NAMES = {"segmentation": "segmentation_node"}
+
+
+def _add_node(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "node",
+        help="run a ROS 2 node without ros2 run (same code, same YAML)",
+        description="semseg node segmentation --params config/kitti.yaml [--ros-args -r image:=/cam/image -p overlay_alpha:=0.3]",
+    )
+    p.add_argument("name", choices=sorted(NODE_NAMES))
+    p.add_argument(
+        "--params", type=Path, help="ROS parameter file (e.g. config/kitti.yaml; relative names also found in share/semseg_ros/config)"
+    )
+    p.set_defaults(func=_run_node)
+
+
+def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
+    """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
+    from semseg_ros import schema
+    from semseg_ros.node_params import check_params_file
+    from semseg_ros.paths import resolve_data_file
+
+    args = ["semseg"]
+    if params is not None:
+        path = resolve_data_file(params, "config")
+        check_params_file(schema.read_yaml(path), str(path))
+        args += ["--ros-args", "--params-file", str(path)]
+    return args + list(extra)
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from semseg_ros.ros.runner import run_nodes
+
+    rclpy_args = ros_arguments(args.params, args.ros_args)
+    if args.name == "segmentation":
+        from semseg_ros.ros.segmentation_node import SegmentationNode
+
+        return run_nodes([SegmentationNode], rclpy_args)
+    raise SemsegError(f"unknown node {args.name}")
+
+
 # ----------------------------------------------------------------------- main
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_synth,
@@ -401,6 +443,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_video,
     _add_export,
     _add_build_engine,
+    _add_node,
 )
 
 
@@ -417,7 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything from the first --ros-args on belongs to rclpy (remaps, -p overrides, log levels).
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.ros_args = argv[split:]
     try:
         return int(args.func(args) or 0)
     except SemsegError as exc:

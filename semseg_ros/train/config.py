@@ -43,6 +43,7 @@ class LossConfig:
     lovasz: float = 0.0
     bce: float = 0.0  # per-pixel sigmoid BCE over one-hot classes (multi-label style)
     class_weights: list[float] | None = None
+    auto_class_weights: bool = False  # ENet weights 1 / ln(1.02 + pixel frequency), from the training masks
     aux_weight: float = 0.4
 
 
@@ -71,7 +72,8 @@ class TrainConfig:
     input_size: tuple[int, int] = (512, 1024)  # (height, width) the network sees at validation and inference
     size_progression: list[SizeStage] = field(default_factory=list)  # training crop size from an epoch on
     val_every: int = 1
-    amp: Literal["none", "bf16", "fp16"] = "bf16"  # used on CUDA only
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # mixed precision on CUDA
+    amp_on_cpu: bool = False  # bf16 autocast on CPU too (fast on CPUs with AVX512-BF16 or AMX)
     channels_last: bool = True  # used on CUDA only
     compile: bool = False
     seed: int = 0
@@ -121,5 +123,7 @@ def _check(config: Config) -> None:
     for h, w in [config.train.input_size] + [(s.height, s.width) for s in config.train.size_progression]:
         if h < 32 or w < 32:
             raise SemsegError(f"size {h}x{w}: height and width must be at least 32")
+    if config.loss.auto_class_weights and config.loss.class_weights:
+        raise SemsegError("loss: give class_weights or auto_class_weights, not both")
     if config.loss.ce + config.loss.dice + config.loss.lovasz + config.loss.bce <= 0:
         raise SemsegError("loss: at least one of ce, dice, lovasz, bce must have a positive weight")

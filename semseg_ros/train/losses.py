@@ -29,9 +29,11 @@ class PixelBCELoss(nn.Module):
 class SegmentationLoss(nn.Module):
     """sum(weight * term) on the main logits, plus aux_weight times the same on auxiliary logits."""
 
-    def __init__(self, loss_config: Any, ignore_index: int = IGNORE):
+    def __init__(self, loss_config: Any, ignore_index: int = IGNORE, class_weights: torch.Tensor | None = None):
         super().__init__()
-        weights = torch.tensor(loss_config.class_weights, dtype=torch.float32) if loss_config.class_weights else None
+        weights = class_weights
+        if weights is None and loss_config.class_weights:
+            weights = torch.tensor(loss_config.class_weights, dtype=torch.float32)
         candidates: dict[str, tuple[float, nn.Module]] = {
             "ce": (loss_config.ce, nn.CrossEntropyLoss(weight=weights, ignore_index=ignore_index)),
             "dice": (loss_config.dice, DiceLoss("multiclass", from_logits=True, ignore_index=ignore_index)),
@@ -58,3 +60,11 @@ class SegmentationLoss(nn.Module):
 def _scalar(value: torch.Tensor) -> torch.Tensor:
     """A loss term as a scalar (some terms return an empty tensor when every pixel is ignored)."""
     return value.sum() if value.numel() == 0 else value.mean()
+
+
+def enet_class_weights(pixel_counts: torch.Tensor, c: float = 1.02) -> torch.Tensor:
+    """ENet class weights 1 / ln(c + frequency), 0 for classes absent from the counts, mean 1 over the rest."""
+    frequency = pixel_counts.double() / pixel_counts.sum().clamp(min=1)
+    weights = torch.where(pixel_counts > 0, 1.0 / torch.log(c + frequency), torch.zeros_like(frequency))
+    present = pixel_counts > 0
+    return (weights / weights[present].mean()).float() if present.any() else torch.ones_like(weights).float()

@@ -34,7 +34,7 @@ from semseg_ros.labels import LabelSet
 from semseg_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
-from semseg_ros.train.losses import SegmentationLoss
+from semseg_ros.train.losses import SegmentationLoss, enet_class_weights
 
 
 @dataclass
@@ -127,7 +127,9 @@ class Trainer:
         self.world, self.device = init_distributed(config.train.device)
         self.out_dir = Path(config.train.out_dir)
         self.cuda = self.device.type == "cuda"
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.amp) if self.cuda else None
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.amp)
+        if not self.cuda and not (config.train.amp_on_cpu and self.autocast_dtype == torch.bfloat16):
+            self.autocast_dtype = None  # CPU autocast only in bf16, and only when asked for
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
         random.seed(config.train.seed)
@@ -145,7 +147,13 @@ class Trainer:
         if self.cuda and config.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.loss = SegmentationLoss(config.loss).to(self.device)
+        weights = enet_class_weights(self._pixel_counts()) if config.loss.auto_class_weights else None
+        if weights is not None and self.world.is_main:
+            print(
+                "class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(self.label_set.classes, weights.tolist(), strict=True)),
+                flush=True,
+            )
+        self.loss = SegmentationLoss(config.loss, class_weights=weights).to(self.device)
         self.optimizer = self._optimizer()
         per_rank = len(self.train_set) // self.world.world_size
         batches = per_rank // config.data.batch_size
@@ -177,6 +185,14 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(schema.dump(config), sort_keys=False))
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def _pixel_counts(self) -> torch.Tensor:
+        """Pixels per class over the training masks (for automatic class weights)."""
+        counts = torch.zeros(256, dtype=torch.int64)
+        for index in range(len(self.train_set)):
+            _, mask = self.train_set.load(index)
+            counts += torch.bincount(torch.from_numpy(mask).reshape(-1).long(), minlength=256)
+        return counts[: self.label_set.num_classes]
 
     def _optimizer(self) -> torch.optim.Optimizer:
         optim = self.config.optim
@@ -225,11 +241,13 @@ class Trainer:
     def fit(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
         """Train until train.epochs (or for at most `stop_after_epochs` more); returns the last metrics."""
         metrics: dict[str, Any] = {}
+        start = time.perf_counter()
         end = self.config.train.epochs if stop_after_epochs is None else min(self.config.train.epochs, self.epoch + stop_after_epochs)
         while self.epoch < end:
             train_loss = self._train_epoch()
             self.epoch += 1
             metrics = {"epoch": self.epoch, "train_loss": train_loss}
+            metrics["elapsed_s"] = round(time.perf_counter() - start, 1)
             if self.epoch % self.config.train.val_every == 0 or self.epoch == self.config.train.epochs:
                 metrics.update(self._validate())
             if self.world.is_main:

@@ -1,0 +1,1 @@
+"""The rclpy layer: message conversions and thin nodes over the ROS-free core."""

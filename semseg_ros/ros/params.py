@@ -1,0 +1,55 @@
+"""Declare a node's parameters from the schema in semseg_ros.node_params, with descriptors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from semseg_ros.errors import SemsegError
+from semseg_ros.node_params import Param
+
+
+def descriptor(param: Param) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=param.description, read_only=not param.live)
+    if param.range is not None:
+        if isinstance(param.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(param.range[0]), to_value=float(param.range[1]), step=0.0)]
+        else:
+            desc.integer_range = [IntegerRange(from_value=int(param.range[0]), to_value=int(param.range[1]), step=1)]
+    if param.choices is not None:
+        desc.additional_constraints = "one of: " + ", ".join(param.choices)
+    return desc
+
+
+def declare(node: Node, params: tuple[Param, ...]) -> dict[str, Any]:
+    """Declare every parameter; values from params files are checked; returns {name: value}."""
+    values = {}
+    for param in params:
+        try:
+            value = node.declare_parameter(param.name, param.default, descriptor(param)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            raise SemsegError(f"parameter {param.name}: {' '.join(str(exc).split())}") from None
+        problem = param.check(value)
+        if problem is not None:
+            raise SemsegError(f"parameter {problem}")
+        values[param.name] = value
+    return values
+
+
+def check_update(params: tuple[Param, ...], updates: list[Parameter], extra: Any = None) -> SetParametersResult:
+    """Validate live parameter changes against the schema (read-only ones are refused by rclpy itself)."""
+    schema = {p.name: p for p in params}
+    for update in updates:
+        param = schema.get(update.name)
+        if param is None:
+            continue
+        problem = param.check(update.value)
+        if problem is None and extra is not None:
+            problem = extra(update)
+        if problem is not None:
+            return SetParametersResult(successful=False, reason=problem)
+    return SetParametersResult(successful=True)

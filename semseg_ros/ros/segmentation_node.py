@@ -1,0 +1,282 @@
+"""segmentation_node: camera images in; class masks, colour masks, overlays and confidence out.
+
+A thin rclpy layer over `Segmenter`: the subscription callback only stores the newest message;
+a worker thread converts, predicts and publishes it, so a slow model never builds a backlog
+(frames replaced before they were processed are counted as dropped). Outputs are computed only
+when someone subscribes and carry the input's header unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from semseg_ros.errors import SemsegError
+from semseg_ros.eval.pictures import overlay
+from semseg_ros.inference.segmenter import Segmenter
+from semseg_ros.labels import palette_array
+from semseg_ros.node_params import SEGMENTATION_NODE, SEGMENTATION_PARAMS
+from semseg_ros.paths import resolve_data_file
+from semseg_ros.ros import params as ros_params
+from semseg_ros.ros.conversions import compressed_to_rgb, fill_image, image_to_rgb
+
+STAGES = ("convert", "preprocess", "infer", "postprocess", "publish", "total")
+OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
+
+
+def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if durability == "transient_local" else DurabilityPolicy.VOLATILE,
+    )
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0  # replaced by a newer frame before processing
+    rejected: int = 0  # bad input
+    failed: int = 0  # model errors
+    idle: int = 0  # nobody subscribed: no work done
+    latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
+
+
+def parse_palette(text: str, classes: int) -> np.ndarray | None:
+    """The `palette` parameter: '' or a JSON list of [r, g, b] (at least one per class)."""
+    if not text.strip():
+        return None
+    try:
+        colors = json.loads(text)
+        array = np.asarray(colors, dtype=np.int64)
+    except (ValueError, TypeError) as exc:
+        raise SemsegError(f"palette: not a JSON list of [r, g, b] ({exc})") from None
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) < classes or array.min() < 0 or array.max() > 255:
+        raise SemsegError(f"palette: need at least {classes} [r, g, b] entries with values 0-255")
+    return palette_array(array.tolist())
+
+
+class SegmentationNode(Node):
+    def __init__(self, **kwargs: Any):
+        super().__init__(SEGMENTATION_NODE, **kwargs)
+        self.config = ros_params.declare(self, SEGMENTATION_PARAMS)
+        c = self.config
+        model_path = resolve_data_file(c["model"], "models")
+        size = (c["input_height"], c["input_width"]) if c["input_height"] and c["input_width"] else None
+        self.segmenter = Segmenter.from_path(
+            model_path, backend=c["backend"], device=c["device"], fp16=c["fp16"], input_size=size, keep_aspect=c["keep_aspect"],
+            cuda_graphs=c["cuda_graphs"], cache_dir=c["cache_dir"] or None,
+        )  # fmt: skip
+        card = self.segmenter.card
+        self.palette = self._palette(c["palette"])
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.stats = Stats()
+        self._slot: Any = None
+        self._cond = threading.Condition()
+        self._running = True
+        self._last_process = 0.0
+
+        out_qos = qos(c["output_reliability"], c["output_depth"])
+        self.pubs = {
+            "mask": self.create_publisher(Image, "mask", out_qos),
+            "color_mask": self.create_publisher(Image, "color_mask", out_qos),
+            "overlay": self.create_publisher(Image, "overlay", out_qos),
+            "confidence": self.create_publisher(Image, "confidence", out_qos),
+        }
+        self.labels_pub = self.create_publisher(String, "labels", qos("reliable", 1, "transient_local"))
+        self.labels_pub.publish(
+            String(
+                data=json.dumps(
+                    {
+                        "label_set": card.label_set,
+                        "classes": list(card.classes),
+                        "ids": list(range(len(card.classes))),
+                        "colors": [list(x) for x in card.colors],
+                    }
+                )
+            )
+        )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        if c["warmup_runs"]:
+            self.segmenter.warmup(runs=c["warmup_runs"])
+        in_qos = qos(c["input_reliability"], c["input_depth"])
+        if c["input_transport"] == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos)
+        else:
+            self.create_subscription(Image, "image", self._on_image, in_qos)
+        self._worker = threading.Thread(target=self._work, name="segmentation_worker", daemon=True)
+        self._worker.start()
+        self._diag_window = (time.monotonic(), 0, 0)
+        self.create_timer(c["diagnostics_period"], self._publish_diagnostics)
+        backend = self.segmenter.backend
+        self.get_logger().info(
+            f"ready: {model_path.name} ({card.label_set}, {len(card.classes)} classes) on {backend.name} {backend.device}, network {self.segmenter.input_size}"
+        )
+
+    # ------------------------------------------------------------ params
+    def _on_set_parameters(self, updates: list[Parameter]) -> Any:
+        def extra(update: Parameter) -> str | None:
+            if update.name == "palette":
+                try:
+                    parse_palette(update.value, len(self.segmenter.card.classes))
+                except SemsegError as exc:
+                    return str(exc)
+            return None
+
+        result = ros_params.check_update(SEGMENTATION_PARAMS, updates, extra)
+        if result.successful:
+            for update in updates:
+                if update.name in self.config:
+                    self.config[update.name] = update.value
+                if update.name == "palette":
+                    self.palette = self._palette(update.value)
+        return result
+
+    def _palette(self, text: str) -> np.ndarray:
+        parsed = parse_palette(text, len(self.segmenter.card.classes))
+        return parsed if parsed is not None else palette_array(self.segmenter.card.colors)
+
+    # ------------------------------------------------------------ frames
+    def _on_image(self, msg: Any) -> None:
+        with self._cond:
+            self.stats.received += 1
+            if self._slot is not None:
+                self.stats.dropped += 1
+            self._slot = msg
+            self._cond.notify()
+
+    def _work(self) -> None:
+        while self._running:
+            with self._cond:
+                while self._slot is None and self._running:
+                    self._cond.wait(timeout=0.5)
+                if not self._running:
+                    return
+            rate = self.config["max_rate_hz"]
+            if rate > 0:
+                wait = self._last_process + 1.0 / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # newer frames may replace the slot meanwhile: we take the newest
+            with self._cond:
+                msg, self._slot = self._slot, None
+            if msg is None:
+                continue
+            self._last_process = time.monotonic()
+            try:
+                self._process(msg)
+            except Exception as exc:  # the worker must survive anything
+                self.stats.failed += 1
+                self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
+
+    def _wanted(self) -> dict[str, bool]:
+        return {name: bool(self.config[f"publish_{name}"]) and self.pubs[name].get_subscription_count() > 0 for name in OUTPUTS}
+
+    def _process(self, msg: Any) -> None:
+        start = time.perf_counter()
+        wanted = self._wanted()
+        if not any(wanted.values()):
+            self.stats.idle += 1
+            return
+        try:
+            image = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        except SemsegError as exc:
+            self.stats.rejected += 1
+            self.get_logger().warning(f"rejected image: {exc}", throttle_duration_sec=5.0)
+            return
+        converted = time.perf_counter()
+        try:
+            prediction = self.segmenter.predict(image, confidence=wanted["confidence"])
+        except Exception as exc:
+            self.stats.failed += 1
+            self.get_logger().error(f"model failed on a frame: {exc!r}", throttle_duration_sec=5.0)
+            return
+        predicted = time.perf_counter()
+        labels = prediction.labels
+        if wanted["mask"]:
+            self.pubs["mask"].publish(fill_image(Image(), msg.header, labels, "mono8"))
+        if wanted["color_mask"]:
+            self.pubs["color_mask"].publish(fill_image(Image(), msg.header, self.palette[labels], "rgb8"))
+        if wanted["overlay"]:
+            self.pubs["overlay"].publish(
+                fill_image(Image(), msg.header, overlay(image, labels, self.palette, self.config["overlay_alpha"]), "rgb8")
+            )
+        if wanted["confidence"] and prediction.confidence is not None:
+            self.pubs["confidence"].publish(fill_image(Image(), msg.header, prediction.confidence, "mono8"))
+        done = time.perf_counter()
+        self.stats.processed += 1
+        latency = self.stats.latency
+        latency["convert"].append(converted - start)
+        for stage in ("preprocess", "infer", "postprocess"):
+            latency[stage].append(prediction.timings.get(stage, 0.0))
+        latency["publish"].append(done - predicted)
+        latency["total"].append(done - start)
+
+    # ------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        since, received, processed = self._diag_window
+        elapsed = max(now - since, 1e-9)
+        stats = self.stats
+        self._diag_window = (now, stats.received, stats.processed)
+        values = {
+            "backend": self.segmenter.backend.name,
+            "device": str(self.segmenter.device),
+            "model": str(self.config["model"]),
+            "input_rate_hz": f"{(stats.received - received) / elapsed:.2f}",
+            "output_rate_hz": f"{(stats.processed - processed) / elapsed:.2f}",
+            "received": str(stats.received),
+            "processed": str(stats.processed),
+            "dropped": str(stats.dropped),
+            "rejected": str(stats.rejected),
+            "failed": str(stats.failed),
+            "idle_no_subscribers": str(stats.idle),
+        }
+        for stage, samples in stats.latency.items():
+            if samples:
+                ms = np.asarray(samples) * 1e3
+                values[f"{stage}_ms_p50"] = f"{np.percentile(ms, 50):.2f}"
+                values[f"{stage}_ms_p95"] = f"{np.percentile(ms, 95):.2f}"
+        level = DiagnosticStatus.OK if stats.failed == 0 else DiagnosticStatus.WARN
+        status = DiagnosticStatus(
+            level=level,
+            name=f"semseg_ros: {self.get_name()}",
+            message="running" if level == DiagnosticStatus.OK else "model failures",
+            hardware_id=str(self.segmenter.device),
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        self._running = False
+        with self._cond:
+            self._cond.notify_all()
+        self._worker.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """`ros2 run semseg_ros segmentation_node --ros-args --params-file config/kitti.yaml`."""
+    from semseg_ros.ros.runner import run_nodes
+
+    return run_nodes([SegmentationNode], args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

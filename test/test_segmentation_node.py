@@ -1,0 +1,288 @@
+"""segmentation_node with real rclpy (Fast DDS from the Jazzy wheels): outputs, laziness, parameters, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from rosutil import image_from_msg, isolate_ros_domain, make_image_msg, spinning, wait_for
+
+isolate_ros_domain()
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from semseg_ros.inference.segmenter import Segmenter  # noqa: E402
+from semseg_ros.ros.conversions import image_to_rgb  # noqa: E402
+from semseg_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
+
+RGB = np.random.default_rng(1).integers(0, 255, (75, 250, 3), dtype=np.uint8)
+
+
+class Probe(Node):
+    """Publishes camera images and records everything the node publishes."""
+
+    def __init__(
+        self,
+        reliability: ReliabilityPolicy = ReliabilityPolicy.BEST_EFFORT,
+        outputs: tuple[str, ...] = ("mask", "color_mask", "overlay", "confidence"),
+    ):
+        super().__init__(f"probe_{int(time.monotonic() * 1e6)}")
+        self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=5, reliability=reliability))
+        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.received: dict[str, list[Any]] = {name: [] for name in outputs}
+        self.subs = [self.create_subscription(Image, name, lambda msg, name=name: self.received[name].append(msg), 10) for name in outputs]
+        self.labels: list[String] = []
+        self.create_subscription(String, "labels", self.labels.append, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.diagnostics: list[DiagnosticArray] = []
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+
+@pytest.fixture(scope="module")
+def ros() -> Any:
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def make_node(checkpoint: Path, **overrides: Any) -> SegmentationNode:
+    params = {"model": str(checkpoint), "backend": "torch", "device": "cpu", "warmup_runs": 0, "diagnostics_period": 0.2, **overrides}
+    return SegmentationNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+def send(probe: Probe, msg: Any, output: str = "mask", count_before: int | None = None, timeout: float = 10.0) -> Any:
+    """Publish until the node answers on `output` (discovery can take a moment); returns the answer."""
+    before = len(probe.received[output]) if count_before is None else count_before
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (probe.compressed_pub if isinstance(msg, CompressedImage) else probe.image_pub).publish(msg)
+        if wait_for(lambda: len(probe.received[output]) > before, timeout=0.5):
+            return probe.received[output][-1]
+    raise AssertionError(f"no {output} within {timeout} s")
+
+
+def test_every_encoding_gives_the_segmenter_labels_with_the_header(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint), Probe()
+    reference = Segmenter.from_path(tiny_checkpoint, backend="torch", device="cpu")
+    with spinning(node, probe):
+        for encoding, pad, width in [
+            ("rgb8", 0, 250),
+            ("bgr8", 7, 249),
+            ("rgba8", 0, 250),
+            ("bgra8", 3, 247),
+            ("mono8", 1, 250),
+            ("mono16", 2, 250),
+            ("yuv422", 0, 250),
+            ("yuv422_yuy2", 4, 250),
+        ]:
+            msg = make_image_msg(
+                np.ascontiguousarray(RGB[:, :width]),
+                encoding,
+                pad=pad,
+                big_endian=encoding == "mono16",
+                frame_id=f"cam_{encoding}",
+                stamp=(100, width),
+            )
+            mask = send(probe, msg)
+            assert mask.header.frame_id == f"cam_{encoding}" and (mask.header.stamp.sec, mask.header.stamp.nanosec) == (100, width)
+            assert (mask.height, mask.width, mask.encoding) == (75, width, "mono8")
+            expected = reference.predict(image_to_rgb(msg)).labels
+            np.testing.assert_array_equal(image_from_msg(mask), expected)
+        assert wait_for(lambda: probe.received["color_mask"] and probe.received["overlay"] and probe.received["confidence"])
+        colour = probe.received["color_mask"][-1]
+        assert colour.encoding == "rgb8" and colour.header.frame_id.startswith("cam_")
+        assert wait_for(lambda: probe.labels)
+        labels = json.loads(probe.labels[-1].data)
+        assert labels["classes"][0] == "road" and len(labels["colors"]) == 19
+
+        def diagnostics() -> dict[str, str]:
+            return {kv.key: kv.value for kv in probe.diagnostics[-1].status[0].values} if probe.diagnostics else {}
+
+        assert wait_for(lambda: int(diagnostics().get("processed", 0)) >= 8)
+        values = diagnostics()
+        assert values["backend"] == "torch" and "infer_ms_p50" in values and values["rejected"] == "0"
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_outputs_are_lazy(ros: Any, tiny_checkpoint: Path) -> None:
+    node = make_node(tiny_checkpoint)
+    quiet = Node("quiet_publisher")
+    publisher = quiet.create_publisher(Image, "image", qos_profile_sensor_data)
+    with spinning(node, quiet):
+        assert wait_for(lambda: publisher.get_subscription_count() > 0)
+        for _ in range(5):
+            publisher.publish(make_image_msg(RGB, "rgb8"))
+            time.sleep(0.05)
+        assert wait_for(lambda: node.stats.idle >= 1)
+        assert node.stats.processed == 0  # nobody listens: no model run
+        probe = Probe(outputs=("mask",))
+        with spinning(probe):
+            send(probe, make_image_msg(RGB, "rgb8"))
+            assert node.stats.processed >= 1
+        probe.destroy_node()
+    node.destroy_node()
+    quiet.destroy_node()
+
+
+def test_live_parameters_and_read_only_ones(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint, overlay_alpha=0.0), Probe()
+    with spinning(node, probe):
+        first = image_from_msg(send(probe, make_image_msg(RGB, "rgb8"), "overlay"))
+        np.testing.assert_array_equal(first, RGB)  # alpha 0: the overlay is the image
+        assert node.set_parameters([Parameter("overlay_alpha", value=1.0)])[0].successful
+        second = image_from_msg(send(probe, make_image_msg(RGB, "rgb8"), "overlay"))
+        mask = image_from_msg(probe.received["mask"][-1])
+        np.testing.assert_array_equal(second, node.palette[mask])  # alpha 1: pure class colours
+        assert not node.set_parameters([Parameter("overlay_alpha", value=2.0)])[0].successful
+        refused = node.set_parameters([Parameter("model", value="other.pt")])[0]
+        assert not refused.successful and "read-only" in refused.reason.lower()
+        palette = [[i, 255 - i, 7] for i in range(19)]
+        assert node.set_parameters([Parameter("palette", value=json.dumps(palette))])[0].successful
+        colour = image_from_msg(send(probe, make_image_msg(RGB, "rgb8"), "color_mask"))
+        label = int(image_from_msg(probe.received["mask"][-1])[0, 0])
+        assert tuple(colour[0, 0]) == tuple(palette[label])
+        assert not node.set_parameters([Parameter("palette", value="[[1, 2]]")])[0].successful
+        assert node.set_parameters([Parameter("publish_color_mask", value=False)])[0].successful
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_bad_input_and_model_failures_are_survived(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint), Probe()
+    with spinning(node, probe):
+        send(probe, make_image_msg(RGB, "rgb8"))
+        bad = []
+        for change in ({"width": 0}, {"encoding": "32FC1"}, {"step": 3}, {"data": b"\x01\x02"}):
+            msg = make_image_msg(RGB, "rgb8")
+            for key, value in change.items():
+                setattr(msg, key, value)
+            bad.append(msg)
+        for msg in bad:
+            probe.image_pub.publish(msg)
+            time.sleep(0.1)
+        assert wait_for(lambda: node.stats.rejected >= 3)  # best effort may drop one
+        original = node.segmenter.predict
+        calls = {"n": 0}
+
+        def flaky(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("simulated CUDA error")
+            return original(*args, **kwargs)
+
+        node.segmenter.predict = flaky  # type: ignore[method-assign]
+        send(probe, make_image_msg(RGB, "rgb8"))
+        assert node.stats.failed == 1
+        mask = send(probe, make_image_msg(RGB, "rgb8", frame_id="after"))
+        assert mask.header.frame_id == "after"
+    node.destroy_node()
+    probe.destroy_node()
+
+
+@pytest.mark.parametrize("reliability", [ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE])
+def test_qos_combinations_connect(ros: Any, tiny_checkpoint: Path, reliability: ReliabilityPolicy) -> None:
+    node, probe = make_node(tiny_checkpoint), Probe(reliability=reliability, outputs=("mask",))
+    with spinning(node, probe):
+        assert send(probe, make_image_msg(RGB, "rgb8")).encoding == "mono8"
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_compressed_transport(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint, input_transport="compressed"), Probe(outputs=("mask",))
+    _, png = cv2.imencode(".png", RGB[..., ::-1])
+    msg = CompressedImage(format="png", data=png.tobytes())
+    msg.header.frame_id = "compressed_cam"
+    with spinning(node, probe):
+        mask = send(probe, msg)
+        assert mask.header.frame_id == "compressed_cam" and (mask.height, mask.width) == (75, 250)
+        probe.compressed_pub.publish(CompressedImage(format="jpeg", data=b"\xff\xd8broken"))
+        assert wait_for(lambda: node.stats.rejected == 1)
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_newest_frame_policy_drops_instead_of_queueing(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint), Probe(outputs=("mask",))
+    original = node.segmenter.predict
+    node.segmenter.predict = lambda *a, **k: (time.sleep(0.2), original(*a, **k))[1]  # type: ignore[method-assign]
+    with spinning(node, probe):
+        send(probe, make_image_msg(RGB, "rgb8"))
+        for i in range(20):
+            probe.image_pub.publish(make_image_msg(RGB, "rgb8", stamp=(200, i)))
+            time.sleep(0.01)
+        assert wait_for(lambda: probe.received["mask"] and probe.received["mask"][-1].header.stamp.nanosec == 19, timeout=5)
+        assert node.stats.dropped >= 10 and node.stats.processed <= 8  # no backlog: the newest frame wins
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_pip_only_runner_with_params_file_and_remaps(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "segmentation_node": {
+                    "ros__parameters": {"model": str(tiny_checkpoint), "backend": "torch", "device": "cpu", "warmup_runs": 0}
+                }
+            }
+        )
+    )
+    env = {**os.environ}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params), "--ros-args", "-r", "image:=/cam/image", "-r", "mask:=/cam/mask"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    rclpy.init(context=(context := rclpy.Context()))
+    probe = Node("runner_probe", context=context)
+    masks: list[Image] = []
+    probe.create_subscription(Image, "/cam/mask", masks.append, 10)
+    publisher = probe.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
+    try:
+        deadline = time.monotonic() + 60
+        while not masks and time.monotonic() < deadline and process.poll() is None:
+            publisher.publish(make_image_msg(RGB, "rgb8", frame_id="remapped"))
+            executor.spin_once(timeout_sec=0.2)
+        assert masks and masks[0].header.frame_id == "remapped", process.stdout.read() if process.poll() is not None else "no mask"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert process.returncode == 0, output
+    assert "ready:" in output
+
+
+def test_bad_params_file_and_missing_model_are_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    params = tmp_path / "bad.yaml"
+    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"modle": "x.pt"}}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "segmentation_node.modle: unknown parameter" in result.stderr
+    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"model": str(tmp_path / "none.pt")}}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "none.pt: file not found" in result.stderr
