@@ -40,6 +40,7 @@ setup(
         "console_scripts": [
             "semseg = semseg_ros.cli:main",
             "segmentation_node = semseg_ros.ros.segmentation_node:main",
+            "fusion_node = semseg_ros.ros.fusion_node:main",
         ],
     },
 )

@@ -392,7 +392,7 @@ def _run_video(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------- node
-NODE_NAMES = {"segmentation": "segmentation_node"}
+NODE_NAMES = {"segmentation": "segmentation_node", "fusion": "fusion_node"}
 
 
 def _add_node(sub: argparse._SubParsersAction) -> None:
@@ -430,6 +430,10 @@ def _run_node(args: argparse.Namespace) -> int:
         from semseg_ros.ros.segmentation_node import SegmentationNode
 
         return run_nodes([SegmentationNode], rclpy_args)
+    if args.name == "fusion":
+        from semseg_ros.ros.fusion_node import FusionNode
+
+        return run_nodes([FusionNode], rclpy_args)
     raise SemsegError(f"unknown node {args.name}")
 
 

@@ -19,7 +19,7 @@ DURABILITY = ("volatile", "transient_local")
 @dataclass(frozen=True)
 class Param:
     name: str
-    default: bool | int | float | str
+    default: bool | int | float | str | list[float]
     description: str
     live: bool = False  # may change at run time (`ros2 param set`); otherwise read-only
     range: tuple[float, float] | None = None
@@ -27,6 +27,12 @@ class Param:
 
     def check(self, value: Any) -> str | None:
         """Why `value` is not acceptable, or None."""
+        if isinstance(self.default, list):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+                return f"{self.name}: expected a list of numbers, got {value!r}"
+            if self.default and len(value) != len(self.default):
+                return f"{self.name}: expected {len(self.default)} numbers, got {len(value)}"
+            return None
         expected = type(self.default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -80,7 +86,49 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
 )
 
-NODES: dict[str, tuple[Param, ...]] = {SEGMENTATION_NODE: SEGMENTATION_PARAMS}
+FUSION_NODE = "fusion_node"
+IDENTITY_4X4 = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+FUSION_PARAMS: tuple[Param, ...] = (
+    Param(
+        "calibration_source",
+        "kitti_raw",
+        "kitti_raw: calib_cam_to_cam + calib_velo_to_cam in kitti_calib_dir; kitti_object: kitti_calib_file; "
+        "camera_info: P from `camera_info` plus lidar_to_camera; camera_info_tf: P from `camera_info` plus a tf2 lookup (full ROS installs)",
+        choices=("kitti_raw", "kitti_object", "camera_info", "camera_info_tf"),
+    ),  # fmt: skip
+    Param("kitti_calib_dir", "", "KITTI raw date folder holding calib_cam_to_cam.txt and calib_velo_to_cam.txt"),
+    Param("kitti_calib_file", "", "KITTI object/odometry calib file (P0-P3, R0_rect, Tr_velo_to_cam)"),
+    Param("camera_index", 2, "KITTI camera whose images the masks come from", range=(0, 3)),
+    Param(
+        "lidar_to_camera", IDENTITY_4X4, "row-major 4x4 transform from the lidar frame to the camera's optical frame (camera_info source)"
+    ),
+    Param("slop", 0.05, "largest stamp difference (s) between a cloud and the mask fused with it", live=True, range=(0.0, 1.0)),
+    Param("queue_size", 10, "messages kept per stream while waiting for a partner", range=(1, 100)),
+    Param("use_confidence", False, "subscribe `confidence` and add a per-point confidence field"),
+    Param("min_depth", 0.5, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)),
+    Param("max_depth", 0.0, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)),
+    Param("occlusion", True, "leave points hidden behind nearer surfaces unlabelled", live=True),
+    Param("occlusion_window", 2, "half-size (px) of the nearest-depth window", live=True, range=(0, 20)),
+    Param("occlusion_tolerance", 0.3, "depth margin (m) before a point counts as hidden ...", live=True, range=(0.0, 50.0)),
+    Param("occlusion_tolerance_ratio", 0.1, "... plus this fraction of the depth", live=True, range=(0.0, 10.0)),
+    Param("drop_unlabelled", False, "publish only points that got a class", live=True),
+    Param(
+        "cluster_classes", "car,truck,bus,person,rider,bicycle,motorcycle", "comma-separated class names to cluster ('' = none)", live=True
+    ),
+    Param("cluster_radius", 0.6, "default linking distance (m) of a cluster", live=True, range=(0.01, 10.0)),
+    Param("cluster_min_points", 10, "default smallest cluster", live=True, range=(1, 100000)),
+    Param(
+        "cluster_rules",
+        '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}}',
+        "JSON per-class overrides: {class: {radius, min_points}}",
+        live=True,
+    ),  # fmt: skip
+    Param("voxel_size", 0.0, "voxel downsampling (m) before linking (0 = off)", live=True, range=(0.0, 5.0)),
+    Param("publish_markers", True, "publish `clusters` (MarkerArray: boxes and class names)", live=True),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
+)
+
+NODES: dict[str, tuple[Param, ...]] = {SEGMENTATION_NODE: SEGMENTATION_PARAMS, FUSION_NODE: FUSION_PARAMS}
 
 
 def validate_params_file(data: dict[str, Any], nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:

@@ -84,3 +84,10 @@ def fill_image(msg: Any, header: Any, array: NDArray[np.uint8], encoding: str) -
     msg.step = int(array.strides[0])
     msg.data = array.tobytes()
     return msg
+
+
+def mask_from_image(msg: Any) -> NDArray[np.uint8]:
+    """A mono8 (or 8UC1) class-id mask as an HxW uint8 array."""
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise ImageError(f"mask must be mono8 class ids, got encoding '{msg.encoding}'")
+    return image_to_rgb(msg)[..., 0]

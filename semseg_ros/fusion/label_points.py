@@ -1,0 +1,108 @@
+"""Label lidar points from a camera class mask, with occlusion handling. Vectorised numpy.
+
+A point takes the class of the pixel it projects onto. Points behind the camera, closer than
+`min_depth`, beyond `max_depth` or outside the image get UNKNOWN (255). With occlusion handling,
+a nearest-depth buffer of the projected points marks points whose pixel shows a nearer surface
+(a nearer point within a small window on a pixel of the same label) as UNKNOWN instead of giving
+them that surface's label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from semseg_ros.calibration import Calibration
+from semseg_ros.labels import IGNORE
+
+UNKNOWN = IGNORE
+
+
+@dataclass
+class FusionSettings:
+    min_depth: float = 0.5  # metres in front of the camera
+    max_depth: float = 0.0  # 0 = no limit
+    occlusion: bool = True
+    occlusion_window: int = 2  # half-size in pixels of the nearest-depth window
+    occlusion_tolerance: float = 0.3  # metres ...
+    occlusion_tolerance_ratio: float = 0.1  # ... plus this fraction of the depth
+
+
+@dataclass
+class LabelledPoints:
+    labels: NDArray[np.uint8]  # (N,) class id or UNKNOWN
+    in_view: NDArray[np.bool_]  # (N,) projects into the image within the depth limits
+    occluded: NDArray[np.bool_]  # (N,) in view but behind a nearer surface
+    confidence: NDArray[np.uint8] | None  # (N,) mask confidence (0 where unknown)
+
+
+def depth_buffer(
+    rows: NDArray[np.int64], cols: NDArray[np.int64], depth: NDArray[np.float64], shape: tuple[int, int]
+) -> NDArray[np.float32]:
+    """Per-pixel nearest depth of the projected points (inf where no point lands)."""
+    height, width = shape
+    buffer = np.full(height * width, np.inf, np.float32)
+    order = np.argsort(-depth, kind="stable")  # farthest first: the nearest write wins
+    buffer[(rows * width + cols)[order]] = depth[order]
+    return buffer.reshape(height, width)
+
+
+def hidden_points(
+    rows: NDArray[np.int64],
+    cols: NDArray[np.int64],
+    depth: NDArray[np.float64],
+    mask: NDArray[np.uint8],
+    window: int,
+    tolerance: float,
+    ratio: float,
+) -> NDArray[np.bool_]:
+    """Points whose pixel's label was produced by a nearer surface.
+
+    A point is hidden when a projected point within `window` pixels is nearer by more than
+    `tolerance + ratio * depth` and lies on a pixel of the same mask label as the point's own pixel:
+    the label there belongs to that nearer surface. Visible background points next to a silhouette
+    sit on background-labelled pixels and are kept; points seen through the parallax between lidar
+    and camera sit on the occluder's pixels and are dropped.
+    """
+    height, width = mask.shape
+    buffer = np.pad(depth_buffer(rows, cols, depth, (height, width)), window, constant_values=np.inf)
+    labels = np.pad(mask, window, constant_values=UNKNOWN)
+    own = mask[rows, cols]
+    limit = depth / (1.0 + ratio) - tolerance  # neighbour nearer than this hides the point
+    hidden = np.zeros(len(depth), bool)
+    r, c = rows + window, cols + window
+    for dy in range(-window, window + 1):
+        for dx in range(-window, window + 1):
+            hidden |= (buffer[r + dy, c + dx] < limit) & (labels[r + dy, c + dx] == own)
+    return hidden
+
+
+def label_points(
+    points: NDArray[np.floating],
+    mask: NDArray[np.uint8],
+    calibration: Calibration,
+    settings: FusionSettings | None = None,
+    confidence: NDArray[np.uint8] | None = None,
+) -> LabelledPoints:
+    """Class per point from `mask` (any size: the calibration is rescaled to it)."""
+    settings = settings or FusionSettings()
+    height, width = mask.shape[:2]
+    rows, cols, depth, in_view = calibration.pixel_indices(points, image_size=(width, height), min_depth=settings.min_depth)
+    if settings.max_depth > 0:
+        in_view &= depth <= settings.max_depth
+    labels = np.full(len(in_view), UNKNOWN, np.uint8)
+    labels[in_view] = mask[rows[in_view], cols[in_view]]
+    occluded = np.zeros(len(in_view), bool)
+    if settings.occlusion and in_view.any():
+        r, c, d = rows[in_view], cols[in_view], depth[in_view]
+        hidden = hidden_points(r, c, d, mask, settings.occlusion_window, settings.occlusion_tolerance, settings.occlusion_tolerance_ratio)
+        occluded[np.flatnonzero(in_view)[hidden]] = True
+        labels[occluded] = UNKNOWN
+    point_confidence = None
+    if confidence is not None:
+        point_confidence = np.zeros(len(in_view), np.uint8)
+        seen = in_view & ~occluded
+        point_confidence[seen] = confidence[rows[seen], cols[seen]]
+    return LabelledPoints(labels, in_view, occluded, point_confidence)

@@ -1,0 +1,319 @@
+"""fusion_node: label every lidar point from the camera mask and publish clusters as priors.
+
+Pairs `points` (PointCloud2) with `mask` (mono8 class ids from segmentation_node) by header stamp,
+projects the points through the calibration, labels them (occlusion-aware) and clusters object
+classes. Publishes `labelled_points` (x y z intensity rgb cluster label [confidence], lidar frame,
+the cloud's stamp), `clusters` (MarkerArray) and /diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from semseg_ros.calibration import Calibration
+from semseg_ros.errors import CalibrationError, SemsegError
+from semseg_ros.fusion.cluster import ClassRule, Cluster, ClusterSettings, cluster_points
+from semseg_ros.fusion.label_points import FusionSettings, label_points
+from semseg_ros.labels import get_label_set, palette_array
+from semseg_ros.node_params import FUSION_NODE, FUSION_PARAMS
+from semseg_ros.ros import params as ros_params
+from semseg_ros.ros.conversions import mask_from_image
+from semseg_ros.ros.pointcloud import labelled_cloud, read_points
+from semseg_ros.ros.sync import ApproximateSync
+
+STAGES = ("decode", "label", "cluster", "publish", "total")
+
+
+def cluster_settings(config: dict[str, Any], classes: tuple[str, ...]) -> ClusterSettings:
+    """The clustering rules the parameters describe, for a label set's class names."""
+    try:
+        overrides = json.loads(config["cluster_rules"]) if config["cluster_rules"].strip() else {}
+    except ValueError as exc:
+        raise SemsegError(f"cluster_rules: not valid JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise SemsegError("cluster_rules: expected a JSON object {class: {radius, min_points}}")
+    rules = {}
+    for name in (n.strip() for n in config["cluster_classes"].split(",") if n.strip()):
+        if name not in classes:
+            continue  # a class the current label set lacks
+        rule = overrides.get(name, {})
+        rules[classes.index(name)] = ClassRule(
+            float(rule.get("radius", config["cluster_radius"])), int(rule.get("min_points", config["cluster_min_points"]))
+        )
+    return ClusterSettings(rules, config["voxel_size"])
+
+
+def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    return 0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)
+
+
+class FusionNode(Node):
+    def __init__(self, **kwargs: Any):
+        super().__init__(FUSION_NODE, **kwargs)
+        self.config = ros_params.declare(self, FUSION_PARAMS)
+        c = self.config
+        self.calibration: Calibration | None = self._static_calibration()
+        labels = get_label_set("cityscapes19")
+        self.classes: tuple[str, ...] = labels.classes
+        self.palette = palette_array(labels.colors)
+        self.clustering = cluster_settings(c, self.classes)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.counts = {"fused": 0, "rejected_cloud": 0, "rejected_mask": 0, "no_calibration": 0, "failed": 0}
+        self.latency: dict[str, deque[float]] = {s: deque(maxlen=200) for s in STAGES}
+        self.sync = ApproximateSync(self._fuse, slop=c["slop"], queue_size=c["queue_size"])
+        self.confidences: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+        self.cloud_pub = self.create_publisher(PointCloud2, "labelled_points", 2)
+        self.marker_pub = self.create_publisher(MarkerArray, "clusters", 2)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(PointCloud2, "points", lambda m: self.sync.add("a", m), qos_profile_sensor_data)
+        self.create_subscription(Image, "mask", lambda m: self.sync.add("b", m), QoSProfile(depth=c["queue_size"]))
+        self.create_subscription(String, "labels", self._on_labels, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        if c["use_confidence"]:
+            self.create_subscription(Image, "confidence", self._on_confidence, QoSProfile(depth=c["queue_size"]))
+        if c["calibration_source"].startswith("camera_info"):
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
+        self.tf_buffer = self._tf_buffer() if c["calibration_source"] == "camera_info_tf" else None
+        self._window = (time.monotonic(), 0)
+        self.create_timer(c["diagnostics_period"], self._publish_diagnostics)
+        where = "waiting for camera_info" if self.calibration is None else f"calibration {c['calibration_source']}"
+        self.get_logger().info(f"ready: {where}, slop {c['slop']} s, clustering {[self.classes[i] for i in self.clustering.rules]}")
+
+    # ------------------------------------------------------------ calibration
+    def _static_calibration(self) -> Calibration | None:
+        c = self.config
+        if c["calibration_source"] == "kitti_raw":
+            if not c["kitti_calib_dir"]:
+                raise SemsegError("calibration_source kitti_raw needs kitti_calib_dir (the KITTI date folder)")
+            return Calibration.from_kitti_raw(c["kitti_calib_dir"], c["camera_index"])
+        if c["calibration_source"] == "kitti_object":
+            if not c["kitti_calib_file"]:
+                raise SemsegError("calibration_source kitti_object needs kitti_calib_file")
+            return Calibration.from_kitti_object(c["kitti_calib_file"], c["camera_index"])
+        return None
+
+    def _tf_buffer(self) -> Any:
+        try:
+            import tf2_ros
+        except ImportError:
+            raise SemsegError(
+                "calibration_source camera_info_tf needs tf2_ros (a full ROS 2 install); use camera_info with lidar_to_camera"
+            ) from None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self)
+        return buffer
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if self.config["calibration_source"] == "camera_info_tf":
+            self._camera_info_tf = msg  # the extrinsic comes from TF, per cloud
+            return
+        try:
+            extrinsic = np.asarray(self.config["lidar_to_camera"], float).reshape(4, 4)
+            self.calibration = Calibration.from_projection(
+                np.asarray(msg.p, float).reshape(3, 4), extrinsic, (int(msg.width), int(msg.height))
+            )
+            self._camera_info = msg
+        except CalibrationError as exc:
+            self.get_logger().warning(f"unusable camera_info: {exc}", throttle_duration_sec=5.0)
+
+    def _calibration_for(self, cloud: PointCloud2) -> Calibration | None:
+        if self.config["calibration_source"] != "camera_info_tf":
+            return self.calibration
+        info = getattr(self, "_camera_info_tf", None)
+        if info is None or self.tf_buffer is None:
+            return None
+        transform = self.tf_buffer.lookup_transform(info.header.frame_id, cloud.header.frame_id, cloud.header.stamp).transform
+        x, y, z, w = transform.rotation.x, transform.rotation.y, transform.rotation.z, transform.rotation.w
+        rotation = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        )
+        extrinsic = np.eye(4)
+        extrinsic[:3, :3] = rotation
+        extrinsic[:3, 3] = [transform.translation.x, transform.translation.y, transform.translation.z]
+        return Calibration.from_projection(np.asarray(info.p, float).reshape(3, 4), extrinsic, (int(info.width), int(info.height)))
+
+    # ------------------------------------------------------------ inputs
+    def _on_labels(self, msg: String) -> None:
+        try:
+            data = json.loads(msg.data)
+            self.classes = tuple(data["classes"])
+            self.palette = palette_array(data["colors"])
+            self.clustering = cluster_settings(self.config, self.classes)
+        except (ValueError, KeyError, TypeError, SemsegError) as exc:
+            self.get_logger().warning(f"ignoring malformed labels message: {exc}", throttle_duration_sec=5.0)
+
+    def _on_confidence(self, msg: Image) -> None:
+        with self.lock:
+            self.confidences[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+            while len(self.confidences) > self.config["queue_size"]:
+                self.confidences.popitem(last=False)
+
+    def _on_set_parameters(self, updates: list[Parameter]) -> Any:
+        def extra(update: Parameter) -> str | None:
+            if update.name in ("cluster_rules", "cluster_classes"):
+                try:
+                    cluster_settings({**self.config, update.name: update.value}, self.classes)
+                except SemsegError as exc:
+                    return str(exc)
+            return None
+
+        result = ros_params.check_update(FUSION_PARAMS, updates, extra)
+        if result.successful:
+            for update in updates:
+                self.config[update.name] = update.value
+            self.clustering = cluster_settings(self.config, self.classes)
+            self.sync.slop = self.config["slop"]
+        return result
+
+    # ------------------------------------------------------------ fusion
+    def settings(self) -> FusionSettings:
+        c = self.config
+        return FusionSettings(
+            c["min_depth"], c["max_depth"], c["occlusion"], c["occlusion_window"], c["occlusion_tolerance"], c["occlusion_tolerance_ratio"]
+        )
+
+    def _fuse(self, cloud: PointCloud2, mask_msg: Image) -> None:
+        try:
+            self._fuse_pair(cloud, mask_msg)
+        except Exception as exc:  # a callback must never take the node down
+            self.counts["failed"] += 1
+            self.get_logger().error(f"fusion failed: {exc!r}", throttle_duration_sec=5.0)
+
+    def _fuse_pair(self, cloud: PointCloud2, mask_msg: Image) -> None:
+        start = time.perf_counter()
+        try:
+            xyz, intensity, _ = read_points(cloud)
+        except SemsegError as exc:
+            self.counts["rejected_cloud"] += 1
+            self.get_logger().warning(f"rejected cloud: {exc}", throttle_duration_sec=5.0)
+            return
+        try:
+            mask = mask_from_image(mask_msg)
+        except SemsegError as exc:
+            self.counts["rejected_mask"] += 1
+            self.get_logger().warning(f"rejected mask: {exc}", throttle_duration_sec=5.0)
+            return
+        calibration = self._calibration_for(cloud)
+        if calibration is None:
+            self.counts["no_calibration"] += 1
+            self.get_logger().warning("no calibration yet (waiting for camera_info); cloud skipped", throttle_duration_sec=5.0)
+            return
+        confidence = None
+        if self.config["use_confidence"]:
+            with self.lock:
+                conf_msg = self.confidences.pop((mask_msg.header.stamp.sec, mask_msg.header.stamp.nanosec), None)
+            if conf_msg is not None:
+                confidence = mask_from_image(conf_msg)
+        decoded = time.perf_counter()
+        labelled = label_points(xyz, mask, calibration, self.settings(), confidence)
+        labelled_at = time.perf_counter()
+        clusters, ids = cluster_points(xyz, labelled.labels, self.clustering)
+        clustered = time.perf_counter()
+        keep = labelled.labels != 255 if self.config["drop_unlabelled"] else slice(None)
+        point_confidence = None if labelled.confidence is None else labelled.confidence[keep]
+        out = labelled_cloud(
+            PointCloud2(),
+            cloud.header,
+            xyz[keep],
+            None if intensity is None else intensity[keep],
+            labelled.labels[keep],
+            self.palette[labelled.labels[keep]],
+            ids[keep],
+            point_confidence,
+        )
+        self.cloud_pub.publish(out)
+        if self.config["publish_markers"]:
+            self.marker_pub.publish(self._markers(cloud.header, clusters))
+        done = time.perf_counter()
+        self.counts["fused"] += 1
+        for stage, value in zip(
+            STAGES, (decoded - start, labelled_at - decoded, clustered - labelled_at, done - clustered, done - start), strict=True
+        ):
+            self.latency[stage].append(value)
+
+    def _markers(self, header: Any, clusters: list[Cluster]) -> MarkerArray:
+        markers = [Marker(header=header, action=Marker.DELETEALL)]
+        for index, cluster in enumerate(clusters):
+            r, g, b = (float(v) / 255.0 for v in self.palette[cluster.label])
+            box = Marker(header=header, ns="boxes", id=index, type=Marker.CUBE, action=Marker.ADD)
+            box.pose.position = Point(x=float(cluster.center[0]), y=float(cluster.center[1]), z=float(cluster.center[2]))
+            qx, qy, qz, qw = yaw_quaternion(cluster.yaw)
+            box.pose.orientation.x, box.pose.orientation.y, box.pose.orientation.z, box.pose.orientation.w = qx, qy, qz, qw
+            box.scale.x, box.scale.y, box.scale.z = (max(float(v), 0.05) for v in cluster.size)
+            box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.4
+            text = Marker(header=header, ns="labels", id=index, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+            text.pose.position = Point(x=float(cluster.center[0]), y=float(cluster.center[1]), z=float(cluster.box_max[2] + 0.5))
+            text.pose.orientation.w = 1.0
+            text.scale.z = 0.6
+            text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+            name = self.classes[cluster.label] if cluster.label < len(self.classes) else str(cluster.label)
+            text.text = f"{name} ({len(cluster.indices)})"
+            markers += [box, text]
+        return MarkerArray(markers=markers)
+
+    # ------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        since, fused = self._window
+        self._window = (now, self.counts["fused"])
+        stats = self.sync.stats
+        values = {
+            "calibration": self.config["calibration_source"] if self._calibration_ready() else "missing",
+            "fused_rate_hz": f"{(self.counts['fused'] - fused) / max(now - since, 1e-9):.2f}",
+            **{k: str(v) for k, v in self.counts.items()},
+            "pairs": str(stats.pairs),
+            "unmatched_points": str((stats.unmatched or {}).get("a", 0)),
+            "unmatched_masks": str((stats.unmatched or {}).get("b", 0)),
+            "sync_resets": str(stats.resets),
+        }
+        for stage, samples in self.latency.items():
+            if samples:
+                ms = np.asarray(samples) * 1e3
+                values[f"{stage}_ms_p50"] = f"{np.percentile(ms, 50):.2f}"
+                values[f"{stage}_ms_p95"] = f"{np.percentile(ms, 95):.2f}"
+        problems = self.counts["failed"] + self.counts["no_calibration"]
+        level = DiagnosticStatus.OK if problems == 0 else DiagnosticStatus.WARN
+        status = DiagnosticStatus(
+            level=level,
+            name=f"semseg_ros: {self.get_name()}",
+            message="running" if level == DiagnosticStatus.OK else "see counts",
+            hardware_id="cpu",
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def _calibration_ready(self) -> bool:
+        return self.calibration is not None or self.config["calibration_source"] == "camera_info_tf"
+
+
+def main(args: list[str] | None = None) -> int:
+    """`ros2 run semseg_ros fusion_node --ros-args --params-file config/kitti.yaml`."""
+    from semseg_ros.ros.runner import run_nodes
+
+    return run_nodes([FusionNode], args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Point labelling and clustering on the synthetic world, measured against its ground truth."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from semseg_ros.data.kitti_raw import KittiDrive, read_point_labels, read_velodyne
+from semseg_ros.fusion.cluster import ClassRule, ClusterSettings, cluster_points
+from semseg_ros.fusion.label_points import UNKNOWN, FusionSettings, label_points
+from semseg_ros.labels import get_label_set
+from semseg_ros.synth import writers
+
+TRAIN = get_label_set("cityscapes19")
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    drive = KittiDrive(writers.write_kitti_raw(tmp_path_factory.mktemp("fusion"), frames=4, seed=21, progress=False))
+    calib = drive.calibration
+    result = []
+    for frame in drive.frames():
+        points = read_velodyne(drive.velodyne_path(frame))
+        labels, instances = read_point_labels(drive.velodyne_dir / "labels" / f"{frame}.label")
+        semantic = cv2.imread(str(drive.image_dir / "semantic" / f"{frame}.png"), cv2.IMREAD_UNCHANGED)
+        depth = cv2.imread(str(drive.image_dir / "depth" / f"{frame}.png"), cv2.IMREAD_UNCHANGED) / 256.0
+        rows, cols, point_depth, in_image = calib.pixel_indices(points)
+        seen = depth[rows, cols]
+        visible = in_image & (seen > 0) & (np.abs(point_depth - seen) < 0.2 + 0.03 * seen)  # the camera sees this point
+        result.append(
+            {
+                "points": points,
+                "gt": TRAIN.map_cityscapes_ids(labels.astype(np.uint8)),
+                "instances": instances,
+                "mask": TRAIN.map_cityscapes_ids(semantic),
+                "visible": visible,
+                "calib": calib,
+            }
+        )
+    return result
+
+
+def accuracy(frames: list[dict], settings: FusionSettings, scale: float = 1.0) -> tuple[float, float, float]:
+    """(visible-point accuracy, fraction of hidden points left unknown, wrong-label rate in view)."""
+    right = total = hidden_unknown = hidden = wrong = in_view = 0
+    for f in frames:
+        mask = f["mask"] if scale == 1.0 else cv2.resize(f["mask"], None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST_EXACT)
+        out = label_points(f["points"], mask, f["calib"], settings)
+        visible, occluded_truly = f["visible"], out.in_view & ~f["visible"]
+        right += int((out.labels[visible] == f["gt"][visible]).sum())
+        total += int(visible.sum())
+        hidden_unknown += int((out.labels[occluded_truly] == UNKNOWN).sum())
+        hidden += int(occluded_truly.sum())
+        given = out.in_view & (out.labels != UNKNOWN)
+        wrong += int((out.labels[given] != f["gt"][given]).sum())
+        in_view += int(out.in_view.sum())
+    return right / total, hidden_unknown / max(hidden, 1), wrong / in_view
+
+
+def test_gt_masks_label_visible_points_correctly(frames: list[dict]) -> None:
+    on = accuracy(frames, FusionSettings(occlusion=True))
+    off = accuracy(frames, FusionSettings(occlusion=False))
+    print(f"occlusion on: visible accuracy {on[0]:.4f}, hidden->unknown {on[1]:.3f}, wrong labels {on[2]:.4f}")
+    print(f"occlusion off: visible accuracy {off[0]:.4f}, hidden->unknown {off[1]:.3f}, wrong labels {off[2]:.4f}")
+    assert on[0] >= 0.99 and off[0] >= 0.99
+    assert on[1] >= 0.6 and off[1] == 0.0  # occlusion handling catches most hidden points ...
+    assert on[2] < off[2] / 2  # ... and halves the wrong labels it hands out
+
+
+def test_masks_of_another_size_are_scaled(frames: list[dict]) -> None:
+    assert accuracy(frames, FusionSettings(occlusion=False), scale=0.5)[0] >= 0.97
+
+
+def test_out_of_view_points_stay_unknown_and_confidence_follows(frames: list[dict]) -> None:
+    f = frames[0]
+    confidence = np.full(f["mask"].shape, 200, np.uint8)
+    out = label_points(f["points"], f["mask"], f["calib"], FusionSettings(max_depth=30.0), confidence)
+    behind = f["points"][:, 0] < 0
+    assert (out.labels[behind] == UNKNOWN).all() and not out.in_view[behind].any()
+    assert out.confidence is not None and set(np.unique(out.confidence[out.in_view & ~out.occluded])) == {200}
+    assert (out.confidence[~out.in_view] == 0).all()
+    empty = label_points(np.zeros((0, 3), np.float32), f["mask"], f["calib"])
+    assert empty.labels.shape == (0,)
+
+
+def test_clusters_match_gt_instances(frames: list[dict]) -> None:
+    classes = {TRAIN.classes.index(n): ClassRule(0.6, 10) for n in ("car", "truck", "bus")}
+    classes |= {TRAIN.classes.index(n): ClassRule(0.4, 5) for n in ("person", "rider", "bicycle")}
+    settings = ClusterSettings(classes)
+    matched = expected = produced = good = 0
+    for f in frames:
+        out = label_points(f["points"], f["mask"], f["calib"], FusionSettings())
+        clusters, ids = cluster_points(f["points"], out.labels, settings)
+        assert len(ids) == len(f["points"]) and set(np.unique(ids)) <= set(range(-1, len(clusters)))
+        instances = f["instances"]
+        in_view = out.in_view
+        for instance in np.unique(instances[in_view & (instances > 0)]):
+            members = in_view & (instances == instance)
+            label = int(np.bincount(f["gt"][members]).argmax())
+            if members.sum() < 30 or label not in classes:
+                continue
+            expected += 1
+            best = 0.0
+            for cluster in clusters:
+                if cluster.label != label:
+                    continue
+                inside = np.zeros(len(ids), bool)
+                inside[cluster.indices] = True
+                best = max(best, (inside & members).sum() / (inside | members).sum())
+            matched += best >= 0.5
+        for cluster in clusters:
+            produced += 1
+            owners = instances[cluster.indices]
+            good += (np.bincount(owners).max() / len(owners) >= 0.5) and np.bincount(owners).argmax() > 0
+    recall, precision = matched / expected, good / max(produced, 1)
+    print(f"clusters: recall {recall:.3f} of {expected} instances, precision {precision:.3f} of {produced} clusters")
+    assert expected >= 5 and recall >= 0.9 and precision >= 0.8
+
+
+def test_oriented_boxes_follow_the_points() -> None:
+    rng = np.random.default_rng(0)
+    yaw = 0.5
+    local = rng.uniform([-2, -0.8, 0], [2, 0.8, 1.5], (500, 3))
+    c, s = np.cos(yaw), np.sin(yaw)
+    points = local @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + [10, 5, 0]
+    clusters, ids = cluster_points(points, np.full(500, 13), ClusterSettings({13: ClassRule(1.0, 10)}))
+    assert len(clusters) == 1 and (ids == 0).all()
+    box = clusters[0]
+    assert abs(np.sin(box.yaw - yaw)) < 0.05
+    assert box.size[0] == pytest.approx(4.0, abs=0.2) and box.size[1] == pytest.approx(1.6, abs=0.15)
+    np.testing.assert_allclose(box.center[:2], [10, 5], atol=0.15)
