@@ -95,7 +95,7 @@ FUSION_PARAMS: tuple[Param, ...] = (
         "kitti_raw: calib_cam_to_cam + calib_velo_to_cam in kitti_calib_dir; kitti_object: kitti_calib_file; "
         "camera_info: P from `camera_info` plus lidar_to_camera; camera_info_tf: P from `camera_info` plus a tf2 lookup (full ROS installs)",
         choices=("kitti_raw", "kitti_object", "camera_info", "camera_info_tf"),
-    ),  # fmt: skip
+    ),
     Param("kitti_calib_dir", "", "KITTI raw date folder holding calib_cam_to_cam.txt and calib_velo_to_cam.txt"),
     Param("kitti_calib_file", "", "KITTI object/odometry calib file (P0-P3, R0_rect, Tr_velo_to_cam)"),
     Param("camera_index", 2, "KITTI camera whose images the masks come from", range=(0, 3)),
@@ -122,7 +122,7 @@ FUSION_PARAMS: tuple[Param, ...] = (
         '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}}',
         "JSON per-class overrides: {class: {radius, min_points}}",
         live=True,
-    ),  # fmt: skip
+    ),
     Param("voxel_size", 0.0, "voxel downsampling (m) before linking (0 = off)", live=True, range=(0.0, 5.0)),
     Param("publish_markers", True, "publish `clusters` (MarkerArray: boxes and class names)", live=True),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
