@@ -1,0 +1,205 @@
+"""fusion_node with real rclpy: stamp pairing, labelled clouds decoded from raw bytes, odd layouts, bad input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from rosutil import isolate_ros_domain, spinning, wait_for
+
+isolate_ros_domain()
+
+import rclpy  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from semseg_ros.data.kitti_raw import KittiDrive, read_velodyne  # noqa: E402
+from semseg_ros.fusion.label_points import FusionSettings, label_points  # noqa: E402
+from semseg_ros.labels import get_label_set  # noqa: E402
+from semseg_ros.ros.fusion_node import FusionNode  # noqa: E402
+from semseg_ros.synth import writers  # noqa: E402
+
+TRAIN = get_label_set("cityscapes19")
+
+
+@pytest.fixture(scope="module")
+def ros() -> Any:
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory: pytest.TempPathFactory) -> KittiDrive:
+    return KittiDrive(writers.write_kitti_raw(tmp_path_factory.mktemp("fusion_node"), frames=2, seed=3, progress=False))
+
+
+def cloud_msg(xyz: np.ndarray, stamp: float, layout: str = "kitti", frame: str = "velo_link") -> PointCloud2:
+    """A PointCloud2 built by hand. layouts: kitti (x y z intensity), ouster-like (padding, ring, time), no_z."""
+    n = len(xyz)
+    if layout == "kitti":
+        fields = [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("intensity", 12, 7)]
+        step = 16
+    elif layout == "ouster":
+        fields = [("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("t", 16, 6), ("intensity", 20, 7), ("ring", 24, 4)]
+        step = 32
+    else:
+        fields = [("x", 0, 7), ("y", 4, 7)]
+        step = 8
+    data = np.zeros((n, step), np.uint8)
+    for name, offset, datatype in fields:
+        values = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}.get(name, np.arange(n) % 64)
+        dtype = {7: "<f4", 6: "<u4", 4: "<u2"}[datatype]
+        data[:, offset : offset + np.dtype(dtype).itemsize] = np.ascontiguousarray(values, dtype).view(np.uint8).reshape(n, np.dtype(dtype).itemsize)
+    msg = PointCloud2()
+    msg.header.frame_id = frame
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    msg.height, msg.width = 1, n
+    msg.fields = [PointField(name=name, offset=offset, datatype=datatype, count=1) for name, offset, datatype in fields]
+    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, step, step * n, False
+    msg.data = data.tobytes()
+    return msg
+
+
+def mask_msg(mask: np.ndarray, stamp: float, encoding: str = "mono8") -> Image:
+    msg = Image()
+    msg.header.frame_id = "camera_color_left"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    msg.height, msg.width = mask.shape
+    msg.encoding, msg.step = encoding, mask.shape[1]
+    msg.data = mask.tobytes()
+    return msg
+
+
+def decode(msg: PointCloud2) -> dict[str, np.ndarray]:
+    """Fields of a published cloud, read straight from its bytes."""
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.width * msg.height, msg.point_step)
+    kinds = {7: "<f4", 5: "<i4", 2: "u1"}
+    out = {}
+    for field in msg.fields:
+        dtype = np.dtype(kinds[field.datatype])
+        out[field.name] = np.ascontiguousarray(raw[:, field.offset : field.offset + dtype.itemsize]).view(dtype).ravel()
+    return out
+
+
+class Probe(Node):
+    def __init__(self) -> None:
+        super().__init__(f"fusion_probe_{int(time.monotonic() * 1e6)}")
+        self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
+        self.mask_pub = self.create_publisher(Image, "mask", 10)
+        self.clouds: list[PointCloud2] = []
+        self.markers: list[MarkerArray] = []
+        self.create_subscription(PointCloud2, "labelled_points", self.clouds.append, 10)
+        self.create_subscription(MarkerArray, "clusters", self.markers.append, 10)
+
+
+def make_node(drive: KittiDrive, **overrides: Any) -> FusionNode:
+    params = {"calibration_source": "kitti_raw", "kitti_calib_dir": str(drive.path.parent), "slop": 0.02, "diagnostics_period": 0.2, **overrides}
+    return FusionNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+def frame_data(drive: KittiDrive, index: int) -> tuple[np.ndarray, np.ndarray]:
+    frame = drive.frames()[index]
+    xyz = read_velodyne(drive.velodyne_path(frame))[:, :3]
+    semantic = cv2.imread(str(drive.image_dir / "semantic" / f"{frame}.png"), cv2.IMREAD_UNCHANGED)
+    return xyz, TRAIN.map_cityscapes_ids(semantic)
+
+
+def exchange(probe: Probe, cloud: PointCloud2, mask: Image, expect: bool = True, timeout: float = 8.0) -> PointCloud2 | None:
+    before = len(probe.clouds)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe.mask_pub.publish(mask)
+        probe.points_pub.publish(cloud)
+        if wait_for(lambda: len(probe.clouds) > before, timeout=0.4 if expect else 1.0):
+            return probe.clouds[-1]
+        if not expect:
+            return None
+    raise AssertionError("no labelled cloud")
+
+
+def test_labelled_cloud_matches_the_core(ros: Any, drive: KittiDrive) -> None:
+    node, probe = make_node(drive), Probe()
+    xyz, mask = frame_data(drive, 0)
+    with spinning(node, probe):
+        out = exchange(probe, cloud_msg(xyz, 100.013), mask_msg(mask, 100.0))  # 13 ms apart: within slop
+        assert out is not None and out.header.frame_id == "velo_link" and out.header.stamp.sec == 100 and out.header.stamp.nanosec == 13_000_000
+        fields = decode(out)
+        expected = label_points(xyz, mask, drive.calibration, FusionSettings(occlusion=True, occlusion_window=2, occlusion_tolerance=0.3, occlusion_tolerance_ratio=0.1))
+        np.testing.assert_array_equal(fields["label"], expected.labels)
+        np.testing.assert_allclose(fields["x"], xyz[:, 0])
+        colours = TRAIN.palette()[expected.labels].astype(np.uint32)
+        np.testing.assert_array_equal(fields["rgb"].view(np.uint32), (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2])
+        car = TRAIN.classes.index("car")
+        assert (fields["cluster"][fields["label"] == car] >= 0).mean() > 0.8 and (fields["cluster"][fields["label"] == 0] == -1).all()
+        assert wait_for(lambda: probe.markers)
+        markers = probe.markers[-1].markers
+        assert markers[0].action == markers[0].DELETEALL and any(m.ns == "boxes" for m in markers)
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_stamps_beyond_the_slop_are_never_fused(ros: Any, drive: KittiDrive) -> None:
+    node, probe = make_node(drive), Probe()
+    xyz, mask = frame_data(drive, 1)
+    with spinning(node, probe):
+        exchange(probe, cloud_msg(xyz, 200.0), mask_msg(mask, 200.0))
+        fused = node.counts["fused"]
+        assert exchange(probe, cloud_msg(xyz, 201.0), mask_msg(mask, 201.1), expect=False) is None
+        assert node.counts["fused"] == fused
+        exchange(probe, cloud_msg(xyz, 202.0), mask_msg(mask, 202.0))  # a good pair flushes the stale ones
+        assert node.counts["fused"] > fused and sum(node.sync.stats.unmatched.values()) >= 1
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_odd_layouts_nans_and_bad_input_are_survived(ros: Any, drive: KittiDrive) -> None:
+    node, probe = make_node(drive, drop_unlabelled=True), Probe()
+    xyz, mask = frame_data(drive, 0)
+    with_nans = xyz.copy()
+    with_nans[::100] = np.nan
+    with spinning(node, probe):
+        out = exchange(probe, cloud_msg(with_nans, 300.0, "ouster"), mask_msg(mask, 300.0))
+        fields = decode(out)
+        assert np.isfinite(fields["x"]).all() and (fields["label"] != 255).all() and "intensity" in fields
+        start = dict(node.counts)
+        probe.points_pub.publish(cloud_msg(xyz, 301.0, "no_z"))
+        probe.mask_pub.publish(mask_msg(mask, 301.0))
+        assert wait_for(lambda: node.counts["rejected_cloud"] > start["rejected_cloud"])
+        probe.points_pub.publish(cloud_msg(xyz[:0], 302.0))
+        probe.mask_pub.publish(mask_msg(mask, 302.0))
+        assert wait_for(lambda: node.counts["rejected_cloud"] > start["rejected_cloud"] + 1)
+        probe.points_pub.publish(cloud_msg(xyz, 303.0))
+        probe.mask_pub.publish(mask_msg(mask, 303.0, encoding="bgr8"))  # a colour image is no class mask
+        assert wait_for(lambda: node.counts["rejected_mask"] > start["rejected_mask"])
+        assert exchange(probe, cloud_msg(xyz, 304.0), mask_msg(mask, 304.0)) is not None  # still fusing
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_looped_bag_stamps_restart_the_matcher(ros: Any, drive: KittiDrive) -> None:
+    node, probe = make_node(drive), Probe()
+    xyz, mask = frame_data(drive, 0)
+    with spinning(node, probe):
+        exchange(probe, cloud_msg(xyz, 500.0), mask_msg(mask, 500.0))
+        assert exchange(probe, cloud_msg(xyz, 10.0), mask_msg(mask, 10.0)) is not None  # time jumped back 490 s
+        assert node.sync.stats.resets >= 1
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_missing_calibration_is_a_clear_start_error(ros: Any) -> None:
+    from semseg_ros.errors import SemsegError
+
+    with pytest.raises(SemsegError, match="needs kitti_calib_dir"):
+        FusionNode(parameter_overrides=[Parameter("calibration_source", value="kitti_raw")])
+    with pytest.raises(SemsegError, match="calibration file not found"):
+        FusionNode(parameter_overrides=[Parameter("kitti_calib_dir", value=str(Path("/nonexistent")))])
