@@ -437,6 +437,82 @@ def _run_node(args: argparse.Namespace) -> int:
     raise SemsegError(f"unknown node {args.name}")
 
 
+# ---------------------------------------------------------------- bags / launch
+def _add_kitti2bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kitti2bag", help="convert a KITTI raw drive (real or synthetic) into a ROS 2 bag")
+    p.add_argument("drive", type=Path, help="a <date>_drive_NNNN_sync folder")
+    p.add_argument("out", type=Path, help="bag folder to create")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--frames", help="a:b frame index range, e.g. 0:50")
+    p.set_defaults(func=_run_kitti2bag)
+
+
+def _run_kitti2bag(args: argparse.Namespace) -> int:
+    from semseg_ros.bags import kitti_to_bag
+
+    summary = kitti_to_bag(args.drive, args.out, args.storage, args.frames)
+    topics = ", ".join(f"{t} ({n})" for t, n in summary.messages.items())
+    print(f"wrote {summary.path}: {summary.frames} frames over {summary.duration_s:.1f} s: {topics}")
+    return 0
+
+
+def _add_play(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("play", help="play a ROS 2 bag through rclpy with its recorded timing and QoS (pip-only ros2 bag play)")
+    p.add_argument("bag", type=Path)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
+    p.add_argument("--topics", nargs="+", help="only these topics")
+    p.set_defaults(func=_run_play)
+
+
+def _run_play(args: argparse.Namespace) -> int:
+    from semseg_ros.ros.player import BagPlayer
+    from semseg_ros.ros.runner import run_nodes
+
+    players: list[BagPlayer] = []
+
+    def make() -> BagPlayer:
+        players.append(BagPlayer(args.bag, args.rate, args.loop, args.clock, args.topics))
+        return players[0]
+
+    code = run_nodes(
+        [make],
+        ["semseg", *args.ros_args],
+        started=lambda nodes: nodes[0].start(),
+        done=lambda: bool(players) and players[0].finished.is_set(),
+    )
+    if players:
+        print(f"played {players[0].published} messages" + (f"; {players[0].errors[0]}" if players[0].errors else ""))
+        if players[0].errors:
+            return 1
+    return code
+
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="pip-only equivalent of ros2 launch semseg_ros kitti.launch.py: both nodes (and a bag player) in one process",
+        description="semseg launch kitti [--bag BAG] [--model M] [--params config/kitti.yaml] [--ros-args ...]",
+    )
+    p.add_argument("setup", choices=("kitti",))
+    p.add_argument("--bag", type=Path, help="a bag to play (omit to listen to live topics)")
+    p.add_argument("--model", help="model file overriding the params file's")
+    p.add_argument(
+        "--params", type=Path, default=Path("kitti.yaml"), help="ROS parameter file (default: share/semseg_ros/config/kitti.yaml)"
+    )
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--calib-dir", type=Path, help="KITTI date folder: fuse with kitti_raw calibration instead of camera_info")
+    p.set_defaults(func=_run_launch)
+
+
+def _run_launch(args: argparse.Namespace) -> int:
+    from semseg_ros.ros.launcher import launch_kitti
+
+    return launch_kitti(ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir)
+
+
 # ----------------------------------------------------------------------- main
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_synth,
@@ -448,6 +524,9 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_export,
     _add_build_engine,
     _add_node,
+    _add_kitti2bag,
+    _add_play,
+    _add_launch,
 )
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-
 from rosutil import isolate_ros_domain, spinning, wait_for
 
 isolate_ros_domain()
@@ -58,7 +57,9 @@ def cloud_msg(xyz: np.ndarray, stamp: float, layout: str = "kitti", frame: str =
     for name, offset, datatype in fields:
         values = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}.get(name, np.arange(n) % 64)
         dtype = {7: "<f4", 6: "<u4", 4: "<u2"}[datatype]
-        data[:, offset : offset + np.dtype(dtype).itemsize] = np.ascontiguousarray(values, dtype).view(np.uint8).reshape(n, np.dtype(dtype).itemsize)
+        data[:, offset : offset + np.dtype(dtype).itemsize] = (
+            np.ascontiguousarray(values, dtype).view(np.uint8).reshape(n, np.dtype(dtype).itemsize)
+        )
     msg = PointCloud2()
     msg.header.frame_id = frame
     msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
@@ -102,7 +103,13 @@ class Probe(Node):
 
 
 def make_node(drive: KittiDrive, **overrides: Any) -> FusionNode:
-    params = {"calibration_source": "kitti_raw", "kitti_calib_dir": str(drive.path.parent), "slop": 0.02, "diagnostics_period": 0.2, **overrides}
+    params = {
+        "calibration_source": "kitti_raw",
+        "kitti_calib_dir": str(drive.path.parent),
+        "slop": 0.02,
+        "diagnostics_period": 0.2,
+        **overrides,
+    }
     return FusionNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 
@@ -131,9 +138,19 @@ def test_labelled_cloud_matches_the_core(ros: Any, drive: KittiDrive) -> None:
     xyz, mask = frame_data(drive, 0)
     with spinning(node, probe):
         out = exchange(probe, cloud_msg(xyz, 100.013), mask_msg(mask, 100.0))  # 13 ms apart: within slop
-        assert out is not None and out.header.frame_id == "velo_link" and out.header.stamp.sec == 100 and out.header.stamp.nanosec == 13_000_000
+        assert (
+            out is not None
+            and out.header.frame_id == "velo_link"
+            and out.header.stamp.sec == 100
+            and out.header.stamp.nanosec == 13_000_000
+        )
         fields = decode(out)
-        expected = label_points(xyz, mask, drive.calibration, FusionSettings(occlusion=True, occlusion_window=2, occlusion_tolerance=0.3, occlusion_tolerance_ratio=0.1))
+        expected = label_points(
+            xyz,
+            mask,
+            drive.calibration,
+            FusionSettings(occlusion=True, occlusion_window=2, occlusion_tolerance=0.3, occlusion_tolerance_ratio=0.1),
+        )
         np.testing.assert_array_equal(fields["label"], expected.labels)
         np.testing.assert_allclose(fields["x"], xyz[:, 0])
         colours = TRAIN.palette()[expected.labels].astype(np.uint32)

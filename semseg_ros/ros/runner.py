@@ -12,8 +12,14 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from semseg_ros.errors import SemsegError
 
 
-def run_nodes(factories: Sequence[Callable[[], Any]], args: list[str] | None = None) -> int:
-    """Create the nodes (fatal start-up errors: one line, exit 2) and spin them until shutdown."""
+def run_nodes(
+    factories: Sequence[Callable[[], Any]],
+    args: list[str] | None = None,
+    started: Callable[[list[Any]], None] | None = None,
+    done: Callable[[], bool] | None = None,
+) -> int:
+    """Create the nodes (fatal start-up errors: one line, exit 2) and spin them until shutdown,
+    or until `done()` turns true (checked twice a second). `started(nodes)` runs once all exist."""
     rclpy.init(args=args)
     nodes = []
     try:
@@ -28,8 +34,11 @@ def run_nodes(factories: Sequence[Callable[[], Any]], args: list[str] | None = N
     executor = MultiThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
+    if started is not None:
+        started(nodes)
     try:
-        executor.spin()
+        while rclpy.ok() and not (done is not None and done()):
+            executor.spin_once(timeout_sec=0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -1,0 +1,132 @@
+"""A pip-only `ros2 bag play`: publishes a bag's serialized messages with their recorded timing and QoS.
+
+Reads sqlite3 and mcap bags with rosbags, publishes the raw CDR bytes (no re-serialisation),
+optionally loops, scales the rate and publishes /clock for use_sim_time. Topics whose message
+types are not importable here are reported and skipped; a bag that breaks off mid-way is played
+up to the break.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import Reader
+from rosgraph_msgs.msg import Clock
+
+from semseg_ros.errors import SemsegError
+
+
+def message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the rclpy message class (ImportError/AttributeError when unavailable)."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def qos_from(connection: Any) -> QoSProfile:
+    """The recorded publisher QoS (reliability and durability), depth 10."""
+    profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
+    reliable = durable = False
+    if profiles:
+        profile = profiles[0]
+        reliable = getattr(profile.reliability, "name", "") == "RELIABLE"
+        durable = getattr(profile.durability, "name", "") == "TRANSIENT_LOCAL"
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if durable else DurabilityPolicy.VOLATILE,
+    )
+
+
+class BagPlayer(Node):
+    """Plays `bag` on a background thread once started; `finished` is set when playback ends."""
+
+    def __init__(
+        self, bag: str | Path, rate: float = 1.0, loop: bool = False, clock: bool = False, topics: list[str] | None = None, **kwargs: Any
+    ):
+        super().__init__("semseg_player", **kwargs)
+        if rate <= 0:
+            raise SemsegError(f"--rate {rate}: must be positive")
+        self.bag = Path(bag)
+        try:
+            self.reader = Reader(self.bag)
+            self.reader.open()
+        except Exception as exc:
+            raise SemsegError(f"{bag}: cannot open the bag ({' '.join(str(exc).split())[:200]})") from None
+        self.rate, self.loop = rate, loop
+        self.publishers_by_id: dict[int, Any] = {}
+        self.connections = []
+        self.skipped: list[str] = []
+        for connection in self.reader.connections:
+            if topics and connection.topic not in topics:
+                continue
+            try:
+                msg_type = message_class(connection.msgtype)
+            except (ImportError, AttributeError, ValueError):
+                self.skipped.append(f"{connection.topic} ({connection.msgtype})")
+                continue
+            self.publishers_by_id[connection.id] = self.create_publisher(msg_type, connection.topic, qos_from(connection))
+            self.connections.append(connection)
+        if self.skipped:
+            self.get_logger().warning(f"skipping topics with unknown message types: {', '.join(self.skipped)}")
+        if not self.connections:
+            raise SemsegError(f"{bag}: nothing to play (topics: {', '.join(c.topic for c in self.reader.connections) or 'none'})")
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if clock else None
+        self.published = 0
+        self.loops = 0
+        self.errors: list[str] = []
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _play(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._play_once()
+                self.loops += 1
+                if not self.loop:
+                    break
+        finally:
+            self.finished.set()
+
+    def _play_once(self) -> None:
+        wall_start = time.monotonic()
+        bag_start: int | None = None
+        try:
+            for connection, stamp, raw in self.reader.messages(connections=self.connections):
+                if self._stop.is_set():
+                    return
+                if bag_start is None:
+                    bag_start = stamp
+                delay = wall_start + (stamp - bag_start) / 1e9 / self.rate - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                if self.clock_pub is not None:
+                    clock = Clock()
+                    clock.clock.sec, clock.clock.nanosec = stamp // 1_000_000_000, stamp % 1_000_000_000
+                    self.clock_pub.publish(clock)
+                self.publishers_by_id[connection.id].publish(bytes(raw))
+                self.published += 1
+        except Exception as exc:  # a truncated or corrupt bag: report, keep what was played
+            message = f"{self.bag}: playback stopped after {self.published} messages ({' '.join(str(exc).split())[:200]})"
+            self.errors.append(message)
+            self.get_logger().error(message)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        self.stop()
+        self.reader.close()
+        super().destroy_node()

@@ -1,0 +1,139 @@
+"""kitti2bag output read back with rosbags and the mcap reader; the rclpy player replays it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from rosutil import isolate_ros_domain, spinning, wait_for
+
+from semseg_ros.bags import TOPICS, TYPESTORE, kitti_to_bag
+from semseg_ros.data.kitti_raw import KittiDrive, read_timestamps, read_velodyne
+from semseg_ros.errors import SemsegError
+from semseg_ros.synth import writers
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory: pytest.TempPathFactory) -> KittiDrive:
+    return KittiDrive(writers.write_kitti_raw(tmp_path_factory.mktemp("bags"), frames=4, seed=9, width=320, height=96, progress=False))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_reads_back_with_rosbags(drive: KittiDrive, tmp_path: Path, storage: str) -> None:
+    from rosbags.rosbag2 import Reader
+
+    summary = kitti_to_bag(drive.path, tmp_path / "bag", storage)
+    assert summary.frames == 4 and summary.messages[TOPICS["image"]] == 4 and summary.messages[TOPICS["tf_static"]] == 1
+    camera_stamps = read_timestamps(drive.image_dir / "timestamps.txt")
+    velo_stamps = read_timestamps(drive.velodyne_dir / "timestamps.txt")
+    seen: dict[str, int] = {}
+    with Reader(tmp_path / "bag") as reader:
+        assert {c.topic for c in reader.connections} == set(TOPICS.values())
+        for connection, timestamp, raw in reader.messages():
+            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+            index = seen.get(connection.topic, 0)
+            seen[connection.topic] = index + 1
+            if connection.topic == TOPICS["image"]:
+                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                assert stamp == timestamp == camera_stamps[index] and msg.encoding == "rgb8"
+                expected = cv2.imread(str(drive.image_path(f"{index:010d}")))[..., ::-1]
+                np.testing.assert_array_equal(np.asarray(msg.data).reshape(msg.height, msg.width, 3), expected)
+            elif connection.topic == TOPICS["points"]:
+                assert timestamp == velo_stamps[index]
+                points = np.frombuffer(np.asarray(msg.data).tobytes(), "<f4").reshape(-1, 4)
+                np.testing.assert_array_equal(points, read_velodyne(drive.velodyne_path(f"{index:010d}")))
+            elif connection.topic == TOPICS["camera_info"]:
+                np.testing.assert_allclose(np.asarray(msg.p).reshape(3, 4), drive.calibration.projection)
+                assert (msg.width, msg.height) == (320, 96)
+            elif connection.topic == TOPICS["tf_static"]:
+                assert [t.child_frame_id for t in msg.transforms] == ["velo_link", "camera_color_left"]
+    assert seen[TOPICS["points"]] == 4 and seen[TOPICS["point_labels"]] == 4
+
+
+def test_mcap_reader_sees_the_same_bag(drive: KittiDrive, tmp_path: Path) -> None:
+    reader_module = pytest.importorskip("mcap.reader", reason="the mcap package is not installed")
+    kitti_to_bag(drive.path, tmp_path / "bag", "mcap")
+    with open(next((tmp_path / "bag").glob("*.mcap")), "rb") as handle:
+        reader = reader_module.make_reader(handle)
+        summary = reader.get_summary()
+        topics = {channel.topic: summary.schemas[channel.schema_id].name for channel in summary.channels.values()}
+        counts = summary.statistics.channel_message_counts
+        assert topics[TOPICS["points"]] == "sensor_msgs/msg/PointCloud2" and topics[TOPICS["image"]] == "sensor_msgs/msg/Image"
+        assert sum(counts.values()) == 1 + 4 * 5
+    metadata = (tmp_path / "bag" / "metadata.yaml").read_text()
+    assert "storage_identifier: mcap" in metadata and "offered_qos_profiles" in metadata
+
+
+def test_frame_ranges_missing_frames_and_errors(drive: KittiDrive, tmp_path: Path) -> None:
+    assert kitti_to_bag(drive.path, tmp_path / "part", frames="1:3").frames == 2
+    with pytest.raises(SemsegError, match="exists"):
+        kitti_to_bag(drive.path, tmp_path / "part")
+    with pytest.raises(SemsegError, match="no frames in that range"):
+        kitti_to_bag(drive.path, tmp_path / "none", frames="9:12")
+    gap = tmp_path / "gap" / drive.path.parent.name
+    import shutil
+
+    shutil.copytree(drive.path.parent, gap)
+    gap_drive = gap / drive.path.name
+    (gap_drive / "velodyne_points" / "data" / "0000000002.bin").unlink()
+    summary = kitti_to_bag(gap_drive, tmp_path / "gapbag")
+    assert summary.messages[TOPICS["points"]] == 3 and summary.messages[TOPICS["image"]] == 4
+
+
+def test_player_replays_with_timing(drive: KittiDrive, tmp_path: Path) -> None:
+    isolate_ros_domain()
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from semseg_ros.ros.player import BagPlayer
+
+    kitti_to_bag(drive.path, tmp_path / "bag")
+    rclpy.init()
+    try:
+        listener = Node("bag_listener")
+        images: list[Any] = []
+        clouds: list[Any] = []
+        arrivals: list[float] = []
+        listener.create_subscription(
+            Image, TOPICS["image"], lambda m: (images.append(m), arrivals.append(time.monotonic())), qos_profile_sensor_data
+        )
+        listener.create_subscription(PointCloud2, TOPICS["points"], clouds.append, qos_profile_sensor_data)
+        player = BagPlayer(tmp_path / "bag", rate=1.0)
+        assert player.skipped == [f"{TOPICS['tf_static']} (tf2_msgs/msg/TFMessage)"] or not player.skipped
+        with spinning(listener, player):
+            time.sleep(1.0)  # discovery
+            player.start()
+            assert wait_for(lambda: player.finished.is_set() and len(images) == 4 and len(clouds) == 4, timeout=15)
+        assert 0.2 < arrivals[-1] - arrivals[0] < 0.6  # 3 frame periods of 0.1 s at rate 1
+        assert images[0].header.stamp.sec > 1_300_000_000 and not player.errors
+        player.destroy_node()
+        listener.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_truncated_bag_plays_what_is_readable(drive: KittiDrive, tmp_path: Path) -> None:
+    isolate_ros_domain()
+    import rclpy
+
+    from semseg_ros.ros.player import BagPlayer
+
+    kitti_to_bag(drive.path, tmp_path / "bag", "sqlite3")
+    database = next((tmp_path / "bag").glob("*.db3"))
+    database.write_bytes(database.read_bytes()[: database.stat().st_size // 3])
+    rclpy.init()
+    try:
+        with pytest.raises(SemsegError, match="cannot open the bag"):
+            player = BagPlayer(tmp_path / "bag", rate=100.0)
+            player.start()
+            player.finished.wait(10)
+            if player.errors:
+                raise SemsegError("cannot open the bag: " + player.errors[0])
+    finally:
+        rclpy.try_shutdown()
