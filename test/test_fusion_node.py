@@ -62,7 +62,7 @@ def cloud_msg(xyz: np.ndarray, stamp: float, layout: str = "kitti", frame: str =
         )
     msg = PointCloud2()
     msg.header.frame_id = frame
-    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), round((stamp % 1) * 1e9)
     msg.height, msg.width = 1, n
     msg.fields = [PointField(name=name, offset=offset, datatype=datatype, count=1) for name, offset, datatype in fields]
     msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, step, step * n, False
@@ -73,7 +73,7 @@ def cloud_msg(xyz: np.ndarray, stamp: float, layout: str = "kitti", frame: str =
 def mask_msg(mask: np.ndarray, stamp: float, encoding: str = "mono8") -> Image:
     msg = Image()
     msg.header.frame_id = "camera_color_left"
-    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), round((stamp % 1) * 1e9)
     msg.height, msg.width = mask.shape
     msg.encoding, msg.step = encoding, mask.shape[1]
     msg.data = mask.tobytes()
