@@ -4,7 +4,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 DEMO_DIR ?= build/demo
 
-.PHONY: setup test lint pytest demo bench clean
+MODEL_DATA ?= data/synthetic_cityscapes
+
+.PHONY: setup test lint pytest demo model bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +24,20 @@ pytest: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(VENV)/bin/semseg synth --out $(DEMO_DIR) --frames 20 --seed 0
+	$(VENV)/bin/semseg demo --out $(DEMO_DIR)
+
+# Retrains the shipped model (models/synthetic_unet_mobilenet.pt) from scratch on synthetic data.
+model: setup
+	rm -rf $(MODEL_DATA)
+	$(VENV)/bin/semseg synth --format cityscapes --out $(MODEL_DATA) --frames 40 --sequences 8 --val-sequences 2 --width 768 --height 384 --quiet
+	$(VENV)/bin/semseg train config/train/synthetic_unet_mobilenet.yaml --set data.root=$(MODEL_DATA)
+	$(VENV)/bin/semseg pack runs/synthetic_unet_mobilenet/best.pt models/synthetic_unet_mobilenet.pt --fp16
 
 bench: setup
 	$(PY) bench/synth.py
+	OMP_NUM_THREADS=1 $(PY) bench/fusion.py
+	$(PY) bench/inference.py --models student --runs 5
+	$(PY) bench/segmentation_node.py
 
 clean:
 	rm -rf build install log .pytest_cache .mypy_cache .ruff_cache

@@ -166,6 +166,23 @@ def _run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- pack
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="write an inference-only checkpoint (no training state), optionally with fp16 weights")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size; loaded back as float32)")
+    p.set_defaults(func=_run_pack)
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from semseg_ros.models.checkpoint import pack_checkpoint
+
+    path = pack_checkpoint(args.checkpoint, args.out, args.fp16)
+    print(f"wrote {path}: {path.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
 # ------------------------------------------------------------ export / engine
 def _shape(text: str) -> tuple[int, int, int]:
     try:
@@ -513,6 +530,29 @@ def _run_launch(args: argparse.Namespace) -> int:
     return launch_kitti(ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir)
 
 
+# ----------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole stack end to end: synthetic (or real) drive -> bag -> nodes -> scores and report")
+    p.add_argument("--out", type=Path, default=Path("build/demo"))
+    p.add_argument("--frames", type=_positive, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="synthetic_unet_mobilenet.pt", help="model file (default: the shipped one)")
+    p.add_argument("--rate", type=float, default=0.25, help="bag playback rate (the CPU keeps up at about 0.25)")
+    p.add_argument("--drive", type=Path, help="a real KITTI raw drive instead of the synthetic world (no GT scoring)")
+    p.add_argument("--params", type=Path, help="node parameter file (default: share/semseg_ros/config/kitti.yaml)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from semseg_ros.demo import run_demo
+
+    start = time.perf_counter()
+    table = run_demo(args.out, args.frames, args.seed, args.model, args.rate, args.drive, args.params)
+    print(table)
+    print(f"report: {args.out / 'report' / 'report.md'} (overlay.png, bev.png, demo.mp4); {time.perf_counter() - start:.0f} s in all")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_synth,
@@ -520,6 +560,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_summary,
     _add_eval,
     _add_predict,
+    _add_pack,
     _add_video,
     _add_export,
     _add_build_engine,
@@ -527,6 +568,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_kitti2bag,
     _add_play,
     _add_launch,
+    _add_demo,
 )
 
 

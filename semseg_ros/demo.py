@@ -1,0 +1,276 @@
+"""`semseg demo` / `make demo`: the whole stack end to end on one command.
+
+synthetic KITTI drive (or a real one) -> ROS 2 bag -> player + segmentation_node + fusion_node
+through real rclpy -> recorded outputs -> scores against the ground truth (pixel mIoU, point-label
+accuracy, cluster recall), per-stage latency and FPS -> a report folder with report.md, an overlay
+PNG, a bird's-eye view of the labelled cloud with cluster boxes, and an MP4 of the overlays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from semseg_ros.bags import TOPICS, kitti_to_bag
+from semseg_ros.data.kitti_raw import KittiDrive
+from semseg_ros.errors import SemsegError
+from semseg_ros.eval.metrics import ConfusionMatrix
+from semseg_ros.eval.predict import VideoWriter
+from semseg_ros.fusion.bev import render_bev
+from semseg_ros.labels import IGNORE, LabelSet, get_label_set
+from semseg_ros.synth import writers
+from semseg_ros.topics import KITTI_REMAPS
+
+OUT = KITTI_REMAPS["segmentation_node"]
+FUSED = KITTI_REMAPS["fusion_node"]
+
+
+@dataclass
+class Recording:
+    masks: dict[int, Any] = field(default_factory=dict)
+    overlays: dict[int, Any] = field(default_factory=dict)
+    clouds: dict[int, Any] = field(default_factory=dict)
+    markers: dict[int, Any] = field(default_factory=dict)
+    gt_semantic: dict[int, Any] = field(default_factory=dict)
+    gt_points: dict[int, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, store: dict[int, Any], msg: Any) -> None:
+        with self.lock:
+            store[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+
+
+def _recorder(recording: Recording) -> Any:
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import Image, PointCloud2
+    from visualization_msgs.msg import MarkerArray
+
+    node = Node("semseg_demo_recorder")
+    reliable = QoSProfile(depth=50)
+    node.create_subscription(Image, OUT["mask"], lambda m: recording.add(recording.masks, m), reliable)
+    node.create_subscription(Image, OUT["overlay"], lambda m: recording.add(recording.overlays, m), reliable)
+    node.create_subscription(PointCloud2, FUSED["labelled_points"], lambda m: recording.add(recording.clouds, m), reliable)
+
+    def on_markers(msg: Any) -> None:
+        if msg.markers:
+            recording.add(recording.markers, msg.markers[0])
+
+    node.create_subscription(MarkerArray, FUSED["clusters"], on_markers, reliable)
+    node.create_subscription(Image, TOPICS["semantic"], lambda m: recording.add(recording.gt_semantic, m), qos_profile_sensor_data)
+    node.create_subscription(PointCloud2, TOPICS["point_labels"], lambda m: recording.add(recording.gt_points, m), qos_profile_sensor_data)
+    return node
+
+
+def _image(msg: Any) -> np.ndarray:
+    channels = 1 if msg.encoding == "mono8" else 3
+    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * channels]
+    return data.reshape(msg.height, msg.width, channels).squeeze(-1) if channels == 1 else data.reshape(msg.height, msg.width, 3)
+
+
+def _cloud_fields(msg: Any) -> dict[str, np.ndarray]:
+    kinds = {7: "<f4", 5: "<i4", 4: "<u2", 2: "u1"}
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.width * msg.height, msg.point_step)
+    return {f.name: np.ascontiguousarray(raw[:, f.offset : f.offset + np.dtype(kinds[f.datatype]).itemsize]).view(kinds[f.datatype]).ravel() for f in msg.fields}
+
+
+def run_pipeline(bag: Path, model: str, calib_dir: Path, rate: float, params: Path | None, cache_dir: Path) -> tuple[Recording, dict[str, Any]]:
+    """Play `bag` through both nodes in this process; returns what was published and node statistics."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from semseg_ros.cli import ros_arguments
+    from semseg_ros.ros.launcher import kitti_nodes
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    recording = Recording()
+    rclpy.init(args=ros_arguments(params or Path("kitti.yaml"), ["--ros-args", "-p", f"cache_dir:={cache_dir}"]))
+    nodes: list[Any] = []
+    try:
+        nodes = [factory() for factory in kitti_nodes(bag, model, rate=rate, calib_dir=calib_dir)]
+        segmentation, fusion, player = nodes
+        recorder = _recorder(recording)
+        nodes.append(recorder)
+        executor = MultiThreadedExecutor(num_threads=4)
+        for node in nodes:
+            executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        time.sleep(1.5)  # discovery before the first message
+        started = time.monotonic()
+        player.start()
+        player.finished.wait()
+        deadline = time.monotonic() + 10.0  # let the last frames through both nodes
+        expected = len(recording.gt_points) or player.published
+        while time.monotonic() < deadline and (segmentation._slot is not None or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        wall = time.monotonic() - started
+        stats = {
+            "wall_s": wall,
+            "published": player.published,
+            "segmentation": {"received": segmentation.stats.received, "processed": segmentation.stats.processed, "dropped": segmentation.stats.dropped, "latency": {k: list(v) for k, v in segmentation.stats.latency.items()}},
+            "fusion": {**fusion.counts, "latency": {k: list(v) for k, v in fusion.latency.items()}, "unmatched": dict(fusion.sync.stats.unmatched or {})},
+            "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
+            "labels": segmentation.segmenter.card.label_set,
+        }
+        executor.shutdown(timeout_sec=2.0)
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return recording, stats
+
+
+def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
+    """Masks against GT pixels, labelled points against GT points, clusters against GT instances."""
+    matrix = ConfusionMatrix(label_set.num_classes)
+    for stamp, mask_msg in recording.masks.items():
+        gt = recording.gt_semantic.get(stamp)
+        if gt is not None:
+            matrix.update(torch.from_numpy(label_set.map_cityscapes_ids(_image(gt))), torch.from_numpy(_image(mask_msg)))
+    labelled = correct = in_view = expected = matched = produced = good = 0
+    for stamp, cloud in recording.clouds.items():
+        truth = recording.gt_points.get(stamp)
+        if truth is None:
+            continue
+        ours, gt = _cloud_fields(cloud), _cloud_fields(truth)
+        if len(ours["label"]) != len(gt["label"]):
+            continue
+        gt_labels = label_set.map_cityscapes_ids(gt["label"].astype(np.uint8))
+        given = ours["label"] != IGNORE
+        labelled += int(given.sum())
+        correct += int((ours["label"][given] == gt_labels[given]).sum())
+        camera_side = gt["x"] > 0
+        in_view += int(camera_side.sum())
+        clusters = ours["cluster"]
+        for instance in np.unique(gt["instance"][given & (gt["instance"] > 0)]):
+            members = given & (gt["instance"] == instance)
+            if members.sum() < 30:
+                continue
+            label = int(np.bincount(gt_labels[members]).argmax())
+            expected += 1
+            ids, counts = np.unique(clusters[members], return_counts=True)
+            best = 0.0
+            for cluster_id in ids[ids >= 0]:
+                inside = clusters == cluster_id
+                if np.bincount(ours["label"][inside]).argmax() == label:
+                    best = max(best, (inside & members).sum() / (inside | members).sum())
+            matched += best >= 0.5
+        for cluster_id in np.unique(clusters[clusters >= 0]):
+            owners = gt["instance"][clusters == cluster_id]
+            produced += 1
+            good += bool(np.bincount(owners).argmax() > 0 and np.bincount(owners).max() / len(owners) >= 0.5)
+    iou = matrix.iou()
+    return {
+        "frames_scored": len([s for s in recording.masks if s in recording.gt_semantic]),
+        "pixel_mIoU": matrix.mean_iou(),
+        "pixel_accuracy": matrix.pixel_accuracy(),
+        "class_iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(label_set.classes, iou, strict=True)},
+        "point_label_accuracy": correct / max(labelled, 1),
+        "points_labelled": labelled,
+        "cluster_recall": matched / max(expected, 1),
+        "cluster_precision": good / max(produced, 1),
+        "gt_instances": expected,
+    }
+
+
+def _percentiles(samples: list[float]) -> str:
+    if not samples:
+        return "n/a"
+    ms = np.asarray(samples) * 1e3
+    return f"{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}"
+
+
+def write_report(out: Path, recording: Recording, stats: dict[str, Any], scores: dict[str, Any] | None, label_set: LabelSet) -> str:
+    """report.md, overlay.png, bev.png, demo.mp4 under `out`; returns the summary table."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamps = sorted(recording.overlays)
+    if stamps:
+        middle = recording.overlays[stamps[len(stamps) // 2]]
+        cv2.imwrite(str(out / "overlay.png"), _image(middle)[..., ::-1])
+        writer = VideoWriter(out / "demo.mp4", fps=10.0)
+        for stamp in stamps:
+            writer.write(_image(recording.overlays[stamp]))
+        writer.close()
+    clouds = sorted(recording.clouds)
+    if clouds:
+        fields = _cloud_fields(recording.clouds[clouds[len(clouds) // 2]])
+        xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1)
+        colors = label_set.palette()[fields["label"]]
+        colors[fields["label"] == IGNORE] = (90, 90, 90)
+        bev = render_bev(xyz, colors)
+        _draw_boxes(bev, xyz, fields["cluster"])
+        cv2.imwrite(str(out / "bev.png"), bev[..., ::-1])
+    seg, fusion = stats["segmentation"], stats["fusion"]
+    rows = [
+        ("backend", stats["backend"]),
+        ("messages played", str(stats["published"])),
+        ("camera frames processed / received (dropped)", f"{seg['processed']} / {seg['received']} ({seg['dropped']})"),
+        ("clouds fused", str(fusion["fused"])),
+        ("segmentation FPS", f"{seg['processed'] / max(stats['wall_s'], 1e-9):.2f}"),
+        ("segmentation ms p50/p95: total", _percentiles(seg["latency"]["total"])),
+        ("  convert / preprocess / infer / postprocess / publish", " | ".join(_percentiles(seg["latency"][k]) for k in ("convert", "preprocess", "infer", "postprocess", "publish"))),
+        ("fusion ms p50/p95: total", _percentiles(fusion["latency"]["total"])),
+        ("  decode / label / cluster / publish", " | ".join(_percentiles(fusion["latency"][k]) for k in ("decode", "label", "cluster", "publish"))),
+    ]
+    if scores is not None:
+        rows += [
+            ("pixel mIoU (masks vs GT)", f"{scores['pixel_mIoU']:.3f} over {scores['frames_scored']} frames"),
+            ("pixel accuracy", f"{scores['pixel_accuracy']:.3f}"),
+            ("point-label accuracy (labelled points)", f"{scores['point_label_accuracy']:.3f} of {scores['points_labelled']:,}"),
+            ("cluster recall / precision", f"{scores['cluster_recall']:.3f} / {scores['cluster_precision']:.3f} ({scores['gt_instances']} GT instances)"),
+        ]
+    width = max(len(name) for name, _ in rows)
+    table = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    lines = ["# semseg_ros demo report", "", "```", table, "```", ""]
+    if scores is not None:
+        lines += ["## Per-class IoU", "", "| class | IoU |", "|---|---|"] + [f"| {c} | {'n/a' if v is None else f'{v:.3f}'} |" for c, v in scores["class_iou"].items()] + [""]
+    lines += ["![overlay](overlay.png)", "", "![bird's-eye view](bev.png)", "", "Video: demo.mp4", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps({"stats": {k: v for k, v in stats.items() if k not in ("segmentation", "fusion")}, "scores": scores}, indent=2))
+    return table
+
+
+def _draw_boxes(bev: np.ndarray, xyz: np.ndarray, clusters: np.ndarray, x_range: tuple[float, float] = (-20.0, 60.0), y_range: tuple[float, float] = (-30.0, 30.0), mpp: float = 0.1) -> None:
+    """White axis-aligned cluster boxes on the top view (same geometry as render_bev)."""
+    for cluster_id in np.unique(clusters[clusters >= 0]):
+        points = xyz[clusters == cluster_id]
+        top, bottom = (x_range[1] - points[:, 0].max()) / mpp, (x_range[1] - points[:, 0].min()) / mpp
+        left, right = (y_range[1] - points[:, 1].max()) / mpp, (y_range[1] - points[:, 1].min()) / mpp
+        cv2.rectangle(bev, (int(left), int(top)), (int(right), int(bottom)), (255, 255, 255), 1)
+
+
+def run_demo(out: Path, frames: int = 50, seed: int = 0, model: str = "synthetic_unet_mobilenet.pt", rate: float = 0.25, drive: Path | None = None, params: Path | None = None) -> str:
+    """The end-to-end demo; returns the printed summary table."""
+    out = Path(out)
+    if drive is None:
+        data = out / "data"
+        if data.exists():
+            import shutil
+
+            shutil.rmtree(data)
+        drive_dir = writers.write_kitti_raw(data, frames=frames, seed=seed)
+    else:
+        drive_dir = KittiDrive(drive).path
+    bag = out / "bag"
+    if bag.exists():
+        import shutil
+
+        shutil.rmtree(bag)
+    kitti_to_bag(drive_dir, bag, "mcap", f"0:{frames}" if drive is not None else None)
+    recording, stats = run_pipeline(bag, model, drive_dir.parent, rate, params, out / "cache")
+    if not recording.masks:
+        raise SemsegError("no masks came back from segmentation_node; see the node messages above")
+    label_set = get_label_set(stats["labels"])
+    scores = score(recording, label_set) if recording.gt_semantic else None
+    return write_report(out / "report", recording, stats, scores, label_set)
