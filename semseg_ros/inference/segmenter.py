@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -168,8 +169,10 @@ class Segmenter:
         if self.card.argmax_in_graph:  # labels already: centre-aligned nearest upsampling of ids
             ids = F.interpolate(output[:, None, : valid[0], : valid[1]].float(), size=size, mode="nearest-exact")
             return [Prediction(labels=label) for label in ids[:, 0].to(torch.uint8).cpu().numpy()]
-        logits = F.interpolate(output[:, :, : valid[0], : valid[1]].float(), size=size, mode="bilinear", align_corners=False)
         road = self.card.road_index if road_probability else None
+        if output.device.type == "cpu" and not confidence and road is None:
+            return [Prediction(labels) for labels in _cpu_labels(output[:, :, : valid[0], : valid[1]], size)]
+        logits = F.interpolate(output[:, :, : valid[0], : valid[1]].float(), size=size, mode="bilinear", align_corners=False)
         conf = road_prob = None
         if confidence or road is not None:
             probabilities = logits.softmax(dim=1)
@@ -232,3 +235,15 @@ class Segmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
+
+
+def _cpu_labels(logits: torch.Tensor, size: tuple[int, int]) -> list[NDArray[np.uint8]]:
+    """Bilinear logit upsampling and argmax with OpenCV: about twice as fast as torch on a CPU."""
+    results = []
+    for item in logits.float().numpy():
+        channels_last = np.ascontiguousarray(item.transpose(1, 2, 0))
+        upsampled = cv2.resize(channels_last, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        if upsampled.ndim == 2:  # a single class
+            upsampled = upsampled[..., None]
+        results.append(upsampled.argmax(axis=-1).astype(np.uint8))
+    return results
