@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-from rosutil import isolate_ros_domain, make_image_msg  # noqa: E402
+from rosutil import isolate_ros_domain, make_image_msg
 
 isolate_ros_domain()
 
@@ -41,7 +41,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     args = parser.parse_args()
     rclpy.init()
-    params = {"model": args.model, "backend": args.backend, "device": args.device, "fp16": args.fp16, "cuda_graphs": args.cuda_graphs, "publish_color_mask": False, "publish_overlay": False, "publish_confidence": False}
+    params = {
+        "model": args.model,
+        "backend": args.backend,
+        "device": args.device,
+        "fp16": args.fp16,
+        "cuda_graphs": args.cuda_graphs,
+        "publish_color_mask": False,
+        "publish_overlay": False,
+        "publish_confidence": False,
+    }
     node = SegmentationNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     probe = Node("bench_probe")
     sent: dict[int, float] = {}
@@ -73,7 +82,9 @@ def main() -> None:
         arrived.wait(timeout=10)
     elapsed = time.perf_counter() - start
     backend = node.segmenter.backend
-    print(f"segmentation_node, {Path(args.model).name} on {backend.name} {backend.device}, network {node.segmenter.input_size}, 1242x375 rgb8, {args.frames} frames")
+    print(
+        f"segmentation_node, {Path(args.model).name} on {backend.name} {backend.device}, network {node.segmenter.input_size}, 1242x375 rgb8, {args.frames} frames"
+    )
     print(f"{'stage':<14}{'p50 ms':>9}{'p95 ms':>9}")
     for stage in STAGES:
         ms = np.asarray(node.stats.latency[stage]) * 1e3
@@ -82,7 +93,9 @@ def main() -> None:
     e2e = np.asarray(latencies) * 1e3
     print(f"{'outside predict':<14}{np.percentile(overhead, 50):9.2f}{np.percentile(overhead, 95):9.2f}")
     print(f"{'end to end':<14}{np.percentile(e2e, 50):9.2f}{np.percentile(e2e, 95):9.2f}")
-    print(f"sustained {args.frames / elapsed:.1f} FPS (one frame in flight), processed {node.stats.processed}, dropped {node.stats.dropped}")
+    print(
+        f"sustained {args.frames / elapsed:.1f} FPS (one frame in flight), processed {node.stats.processed}, dropped {node.stats.dropped}"
+    )
     executor.shutdown()
     node.destroy_node()
     probe.destroy_node()

@@ -171,24 +171,32 @@ class Calibration:
 
     def pixel_indices(
         self, points: NDArray[np.floating], image_size: tuple[int, int] | None = None, min_depth: float = 1e-3
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], FloatArray, NDArray[np.bool_]]:
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32], NDArray[np.bool_]]:
         """Rows, columns and depths of the pixels the points fall on, and which points do land in the image.
 
         `image_size` (width, height) defaults to the calibrated size; a different size rescales the
         projection (see `scaled`). Points with depth <= min_depth or outside the image are invalid;
-        their rows/cols are 0.
+        their rows/cols are 0. Computed in float32, pixel coordinates only for points in front.
         """
         calib = self if image_size is None or image_size == self.image_size else self.scaled(*image_size)
         if calib.image_size is None:
             raise CalibrationError("image size unknown: pass image_size=(width, height)")
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] < 3:
+            raise ValueError(f"points must be an Nx3 array, got shape {points.shape}")
         width, height = calib.image_size
-        uv, depth = calib.project(points)
-        with np.errstate(invalid="ignore"):
-            cols_f = np.floor(uv[:, 0] + 0.5)
-            rows_f = np.floor(uv[:, 1] + 0.5)
-            valid = (depth > min_depth) & (cols_f >= 0) & (cols_f < width) & (rows_f >= 0) & (rows_f < height)
-        cols = np.where(valid, cols_f, 0).astype(np.int64)
-        rows = np.where(valid, rows_f, 0).astype(np.int64)
+        matrix = calib.velo_to_image.astype(np.float32)
+        xyz = points[:, :3].astype(np.float32, copy=False)
+        depth = xyz @ matrix[2, :3] + matrix[2, 3]
+        front = np.flatnonzero(depth > min_depth)
+        image = xyz[front] @ matrix[:2, :3].T + matrix[:2, 3]
+        cols_f = np.floor(image[:, 0] / depth[front] + 0.5)
+        rows_f = np.floor(image[:, 1] / depth[front] + 0.5)
+        inside = (cols_f >= 0) & (cols_f < width) & (rows_f >= 0) & (rows_f < height)
+        chosen = front[inside]
+        count = len(points)
+        rows, cols, valid = np.zeros(count, np.int64), np.zeros(count, np.int64), np.zeros(count, bool)
+        rows[chosen], cols[chosen], valid[chosen] = rows_f[inside], cols_f[inside], True
         return rows, cols, depth, valid
 
     def scaled(self, width: int, height: int) -> Calibration:

@@ -80,10 +80,15 @@ def _image(msg: Any) -> np.ndarray:
 def _cloud_fields(msg: Any) -> dict[str, np.ndarray]:
     kinds = {7: "<f4", 5: "<i4", 4: "<u2", 2: "u1"}
     raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.width * msg.height, msg.point_step)
-    return {f.name: np.ascontiguousarray(raw[:, f.offset : f.offset + np.dtype(kinds[f.datatype]).itemsize]).view(kinds[f.datatype]).ravel() for f in msg.fields}
+    return {
+        f.name: np.ascontiguousarray(raw[:, f.offset : f.offset + np.dtype(kinds[f.datatype]).itemsize]).view(kinds[f.datatype]).ravel()
+        for f in msg.fields
+    }
 
 
-def run_pipeline(bag: Path, model: str, calib_dir: Path, rate: float, params: Path | None, cache_dir: Path) -> tuple[Recording, dict[str, Any]]:
+def run_pipeline(
+    bag: Path, model: str, calib_dir: Path, rate: float, params: Path | None, cache_dir: Path
+) -> tuple[Recording, dict[str, Any]]:
     """Play `bag` through both nodes in this process; returns what was published and node statistics."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -111,15 +116,26 @@ def run_pipeline(bag: Path, model: str, calib_dir: Path, rate: float, params: Pa
         player.finished.wait()
         deadline = time.monotonic() + 10.0  # let the last frames through both nodes
         expected = len(recording.gt_points) or player.published
-        while time.monotonic() < deadline and (segmentation._slot is not None or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)):
+        while time.monotonic() < deadline and (
+            segmentation._slot is not None or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)
+        ):
             time.sleep(0.2)
         time.sleep(1.0)
         wall = time.monotonic() - started
         stats = {
             "wall_s": wall,
             "published": player.published,
-            "segmentation": {"received": segmentation.stats.received, "processed": segmentation.stats.processed, "dropped": segmentation.stats.dropped, "latency": {k: list(v) for k, v in segmentation.stats.latency.items()}},
-            "fusion": {**fusion.counts, "latency": {k: list(v) for k, v in fusion.latency.items()}, "unmatched": dict(fusion.sync.stats.unmatched or {})},
+            "segmentation": {
+                "received": segmentation.stats.received,
+                "processed": segmentation.stats.processed,
+                "dropped": segmentation.stats.dropped,
+                "latency": {k: list(v) for k, v in segmentation.stats.latency.items()},
+            },
+            "fusion": {
+                **fusion.counts,
+                "latency": {k: list(v) for k, v in fusion.latency.items()},
+                "unmatched": dict(fusion.sync.stats.unmatched or {}),
+            },
             "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
             "labels": segmentation.segmenter.card.label_set,
         }
@@ -159,7 +175,7 @@ def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
                 continue
             label = int(np.bincount(gt_labels[members]).argmax())
             expected += 1
-            ids, counts = np.unique(clusters[members], return_counts=True)
+            ids, _counts = np.unique(clusters[members], return_counts=True)
             best = 0.0
             for cluster_id in ids[ids >= 0]:
                 inside = clusters == cluster_id
@@ -219,29 +235,51 @@ def write_report(out: Path, recording: Recording, stats: dict[str, Any], scores:
         ("clouds fused", str(fusion["fused"])),
         ("segmentation FPS", f"{seg['processed'] / max(stats['wall_s'], 1e-9):.2f}"),
         ("segmentation ms p50/p95: total", _percentiles(seg["latency"]["total"])),
-        ("  convert / preprocess / infer / postprocess / publish", " | ".join(_percentiles(seg["latency"][k]) for k in ("convert", "preprocess", "infer", "postprocess", "publish"))),
+        (
+            "  convert / preprocess / infer / postprocess / publish",
+            " | ".join(_percentiles(seg["latency"][k]) for k in ("convert", "preprocess", "infer", "postprocess", "publish")),
+        ),
         ("fusion ms p50/p95: total", _percentiles(fusion["latency"]["total"])),
-        ("  decode / label / cluster / publish", " | ".join(_percentiles(fusion["latency"][k]) for k in ("decode", "label", "cluster", "publish"))),
+        (
+            "  decode / label / cluster / publish",
+            " | ".join(_percentiles(fusion["latency"][k]) for k in ("decode", "label", "cluster", "publish")),
+        ),
     ]
     if scores is not None:
         rows += [
             ("pixel mIoU (masks vs GT)", f"{scores['pixel_mIoU']:.3f} over {scores['frames_scored']} frames"),
             ("pixel accuracy", f"{scores['pixel_accuracy']:.3f}"),
             ("point-label accuracy (labelled points)", f"{scores['point_label_accuracy']:.3f} of {scores['points_labelled']:,}"),
-            ("cluster recall / precision", f"{scores['cluster_recall']:.3f} / {scores['cluster_precision']:.3f} ({scores['gt_instances']} GT instances)"),
+            (
+                "cluster recall / precision",
+                f"{scores['cluster_recall']:.3f} / {scores['cluster_precision']:.3f} ({scores['gt_instances']} GT instances)",
+            ),
         ]
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     lines = ["# semseg_ros demo report", "", "```", table, "```", ""]
     if scores is not None:
-        lines += ["## Per-class IoU", "", "| class | IoU |", "|---|---|"] + [f"| {c} | {'n/a' if v is None else f'{v:.3f}'} |" for c, v in scores["class_iou"].items()] + [""]
+        lines += (
+            ["## Per-class IoU", "", "| class | IoU |", "|---|---|"]
+            + [f"| {c} | {'n/a' if v is None else f'{v:.3f}'} |" for c, v in scores["class_iou"].items()]
+            + [""]
+        )
     lines += ["![overlay](overlay.png)", "", "![bird's-eye view](bev.png)", "", "Video: demo.mp4", ""]
     (out / "report.md").write_text("\n".join(lines))
-    (out / "report.json").write_text(json.dumps({"stats": {k: v for k, v in stats.items() if k not in ("segmentation", "fusion")}, "scores": scores}, indent=2))
+    (out / "report.json").write_text(
+        json.dumps({"stats": {k: v for k, v in stats.items() if k not in ("segmentation", "fusion")}, "scores": scores}, indent=2)
+    )
     return table
 
 
-def _draw_boxes(bev: np.ndarray, xyz: np.ndarray, clusters: np.ndarray, x_range: tuple[float, float] = (-20.0, 60.0), y_range: tuple[float, float] = (-30.0, 30.0), mpp: float = 0.1) -> None:
+def _draw_boxes(
+    bev: np.ndarray,
+    xyz: np.ndarray,
+    clusters: np.ndarray,
+    x_range: tuple[float, float] = (-20.0, 60.0),
+    y_range: tuple[float, float] = (-30.0, 30.0),
+    mpp: float = 0.1,
+) -> None:
     """White axis-aligned cluster boxes on the top view (same geometry as render_bev)."""
     for cluster_id in np.unique(clusters[clusters >= 0]):
         points = xyz[clusters == cluster_id]
@@ -250,7 +288,15 @@ def _draw_boxes(bev: np.ndarray, xyz: np.ndarray, clusters: np.ndarray, x_range:
         cv2.rectangle(bev, (int(left), int(top)), (int(right), int(bottom)), (255, 255, 255), 1)
 
 
-def run_demo(out: Path, frames: int = 50, seed: int = 0, model: str = "synthetic_unet_mobilenet.pt", rate: float = 0.25, drive: Path | None = None, params: Path | None = None) -> str:
+def run_demo(
+    out: Path,
+    frames: int = 50,
+    seed: int = 0,
+    model: str = "synthetic_unet_mobilenet.pt",
+    rate: float = 0.25,
+    drive: Path | None = None,
+    params: Path | None = None,
+) -> str:
     """The end-to-end demo; returns the printed summary table."""
     out = Path(out)
     if drive is None:

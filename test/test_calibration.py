@@ -115,7 +115,7 @@ def test_camera_rays_reproject_onto_their_pixels(raw_dir: Path) -> None:
     r, c, depth, valid = calib.pixel_indices(points)
     assert valid.all()
     assert (r == rows.ravel()).all() and (c == cols.ravel()).all()
-    np.testing.assert_allclose(depth, 7.5, atol=1e-9)
+    np.testing.assert_allclose(depth, 7.5, atol=1e-5)  # pixel_indices works in float32
 
 
 def test_scaling_keeps_borders_on_borders(raw_dir: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from rosutil import isolate_ros_domain
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Clustering priors: Euclidean clusters of the labelled points of object classes, with boxes.
 
 Per class, points (optionally voxel-downsampled) are linked when closer than the class radius
-(KD-tree pairs, then connected components); clusters with fewer than `min_points` points are
+(k nearest neighbours from a KD-tree, then connected components); clusters with fewer than `min_points` points are
 dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented box (PCA in x-y).
 """
 
@@ -40,12 +40,22 @@ class ClusterSettings:
     voxel: float = 0.0  # voxel size for downsampling before linking (0 = off)
 
 
-def euclidean_components(points: NDArray[np.floating], radius: float) -> NDArray[np.int64]:
-    """Component id per point for the graph linking points closer than `radius`."""
-    if len(points) == 0:
+def euclidean_components(points: NDArray[np.floating], radius: float, neighbours: int = 10) -> NDArray[np.int64]:
+    """Component id per point of the graph linking each point to its nearest neighbours within `radius`.
+
+    Linking the k nearest neighbours (not every pair within the radius) keeps the graph small on
+    dense scans; components only split where a gap wider than the radius, or than the k-th
+    neighbour, separates points.
+    """
+    count = len(points)
+    if count == 0:
         return np.zeros(0, np.int64)
-    pairs = cKDTree(points).query_pairs(radius, output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(len(points), len(points)))
+    k = min(neighbours + 1, count)
+    distances, indices = cKDTree(points).query(points, k=k, distance_upper_bound=radius)
+    distances, indices = distances.reshape(count, k), indices.reshape(count, k)
+    linked = np.isfinite(distances)
+    rows = np.repeat(np.arange(count), k)[linked.ravel()]
+    graph = coo_matrix((np.ones(len(rows), bool), (rows, indices[linked])), shape=(count, count))
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
@@ -57,12 +67,8 @@ def _voxel_components(points: NDArray[np.floating], radius: float, voxel: float)
 
 def _boxes(xyz: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     xy = xyz[:, :2] - xyz[:, :2].mean(axis=0)
-    if len(xy) >= 3 and np.ptp(xy, axis=0).max() > 1e-6:
-        _, vectors = np.linalg.eigh(np.cov(xy.T))
-        main = vectors[:, -1]
-        yaw = float(np.arctan2(main[1], main[0]))
-    else:
-        yaw = 0.0
+    sxx, syy, sxy = float(xy[:, 0] @ xy[:, 0]), float(xy[:, 1] @ xy[:, 1]), float(xy[:, 0] @ xy[:, 1])
+    yaw = 0.5 * float(np.arctan2(2 * sxy, sxx - syy))  # principal axis of the x-y scatter
     c, s = np.cos(yaw), np.sin(yaw)
     local = xyz[:, :2] @ np.array([[c, -s], [s, c]])
     lo, hi = local.min(axis=0), local.max(axis=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,7 +40,7 @@ class LabelledPoints:
 
 
 def depth_buffer(
-    rows: NDArray[np.int64], cols: NDArray[np.int64], depth: NDArray[np.float64], shape: tuple[int, int]
+    rows: NDArray[np.int64], cols: NDArray[np.int64], depth: NDArray[np.floating], shape: tuple[int, int]
 ) -> NDArray[np.float32]:
     """Per-pixel nearest depth of the projected points (inf where no point lands)."""
     height, width = shape
@@ -52,7 +53,7 @@ def depth_buffer(
 def hidden_points(
     rows: NDArray[np.int64],
     cols: NDArray[np.int64],
-    depth: NDArray[np.float64],
+    depth: NDArray[np.floating],
     mask: NDArray[np.uint8],
     window: int,
     tolerance: float,
@@ -67,15 +68,25 @@ def hidden_points(
     and camera sit on the occluder's pixels and are dropped.
     """
     height, width = mask.shape
-    buffer = np.pad(depth_buffer(rows, cols, depth, (height, width)), window, constant_values=np.inf)
-    labels = np.pad(mask, window, constant_values=UNKNOWN)
-    own = mask[rows, cols]
-    limit = depth / (1.0 + ratio) - tolerance  # neighbour nearer than this hides the point
+    buffer = depth_buffer(rows, cols, depth, (height, width))
+    limit = (depth / (1.0 + ratio) - tolerance).astype(np.float32)  # a neighbour nearer than this hides the point
+    # Only points with some nearer neighbour in the window can be hidden: a cheap minimum filter finds them.
+    nearest = cv2.erode(buffer, np.ones((2 * window + 1, 2 * window + 1), np.uint8), borderType=cv2.BORDER_REPLICATE) if window else buffer
+    candidates = np.flatnonzero(nearest[rows, cols] < limit)
     hidden = np.zeros(len(depth), bool)
-    r, c = rows + window, cols + window
+    if len(candidates) == 0:
+        return hidden
+    padded_width = width + 2 * window
+    flat_depth = np.pad(buffer, window, constant_values=np.inf).ravel()
+    flat_labels = np.pad(mask, window, constant_values=UNKNOWN).ravel()
+    base = (rows[candidates] + window) * padded_width + cols[candidates] + window
+    own, bound = mask[rows[candidates], cols[candidates]], limit[candidates]
+    found = np.zeros(len(candidates), bool)
     for dy in range(-window, window + 1):
         for dx in range(-window, window + 1):
-            hidden |= (buffer[r + dy, c + dx] < limit) & (labels[r + dy, c + dx] == own)
+            index = base + dy * padded_width + dx
+            found |= (flat_depth[index] < bound) & (flat_labels[index] == own)
+    hidden[candidates] = found
     return hidden
 
 

@@ -91,5 +91,7 @@ def pack_checkpoint(source: str | Path, target: str | Path, half: bool = False) 
     """An inference-only copy: model card and weights (fp16 when `half`), no optimizer or training state."""
     data = load_checkpoint(source)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in data["model_state"].items()}
-    atomic_save({"format": FORMAT, "model_state": state, "card": data["card"], "config": data.get("config"), "metrics": data.get("metrics")}, target)
+    atomic_save(
+        {"format": FORMAT, "model_state": state, "card": data["card"], "config": data.get("config"), "metrics": data.get("metrics")}, target
+    )
     return Path(target)
