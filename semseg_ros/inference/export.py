@@ -55,14 +55,11 @@ def export_onnx(
         raise SemsegError(f"export size {height}x{width}: height and width must be multiples of 32 (the encoder stride)")
     network: nn.Module = _Argmax(model) if argmax else model
     example = torch.zeros(1, 3, height, width)
-    axes = (
-        {
-            "image": {0: "batch", 2: "height", 3: "width"},
-            "output": {0: "batch", 1 + (0 if argmax else 1): "height", 2 + (0 if argmax else 1): "width"},
-        }
-        if dynamic
-        else None
-    )
+    # The batch is always dynamic; height and width only with `dynamic` (multiples of 32).
+    axes: dict[str, dict[int, str]] = {"image": {0: "batch"}, "output": {0: "batch"}}
+    if dynamic:
+        axes["image"] |= {2: "height", 3: "width"}
+        axes["output"] |= {1 + (0 if argmax else 1): "height", 2 + (0 if argmax else 1): "width"}
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=onnx_path.parent)

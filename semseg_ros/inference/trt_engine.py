@@ -142,6 +142,7 @@ def build_engine(
     onnx_path = Path(onnx_path)
     device = device or torch.device("cuda")
     precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
+    sidecar = sidecar_for(onnx_path, precision, device, shapes)  # the request, so that caches compare like with like
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch: the only mode in TensorRT 10
@@ -154,7 +155,10 @@ def build_engine(
     if fp16 or int8:
         config.set_flag(trt.BuilderFlag.FP16)
     image_input = network.get_input(0)
-    if -1 in tuple(image_input.shape):
+    dims = tuple(image_input.shape)
+    if -1 in dims:
+        if shapes is None and -1 not in dims[1:]:  # only the batch is dynamic: serve batches of 1 to 8
+            shapes = Shapes((1, dims[2], dims[3]), (1, dims[2], dims[3]), (8, dims[2], dims[3]))
         if shapes is None:
             raise SemsegError(f"{onnx_path} has dynamic shapes: give --min-shape/--opt-shape/--max-shape as batch,height,width")
         profile = builder.create_optimization_profile()
@@ -187,7 +191,6 @@ def build_engine(
     if serialized is None:
         raise SemsegError(f"{onnx_path}: TensorRT failed to build the engine (see its messages above)")
     data = bytes(memoryview(serialized))
-    sidecar = sidecar_for(onnx_path, precision, device, shapes)
     target = Path(engine_path) if engine_path else engine_paths(onnx_path, precision)[0]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
