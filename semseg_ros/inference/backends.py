@@ -109,7 +109,13 @@ class OnnxRuntimeBackend:
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         array = batch.to(self.dtype).cpu().numpy()
-        (logits, *_) = self.session.run(None, {self.input_name: np.ascontiguousarray(array)})
+        try:
+            (logits, *_) = self.session.run(None, {self.input_name: np.ascontiguousarray(array)})
+        except Exception as exc:
+            if "dimensions" in str(exc):
+                shape = self.session.get_inputs()[0].shape
+                raise SemsegError(f"the ONNX model takes input {shape}, got {list(array.shape)}; export it with --dynamic for other sizes") from None
+            raise
         return torch.from_numpy(np.asarray(logits)).to(self.device)
 
 

@@ -38,20 +38,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None, input_size: tuple[int, int] | None = None) -> Path:
-    """The ONNX export of a checkpoint, made once and cached by the checkpoint's sha256 and size."""
+def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None, input_size: tuple[int, int] | None = None, dynamic: bool = False) -> Path:
+    """The ONNX export of a checkpoint, made once and cached by the checkpoint's sha256, size and shape mode.
+
+    `dynamic` exports any height and width (multiples of 32), e.g. for multi-scale TTA on ONNX Runtime.
+    """
     from semseg_ros.inference.export import export_onnx, sha256
 
     checkpoint = Path(checkpoint)
     size = f"{input_size[0]}x{input_size[1]}" if input_size else "card"
-    target = cache_root(cache_dir) / f"{checkpoint.stem}-{sha256(checkpoint)[:16]}-{size}.onnx"
+    target = cache_root(cache_dir) / f"{checkpoint.stem}-{sha256(checkpoint)[:16]}-{size}{'-dynamic' if dynamic else ''}.onnx"
     if not target.is_file():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(checkpoint, target, input_size)
+            export_onnx(checkpoint, target, input_size, dynamic=dynamic)
         except PermissionError:
             fallback = Path(tempfile.mkdtemp(prefix="semseg_onnx_")) / target.name
             warnings.warn(f"cannot write the ONNX cache in {target.parent} (read-only); using {fallback}", stacklevel=2)
-            export_onnx(checkpoint, fallback, input_size)
+            export_onnx(checkpoint, fallback, input_size, dynamic=dynamic)
             return fallback
     return target

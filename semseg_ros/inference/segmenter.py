@@ -133,7 +133,7 @@ class Segmenter:
                 TorchBackend(model, resolved, fp16=fp16, cuda_graphs=cuda_graphs), ModelCard.from_dict(card), input_size, keep_aspect
             )
         if backend == "onnxruntime":
-            onnx_path = path if kind == ".onnx" else cached_onnx(path, cache_dir, input_size)
+            onnx_path = path if kind == ".onnx" else cached_onnx(path, cache_dir, input_size, dynamic=True)
             return cls(OnnxRuntimeBackend(onnx_path, resolved), ModelCard.from_dict(onnx_metadata(onnx_path)), input_size, keep_aspect)
         if backend == "tensorrt":
             if not tensorrt_available():
