@@ -537,7 +537,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=_positive, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="synthetic_unet_mobilenet.pt", help="model file (default: the shipped one)")
-    p.add_argument("--rate", type=float, default=0.25, help="bag playback rate (the CPU keeps up at about 0.25)")
+    p.add_argument("--rate", type=float, default=0.2, help="bag playback rate (a 2-core CPU keeps up at about 0.2)")
     p.add_argument("--drive", type=Path, help="a real KITTI raw drive instead of the synthetic world (no GT scoring)")
     p.add_argument("--params", type=Path, help="node parameter file (default: share/semseg_ros/config/kitti.yaml)")
     p.set_defaults(func=_run_demo)

@@ -110,7 +110,10 @@ def run_pipeline(
             executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        time.sleep(1.5)  # discovery before the first message
+        deadline = time.monotonic() + 15.0  # discovery: every node listens before the first message
+        while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub in player.publishers_by_id.values()):
+            time.sleep(0.1)
+        time.sleep(0.5)
         started = time.monotonic()
         player.start()
         player.finished.wait()
@@ -153,7 +156,7 @@ def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
     for stamp, mask_msg in recording.masks.items():
         gt = recording.gt_semantic.get(stamp)
         if gt is not None:
-            matrix.update(torch.from_numpy(label_set.map_cityscapes_ids(_image(gt))), torch.from_numpy(_image(mask_msg)))
+            matrix.update(torch.from_numpy(label_set.map_cityscapes_ids(_image(gt))), torch.from_numpy(_image(mask_msg).copy()))
     labelled = correct = in_view = expected = matched = produced = good = 0
     for stamp, cloud in recording.clouds.items():
         truth = recording.gt_points.get(stamp)
@@ -223,7 +226,7 @@ def write_report(out: Path, recording: Recording, stats: dict[str, Any], scores:
         fields = _cloud_fields(recording.clouds[clouds[len(clouds) // 2]])
         xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1)
         colors = label_set.palette()[fields["label"]]
-        colors[fields["label"] == IGNORE] = (90, 90, 90)
+        colors[fields["label"] == IGNORE] = (48, 48, 48)  # unlabelled: behind the camera, outside its view, or hidden
         bev = render_bev(xyz, colors)
         _draw_boxes(bev, xyz, fields["cluster"])
         cv2.imwrite(str(out / "bev.png"), bev[..., ::-1])

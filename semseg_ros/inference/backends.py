@@ -114,7 +114,9 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             if "dimensions" in str(exc):
                 shape = self.session.get_inputs()[0].shape
-                raise SemsegError(f"the ONNX model takes input {shape}, got {list(array.shape)}; export it with --dynamic for other sizes") from None
+                raise SemsegError(
+                    f"the ONNX model takes input {shape}, got {list(array.shape)}; export it with --dynamic for other sizes"
+                ) from None
             raise
         return torch.from_numpy(np.asarray(logits)).to(self.device)
 

@@ -38,7 +38,9 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None, input_size: tuple[int, int] | None = None, dynamic: bool = False) -> Path:
+def cached_onnx(
+    checkpoint: str | Path, cache_dir: str | Path | None = None, input_size: tuple[int, int] | None = None, dynamic: bool = False
+) -> Path:
     """The ONNX export of a checkpoint, made once and cached by the checkpoint's sha256, size and shape mode.
 
     `dynamic` exports any height and width (multiples of 32), e.g. for multi-scale TTA on ONNX Runtime.
