@@ -29,6 +29,27 @@ def _positive(value: str) -> int:
     return number
 
 
+def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type for comma-separated integers such as C,H,W."""
+    count = len(names.split(","))
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {names} such as {example}, got {text!r}")
+        return values
+
+    return parse
+
+
+_input_size = _ints("C,H,W", "3,512,1024")
+_shape = _ints("batch,height,width", "1,384,1248")
+_size = _ints("height,width", "384,1248")
+
+
 # ---------------------------------------------------------------------- synth
 SYNTH_FORMATS = ("kitti-raw", "cityscapes", "kitti-road")
 SYNTH_SIZES = {"kitti-raw": (1242, 375), "cityscapes": (2048, 1024), "kitti-road": (1242, 375)}
@@ -127,14 +148,6 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- summary
-def _input_size(text: str) -> tuple[int, int, int]:
-    try:
-        c, h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,512,1024, got {text!r}") from None
-    return c, h, w
-
-
 def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "summary",
@@ -184,14 +197,6 @@ def _run_pack(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------ export / engine
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        b, h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected batch,height,width such as 1,384,1248, got {text!r}") from None
-    return b, h, w
-
-
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -264,14 +269,6 @@ def _run_build_engine(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------ eval / predict / video
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected height,width such as 384,1248, got {text!r}") from None
-    return h, w
-
-
 def _scales(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]

@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,6 +33,7 @@ from semseg_ros.labels import get_label_set, palette_array
 from semseg_ros.node_params import FUSION_NODE, FUSION_PARAMS
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import mask_from_image
+from semseg_ros.ros.diagnostics import diagnostics_message, latency_values
 from semseg_ros.ros.pointcloud import labelled_cloud, read_points
 from semseg_ros.ros.sync import ApproximateSync
 
@@ -286,23 +287,11 @@ class FusionNode(Node):
             "unmatched_masks": str((stats.unmatched or {}).get("b", 0)),
             "sync_resets": str(stats.resets),
         }
-        for stage, samples in self.latency.items():
-            if samples:
-                ms = np.asarray(samples) * 1e3
-                values[f"{stage}_ms_p50"] = f"{np.percentile(ms, 50):.2f}"
-                values[f"{stage}_ms_p95"] = f"{np.percentile(ms, 95):.2f}"
+        values |= latency_values(self.latency)
         problems = self.counts["failed"] + self.counts["no_calibration"]
-        level = DiagnosticStatus.OK if problems == 0 else DiagnosticStatus.WARN
-        status = DiagnosticStatus(
-            level=level,
-            name=f"semseg_ros: {self.get_name()}",
-            message="running" if level == DiagnosticStatus.OK else "see counts",
-            hardware_id="cpu",
+        self.diagnostics_pub.publish(
+            diagnostics_message(self, values, "failures or missing calibration: see counts" if problems else None, "cpu")
         )
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics_pub.publish(array)
 
     def _calibration_ready(self) -> bool:
         return self.calibration is not None or self.config["calibration_source"] == "camera_info_tf"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -31,6 +31,7 @@ from semseg_ros.node_params import SEGMENTATION_NODE, SEGMENTATION_PARAMS
 from semseg_ros.paths import resolve_data_file
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import compressed_to_rgb, fill_image, image_to_rgb
+from semseg_ros.ros.diagnostics import diagnostics_message, latency_values
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish", "total")
 OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
@@ -246,22 +247,10 @@ class SegmentationNode(Node):
             "failed": str(stats.failed),
             "idle_no_subscribers": str(stats.idle),
         }
-        for stage, samples in stats.latency.items():
-            if samples:
-                ms = np.asarray(samples) * 1e3
-                values[f"{stage}_ms_p50"] = f"{np.percentile(ms, 50):.2f}"
-                values[f"{stage}_ms_p95"] = f"{np.percentile(ms, 95):.2f}"
-        level = DiagnosticStatus.OK if stats.failed == 0 else DiagnosticStatus.WARN
-        status = DiagnosticStatus(
-            level=level,
-            name=f"semseg_ros: {self.get_name()}",
-            message="running" if level == DiagnosticStatus.OK else "model failures",
-            hardware_id=str(self.segmenter.device),
+        values |= latency_values(stats.latency)
+        self.diagnostics_pub.publish(
+            diagnostics_message(self, values, "model failures" if stats.failed else None, str(self.segmenter.device))
         )
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics_pub.publish(array)
 
     def destroy_node(self) -> None:
         self._running = False
