@@ -129,11 +129,14 @@ def test_truncated_bag_plays_what_is_readable(drive: KittiDrive, tmp_path: Path)
     database.write_bytes(database.read_bytes()[: database.stat().st_size // 3])
     rclpy.init()
     try:
-        with pytest.raises(SemsegError, match="cannot open the bag"):
+        try:
             player = BagPlayer(tmp_path / "bag", rate=100.0)
-            player.start()
-            player.finished.wait(10)
-            if player.errors:
-                raise SemsegError("cannot open the bag: " + player.errors[0])
+        except SemsegError as exc:  # the index itself is gone: one clear line
+            assert "cannot open the bag" in str(exc)
+            return
+        player.start()
+        assert player.finished.wait(10)
+        assert player.errors and "playback stopped after" in player.errors[0]  # what was readable was played
+        player.destroy_node()
     finally:
         rclpy.try_shutdown()
