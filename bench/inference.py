@@ -22,8 +22,9 @@ import torch
 from semseg_ros.inference.cache import tensorrt_available
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import get_label_set
-from semseg_ros.models.checkpoint import save_checkpoint
+from semseg_ros.models.checkpoint import model_card, save_checkpoint
 from semseg_ros.models.factory import ModelConfig, build_model
+from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
 MODELS = {
     "fpn": ModelConfig(arch="fpn", encoder="resnext50_32x4d"),
@@ -36,17 +37,8 @@ def make_checkpoint(name: str, folder: Path, size: tuple[int, int]) -> Path:
     labels = get_label_set("cityscapes19")
     config = MODELS[name]
     model = build_model(config, labels.num_classes).eval()
-    card = {
-        "model": {k: v for k, v in vars(config).items()},
-        "label_set": labels.name,
-        "classes": list(labels.classes),
-        "colors": [list(c) for c in labels.colors],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "input_size": list(size),
-    }
     path = folder / f"{name}.pt"
-    save_checkpoint(path, model, card)
+    save_checkpoint(path, model, model_card(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 

@@ -35,27 +35,19 @@ def make_checkpoint(path: Path, label_set_name: str = "cityscapes19", input_size
     import torch
 
     from semseg_ros.labels import get_label_set
-    from semseg_ros.models.checkpoint import save_checkpoint
+    from semseg_ros.models.checkpoint import model_card, save_checkpoint
     from semseg_ros.models.factory import ModelConfig, build_model
+    from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(0)
-    model_card = {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [32, 16, 16, 8, 8]}
+    config = ModelConfig(arch="unet", encoder="mobilenet_v2", decoder_channels=[32, 16, 16, 8, 8])
     labels = get_label_set(label_set_name)
-    model = build_model(ModelConfig(**model_card), labels.num_classes)
+    model = build_model(config, labels.num_classes)
     with torch.no_grad():  # so that eval-mode outputs vary with the input
         for _ in range(3):
             model(torch.randn(4, 3, 64, 128))
-    card = {
-        "model": model_card,
-        "label_set": labels.name,
-        "classes": list(labels.classes),
-        "colors": [list(c) for c in labels.colors],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "input_size": list(input_size),
-    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model.eval(), card)
+    save_checkpoint(path, model.eval(), model_card(config, labels, input_size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 

@@ -9,6 +9,7 @@ A checkpoint is a dict saved by torch.save and read with `weights_only=True`:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,19 @@ from semseg_ros.models.factory import ModelConfig, SegmentationNet, build_model
 
 FORMAT = "semseg_ros.checkpoint/1"
 CARD_KEYS = ("model", "label_set", "classes", "colors", "mean", "std", "input_size")
+
+
+def model_card(model_config: ModelConfig, label_set: Any, input_size: tuple[int, int] | list[int], mean: Any, std: Any) -> dict[str, Any]:
+    """What inference needs to rebuild and feed the network, stored in every checkpoint."""
+    return {
+        "model": {**dataclasses.asdict(model_config), "encoder_weights": None},
+        "label_set": label_set.name,
+        "classes": list(label_set.classes),
+        "colors": [list(c) for c in label_set.colors],
+        "mean": list(mean),
+        "std": list(std),
+        "input_size": list(input_size),
+    }
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

@@ -178,10 +178,8 @@ class FusionNode(Node):
                     return str(exc)
             return None
 
-        result = ros_params.check_update(FUSION_PARAMS, updates, extra)
+        result = ros_params.apply_update(self.config, FUSION_PARAMS, updates, extra)
         if result.successful:
-            for update in updates:
-                self.config[update.name] = update.value
             self.clustering = cluster_settings(self.config, self.classes)
             self.sync.slop = self.config["slop"]
         return result

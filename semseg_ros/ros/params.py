@@ -40,8 +40,9 @@ def declare(node: Node, params: tuple[Param, ...]) -> dict[str, Any]:
     return values
 
 
-def check_update(params: tuple[Param, ...], updates: list[Parameter], extra: Any = None) -> SetParametersResult:
-    """Validate live parameter changes against the schema (read-only ones are refused by rclpy itself)."""
+def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: list[Parameter], extra: Any = None) -> SetParametersResult:
+    """Validate live parameter changes against the schema (and `extra(update)`), then write them into
+    `config`; read-only parameters are refused by rclpy itself."""
     schema = {p.name: p for p in params}
     for update in updates:
         param = schema.get(update.name)
@@ -52,4 +53,7 @@ def check_update(params: tuple[Param, ...], updates: list[Parameter], extra: Any
             problem = extra(update)
         if problem is not None:
             return SetParametersResult(successful=False, reason=problem)
+    for update in updates:
+        if update.name in schema:
+            config[update.name] = update.value
     return SetParametersResult(successful=True)

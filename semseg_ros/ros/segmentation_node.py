@@ -139,13 +139,9 @@ class SegmentationNode(Node):
                     return str(exc)
             return None
 
-        result = ros_params.check_update(SEGMENTATION_PARAMS, updates, extra)
-        if result.successful:
-            for update in updates:
-                if update.name in self.config:
-                    self.config[update.name] = update.value
-                if update.name == "palette":
-                    self.palette = self._palette(update.value)
+        result = ros_params.apply_update(self.config, SEGMENTATION_PARAMS, updates, extra)
+        if result.successful and any(update.name == "palette" for update in updates):
+            self.palette = self._palette(self.config["palette"])
         return result
 
     def _palette(self, text: str) -> np.ndarray:

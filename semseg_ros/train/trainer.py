@@ -14,7 +14,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ from semseg_ros.data.datasets import SegmentationDataset, build_dataset
 from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.evaluate import evaluate
-from semseg_ros.labels import LabelSet
-from semseg_ros.models.checkpoint import load_checkpoint, save_checkpoint
+from semseg_ros.models.checkpoint import load_checkpoint, model_card, save_checkpoint
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
 from semseg_ros.train.losses import SegmentationLoss, enet_class_weights
@@ -68,19 +67,6 @@ def init_distributed(device_setting: str) -> tuple[Distributed, torch.device]:
     if world.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return world, device
-
-
-def model_card(config: Config, label_set: LabelSet) -> dict[str, Any]:
-    """What inference needs to rebuild and feed the network, stored in every checkpoint."""
-    return {
-        "model": {**asdict(config.model), "encoder_weights": None},
-        "label_set": label_set.name,
-        "classes": list(label_set.classes),
-        "colors": [list(c) for c in label_set.colors],
-        "mean": list(config.mean),
-        "std": list(config.std),
-        "input_size": list(config.train.input_size),
-    }
 
 
 def poly_schedule(total_steps: int, warmup_steps: int, power: float) -> Any:
@@ -228,7 +214,8 @@ class Trainer:
             "best_miou": self.best_miou,
             "rng": _rng_state(),
         }
-        card = model_card(self.config, self.label_set)
+        config = self.config
+        card = model_card(config.model, self.label_set, config.train.input_size, config.mean, config.std)
         save_checkpoint(self.out_dir / name, self.model, card, config=schema.dump(self.config), train_state=state, metrics=metrics)
 
     def _log_line(self, record: dict[str, Any]) -> None:
