@@ -131,3 +131,24 @@ def test_config_errors_name_the_key(
 def test_missing_dataset_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(tiny_config(tmp_path, tmp_path / "nowhere"))]) == 2
     assert "not a Cityscapes root" in capsys.readouterr().err
+
+
+def test_init_weights_copies_matching_tensors_and_keeps_a_new_head_random(tmp_path: Path, kitti_road_root: Path, tiny_checkpoint: Path) -> None:
+    from semseg_ros.train.trainer import Trainer
+
+    path = tiny_config(tmp_path, kitti_road_root, "finetune", init_weights=str(tiny_checkpoint))
+    config = yaml.safe_load(path.read_text())
+    config["data"].update({"format": "kitti-road", "label_set": "road", "val_every_nth": 3})
+    path.write_text(yaml.safe_dump(config))
+    trainer = Trainer(load_config(path))
+    source = load_checkpoint(tiny_checkpoint)["model_state"]
+    own = trainer.model.state_dict()
+    encoder_keys = [k for k in own if ".encoder." in k]
+    assert encoder_keys and all(torch.equal(own[k], source[k]) for k in encoder_keys)
+    head = [k for k in own if "segmentation_head" in k and k.endswith("weight")]
+    assert head and all(own[k].shape != source[k].shape for k in head)  # 19 classes there, 2 here: left as built
+    with pytest.raises(SemsegError, match="no tensor matches"):
+        bad = yaml.safe_load(path.read_text())
+        bad["model"] = {"arch": "fpn", "encoder": "tu-mobilenetv3_small_100", "fpn_channels": [16, 32]}
+        path.write_text(yaml.safe_dump(bad))
+        Trainer(load_config(path))

@@ -32,6 +32,7 @@ class ModelConfig:
     encoder_weights: str | None = None  # a local .pth file, or null for random initialisation
     decoder_res_blocks: int = 0  # unet: residual blocks after each decoder stage (the seed's variant)
     decoder_channels: list[int] | None = None  # unet: channels per decoder stage (smp default when null)
+    fpn_channels: list[int] | None = None  # fpn: [pyramid, segmentation] channels (smp default [256, 128])
     aux_head: bool = False  # auxiliary segmentation head on the stride-16 features
 
 
@@ -131,6 +132,10 @@ def build_model(model_config: ModelConfig, num_classes: int) -> SegmentationNet:
         kwargs: dict[str, Any] = {"encoder_name": model_config.encoder, "encoder_weights": None, "classes": num_classes}
         if arch == "unet" and model_config.decoder_channels:
             kwargs["decoder_channels"] = tuple(model_config.decoder_channels)
+        if model_config.fpn_channels:
+            if arch != "fpn" or len(model_config.fpn_channels) != 2 or model_config.fpn_channels[1] % 32:
+                raise SemsegError("model.fpn_channels: [pyramid, segmentation] channels (segmentation a multiple of 32), arch fpn only")
+            kwargs["decoder_pyramid_channels"], kwargs["decoder_segmentation_channels"] = model_config.fpn_channels
         try:
             net = SMP_ARCHS[arch](**kwargs)
         except (KeyError, ValueError) as exc:

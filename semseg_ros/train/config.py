@@ -77,10 +77,20 @@ class TrainConfig:
     channels_last: bool = True  # used on CUDA only
     compile: bool = False
     seed: int = 0
+    init_weights: str | None = None  # start from this checkpoint's weights (tensors whose name and shape match)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out_dir: str = "runs/train"
     log_images: int = 4  # validation images written to TensorBoard
     max_steps_per_epoch: int | None = None  # cap for quick experiments and tests
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = None  # teacher checkpoint (any architecture, same label set); distillation is on when set
+    temperature: float = 1.0
+    pixel: float = 1.0  # weight of the pixel-wise KL term
+    pair: float = 0.0  # weight of the pair-wise feature-similarity term
+    pair_grid: tuple[int, int] = (8, 16)  # (rows, cols) both feature maps are pooled to before comparing
 
 
 @dataclass
@@ -91,6 +101,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

@@ -33,6 +33,7 @@ from semseg_ros.eval.evaluate import evaluate
 from semseg_ros.models.checkpoint import load_checkpoint, model_card, save_checkpoint
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
+from semseg_ros.train.distill import Distiller, build_distiller
 from semseg_ros.train.losses import SegmentationLoss, enet_class_weights
 
 
@@ -133,6 +134,8 @@ class Trainer:
         if self.cuda and config.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        if config.train.init_weights and not resume:
+            self._init_weights(config.train.init_weights)
         weights = enet_class_weights(self._pixel_counts()) if config.loss.auto_class_weights else None
         if weights is not None and self.world.is_main:
             print(
@@ -140,6 +143,11 @@ class Trainer:
                 flush=True,
             )
         self.loss = SegmentationLoss(config.loss, class_weights=weights).to(self.device)
+        self.distiller: Distiller | None = None
+        if config.distill.teacher:
+            self.distiller = build_distiller(config.distill, list(self.label_set.classes), config.mean, config.std, self.device)
+            if self.cuda and config.train.channels_last:
+                self.distiller.teacher.to(memory_format=torch.channels_last)
         self.optimizer = self._optimizer()
         per_rank = len(self.train_set) // self.world.world_size
         batches = per_rank // config.data.batch_size
@@ -188,6 +196,17 @@ class Trainer:
         return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
     # ---------------------------------------------------------------- state
+    def _init_weights(self, path: str) -> None:
+        """Fine-tuning start: copy every tensor whose name and shape match (a new head stays random)."""
+        source = load_checkpoint(path)["model_state"]
+        own = self.model.state_dict()
+        matched = {k: v.to(own[k].dtype) for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise SemsegError(f"train.init_weights {path}: no tensor matches model {self.config.model.arch}/{self.config.model.encoder}")
+        self.model.load_state_dict(matched, strict=False)
+        if self.world.is_main:
+            print(f"init_weights: {len(matched)} of {len(own)} tensors from {path}", flush=True)
+
     def _resume(self) -> None:
         path = self.out_dir / "last.pt"
         if not path.is_file():
@@ -288,7 +307,11 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 outputs = self.network(images, all_outputs=True)
+                if self.distiller is not None:
+                    kd_loss, kd_terms = self.distiller(outputs, images, masks)
             loss, terms = self.loss(outputs, masks)
+            if self.distiller is not None:
+                loss, terms = loss + kd_loss, {**terms, **kd_terms}
             self.scaler.scale(loss / accumulate).backward()
             losses.append(float(loss.detach()))
             if (index + 1) % accumulate == 0 or index + 1 == self.batches_per_epoch:

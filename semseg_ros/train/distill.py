@@ -1,0 +1,98 @@
+"""Knowledge distillation from a trained teacher (structured KD, Liu et al., arXiv 1903.04197).
+
+Terms, each weighted from the `distill:` config section and added to the task loss:
+- pixel: KL(softmax(teacher / T) || softmax(student / T)) * T^2 per labelled pixel;
+- pair: squared difference of the cosine-similarity matrices of the deepest encoder features,
+  average-pooled to a fixed grid (the matrices are N x N whatever the channel counts, so teacher and
+  student need no adapter and may have different strides).
+The teacher is frozen: eval mode, no gradients, its own normalisation, never in the optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semseg_ros.errors import SemsegError
+from semseg_ros.labels import IGNORE
+from semseg_ros.models.checkpoint import model_from_checkpoint
+from semseg_ros.models.factory import SegmentationNet
+from semseg_ros.train.config import DistillConfig
+
+
+def pixel_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over non-ignored pixels of KL(teacher || student) at temperature T, times T^2."""
+    log_student = F.log_softmax(student.float() / temperature, dim=1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
+    kl = F.kl_div(log_student, log_teacher, log_target=True, reduction="none").sum(dim=1)
+    valid = target != IGNORE
+    return (kl * valid).sum() / valid.sum().clamp(min=1) * temperature**2
+
+
+def similarity(features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, N, N) cosine similarities between the N = rows * cols cells of the pooled feature map."""
+    pooled = F.adaptive_avg_pool2d(features.float(), grid).flatten(2)
+    unit = F.normalize(pooled, dim=1)
+    return unit.transpose(1, 2) @ unit
+
+
+def pair_kd(student: torch.Tensor, teacher: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Mean squared difference of the two similarity matrices."""
+    return (similarity(student, grid) - similarity(teacher, grid)).pow(2).mean()
+
+
+class Distiller(nn.Module):
+    """The frozen teacher plus the KD terms; call with the student's outputs and the same batch."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, config: DistillConfig, teacher: SegmentationNet, card: dict[str, Any], mean: Any, std: Any):
+        super().__init__()
+        if config.temperature <= 0 or config.pixel < 0 or config.pair < 0:
+            raise SemsegError("distill: temperature must be positive and the weights pixel, pair non-negative")
+        if config.pair > 0 and teacher.family != "smp":
+            raise SemsegError(f"distill.pair needs encoder features; teacher arch {card['model']['arch']} has none (set distill.pair: 0)")
+        self.config = config
+        self.teacher = teacher.eval().requires_grad_(False)
+        # The teacher sees the images as it was trained to: undo the student's normalisation, apply its own.
+        student_mean, student_std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        teacher_mean, teacher_std = torch.tensor(card["mean"]).view(1, 3, 1, 1), torch.tensor(card["std"]).view(1, 3, 1, 1)
+        self.register_buffer("scale", student_std / teacher_std, persistent=False)
+        self.register_buffer("shift", (student_mean - teacher_mean) / teacher_std, persistent=False)
+
+    def train(self, mode: bool = True) -> Distiller:
+        """The teacher stays in eval mode (batch-norm statistics frozen) whatever the trainer asks."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, student: dict[str, Any], images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """(weighted KD loss, {kd_pixel, kd_pair}) for student outputs {"out", "features"} on `images`."""
+        with torch.no_grad():
+            teacher = self.teacher(images * self.scale + self.shift, all_outputs=True)
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        if self.config.pixel > 0:
+            terms["kd_pixel"] = (self.config.pixel, pixel_kd(student["out"], teacher["out"], target, self.config.temperature))
+        if self.config.pair > 0:
+            if "features" not in student:
+                raise SemsegError("distill.pair needs encoder features; the student arch has none (set distill.pair: 0)")
+            rows, cols = self.config.pair_grid
+            terms["kd_pair"] = (self.config.pair, pair_kd(student["features"][-1], teacher["features"][-1], (rows, cols)))
+        total = sum((weight * value for weight, value in terms.values()), torch.zeros((), device=images.device))
+        return total, {name: float(value.detach()) for name, (_, value) in terms.items()}
+
+
+def build_distiller(config: DistillConfig, classes: list[str], mean: Any, std: Any, device: torch.device) -> Distiller:
+    """Load the teacher checkpoint and check it predicts the student's classes."""
+    assert config.teacher is not None
+    teacher, card = model_from_checkpoint(config.teacher, map_location="cpu")
+    if list(card["classes"]) != list(classes):
+        raise SemsegError(
+            f"distill.teacher {config.teacher}: predicts label set {card['label_set']} ({len(card['classes'])} classes), "
+            f"the student trains on {len(classes)}; use a teacher trained on the same label set"
+        )
+    return Distiller(config, teacher.float(), card, mean, std).to(device)
