@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_training import tiny_config
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE
@@ -17,7 +18,6 @@ from semseg_ros.models.checkpoint import load_checkpoint, model_from_checkpoint
 from semseg_ros.train.config import DistillConfig, load_config
 from semseg_ros.train.distill import Distiller, build_distiller, pair_kd, pixel_kd
 from semseg_ros.train.trainer import train
-from test_training import tiny_config
 
 
 def test_pixel_kd_is_zero_for_equal_logits_positive_otherwise_and_skips_ignored_pixels() -> None:

@@ -133,7 +133,9 @@ def test_missing_dataset_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.Cap
     assert "not a Cityscapes root" in capsys.readouterr().err
 
 
-def test_init_weights_copies_matching_tensors_and_keeps_a_new_head_random(tmp_path: Path, kitti_road_root: Path, tiny_checkpoint: Path) -> None:
+def test_init_weights_copies_matching_tensors_and_keeps_a_new_head_random(
+    tmp_path: Path, kitti_road_root: Path, tiny_checkpoint: Path
+) -> None:
     from semseg_ros.train.trainer import Trainer
 
     path = tiny_config(tmp_path, kitti_road_root, "finetune", init_weights=str(tiny_checkpoint))
