@@ -187,11 +187,12 @@ class Calibration:
         width, height = calib.image_size
         matrix = calib.velo_to_image.astype(np.float32)
         xyz = points[:, :3].astype(np.float32, copy=False)
-        depth = xyz @ matrix[2, :3] + matrix[2, 3]
-        front = np.flatnonzero(depth > min_depth)
-        image = xyz[front] @ matrix[:2, :3].T + matrix[:2, 3]
-        cols_f = np.floor(image[:, 0] / depth[front] + 0.5)
-        rows_f = np.floor(image[:, 1] / depth[front] + 0.5)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN/inf points fail the tests below
+            depth = xyz @ matrix[2, :3] + matrix[2, 3]
+            front = np.flatnonzero(depth > min_depth)
+            image = xyz[front] @ matrix[:2, :3].T + matrix[:2, 3]
+            cols_f = np.floor(image[:, 0] / depth[front] + 0.5)
+            rows_f = np.floor(image[:, 1] / depth[front] + 0.5)
         inside = (cols_f >= 0) & (cols_f < width) & (rows_f >= 0) & (rows_f < height)
         chosen = front[inside]
         count = len(points)

@@ -64,7 +64,8 @@ def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | No
     else:
         rows = np.lib.stride_tricks.as_strided(data, shape=(height, width * point_step), strides=(row_step, 1))
         points = np.frombuffer(np.ascontiguousarray(rows).tobytes(), dtype=dtype)
-    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
+        xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
     finite = np.isfinite(xyz).all(axis=1)
     indices = np.flatnonzero(finite)
     intensity = points[intensity_name][finite].astype(np.float32) if intensity_name else None

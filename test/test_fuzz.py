@@ -1,0 +1,307 @@
+"""Fuzzing with hypothesis: every decoder and loader either works or raises a clear SemsegError,
+and node callbacks fed the same garbage count it and keep answering good messages."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rosutil import isolate_ros_domain, make_image_msg, spinning, wait_for
+
+isolate_ros_domain()
+
+import rclpy  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField  # noqa: E402
+
+from semseg_ros import schema  # noqa: E402
+from semseg_ros.calibration import Calibration  # noqa: E402
+from semseg_ros.errors import SemsegError  # noqa: E402
+from semseg_ros.fusion.label_points import FusionSettings, label_points  # noqa: E402
+from semseg_ros.node_params import check_params_file  # noqa: E402
+from semseg_ros.paths import resolve_data_file  # noqa: E402
+from semseg_ros.ros.conversions import ENCODINGS, compressed_to_rgb, image_to_rgb  # noqa: E402
+from semseg_ros.ros.fusion_node import FusionNode  # noqa: E402
+from semseg_ros.ros.pointcloud import read_points  # noqa: E402
+from semseg_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
+from semseg_ros.synth import writers  # noqa: E402
+from semseg_ros.train.config import load_config  # noqa: E402
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+NODE_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+BYTES_PER_PIXEL = {name: channels * width for name, (channels, width) in ENCODINGS.items()}
+
+
+# ---------------------------------------------------------------- message strategies
+@st.composite
+def image_messages(draw: Any) -> Image:
+    encoding = draw(st.sampled_from([*ENCODINGS, "rgb16", "32FC1", "bayer_rggb8", "", "RGB8", "jpeg"]))
+    width, height = draw(st.integers(0, 33)), draw(st.integers(0, 9))
+    row = width * BYTES_PER_PIXEL.get(encoding, 3)
+    step = draw(st.one_of(st.just(row), st.integers(0, row + 9)))
+    size = draw(st.one_of(st.just(step * height), st.integers(0, step * height + 40)))
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=draw(st.integers(0, 1)), step=step)
+    msg.data = draw(st.binary(min_size=size, max_size=size))
+    return msg
+
+
+def _encoded(kind: str) -> bytes:
+    picture = np.random.default_rng(0).integers(0, 255, (12, 20, 3), dtype=np.uint8)
+    return cv2.imencode(kind, picture)[1].tobytes()
+
+
+@st.composite
+def compressed_messages(draw: Any) -> CompressedImage:
+    real = _encoded(draw(st.sampled_from([".jpg", ".png"])))
+    cut = draw(st.integers(0, len(real)))
+    data = draw(st.sampled_from(["real", "truncated", "random", "flipped"]))
+    if data == "truncated":
+        payload = real[:cut]
+    elif data == "random":
+        payload = draw(st.binary(max_size=200))
+    elif data == "flipped":
+        payload = real[:cut] + bytes([real[cut % len(real)] ^ 0xFF]) + real[cut + 1 :]
+    else:
+        payload = real
+    return CompressedImage(format=draw(st.sampled_from(["jpeg", "png", "rgb8; jpeg compressed bgr8", "", "tiff"])), data=payload)
+
+
+@st.composite
+def cloud_messages(draw: Any) -> PointCloud2:
+    names = draw(st.lists(st.sampled_from(["x", "y", "z", "intensity", "ring", "rgb"]), max_size=6, unique=True))
+    if draw(st.booleans()):
+        names = ["x", "y", "z"] + [n for n in names if n not in "xyz"]
+    fields = [PointField(name=n, offset=draw(st.integers(0, 36)), datatype=draw(st.integers(0, 9)), count=1) for n in names]
+    width, height = draw(st.integers(0, 40)), draw(st.integers(0, 3))
+    point_step = draw(st.integers(0, 40))
+    row_step = draw(st.one_of(st.just(width * point_step), st.integers(0, width * point_step + 20)))
+    size = draw(st.one_of(st.just(row_step * height), st.integers(0, row_step * height + 50)))
+    msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=draw(st.booleans()), point_step=point_step, row_step=row_step)
+    msg.data = draw(st.binary(min_size=size, max_size=size))
+    return msg
+
+
+# ---------------------------------------------------------------- decoders
+@FUZZ
+@given(image_messages())
+def test_image_decoder_returns_rgb_or_a_clear_error(msg: Image) -> None:
+    try:
+        rgb = image_to_rgb(msg)
+    except SemsegError as exc:
+        assert str(exc)
+    else:
+        assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8
+
+
+@FUZZ
+@given(compressed_messages())
+def test_compressed_decoder_returns_rgb_or_a_clear_error(msg: CompressedImage) -> None:
+    try:
+        rgb = compressed_to_rgb(msg)
+    except SemsegError as exc:
+        assert str(exc)
+    else:
+        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
+
+
+@FUZZ
+@given(cloud_messages())
+def test_cloud_reader_returns_finite_points_or_a_clear_error(msg: PointCloud2) -> None:
+    try:
+        xyz, intensity, indices = read_points(msg)
+    except SemsegError as exc:
+        assert str(exc)
+    else:
+        assert xyz.shape == (len(indices), 3) and np.isfinite(xyz).all()
+        assert intensity is None or intensity.shape == (len(indices),)
+        assert ((indices >= 0) & (indices < msg.width * msg.height)).all()
+
+
+@FUZZ
+@given(st.lists(st.sampled_from([0.0, -1.0, 1.0, 5.0, 1e-30, 1e30, math.nan, math.inf, -math.inf]), min_size=3, max_size=90))
+def test_fusion_math_survives_any_float_values(values: list[float]) -> None:
+    xyz = np.asarray(values[: len(values) // 3 * 3], np.float32).reshape(-1, 3)
+    calibration = _calibration()
+    mask = np.random.default_rng(0).integers(0, 19, (calibration.image_size[1], calibration.image_size[0]), dtype=np.uint8)
+    labelled = label_points(xyz, mask, calibration, FusionSettings())
+    assert labelled.labels.shape == (len(xyz),)
+    assert ((labelled.labels < 19) | (labelled.labels == 255)).all()
+    assert (labelled.labels[~np.isfinite(xyz).all(axis=1)] == 255).all()
+
+
+# ---------------------------------------------------------------- files
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    drive = writers.write_kitti_raw(tmp_path_factory.mktemp("fuzz_drive"), frames=1, seed=1, progress=False)
+    return drive.parent
+
+
+def _calibration() -> Calibration:
+    """The KITTI 2011_09_26 camera 2 projection and a rounded velodyne-to-camera extrinsic."""
+    p = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.003]])
+    extrinsic = np.array([[0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]], float)
+    return Calibration.from_projection(p, extrinsic, (1242, 375))
+
+
+@st.composite
+def corruptions(draw: Any, text: str) -> str:
+    """Text with a few random edits: deleted, duplicated or replaced spans, a cut, odd characters."""
+    for _ in range(draw(st.integers(1, 4))):
+        if not text:
+            break
+        at = draw(st.integers(0, len(text) - 1))
+        span = draw(st.integers(1, 12))
+        kind = draw(st.sampled_from(["delete", "duplicate", "replace", "cut", "insert"]))
+        if kind == "delete":
+            text = text[:at] + text[at + span :]
+        elif kind == "duplicate":
+            text = text[: at + span] + text[at : at + span] + text[at + span :]
+        elif kind == "cut":
+            text = text[:at]
+        else:
+            noise = draw(st.text(alphabet="0123456789.-e :[]{}x\n\t#'\"!&*|>%@,", min_size=1, max_size=span))
+            text = text[:at] + noise + text[at + (span if kind == "replace" else 0) :]
+    return text
+
+
+@FUZZ
+@given(st.data())
+def test_corrupt_kitti_calibration_loads_or_fails_clearly(calib_dir: Path, tmp_path_factory: pytest.TempPathFactory, data: Any) -> None:
+    folder = tmp_path_factory.mktemp("calib", numbered=True)
+    name = data.draw(st.sampled_from(["calib_cam_to_cam.txt", "calib_velo_to_cam.txt"]))
+    for source in calib_dir.glob("calib_*.txt"):
+        shutil.copy(source, folder / source.name)
+    (folder / name).write_text(data.draw(corruptions((calib_dir / name).read_text())))
+    try:
+        calibration = Calibration.from_kitti_raw(folder)
+    except SemsegError as exc:
+        assert str(exc)
+    else:
+        uv, depth = calibration.project(np.array([[10.0, 0.0, 0.0]]))
+        assert uv.shape == (1, 2) and depth.shape == (1,)
+    shutil.rmtree(folder)
+
+
+def _mutated_mapping(data: Any, draw: Any) -> Any:
+    """`data` with one random value (at any depth) replaced by a value of a random type."""
+    if not isinstance(data, dict) or not data:
+        return data
+    key = draw(st.sampled_from(sorted(data)))
+    child = data[key]
+    if isinstance(child, dict) and child and draw(st.booleans()):
+        return {**data, key: _mutated_mapping(child, draw)}
+    junk = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(), st.text(max_size=8), st.lists(st.integers(-5, 5)))
+    return {**data, key: draw(junk)}
+
+
+@FUZZ
+@given(st.data())
+def test_corrupt_node_params_files_validate_or_fail_clearly(tmp_path_factory: pytest.TempPathFactory, data: Any) -> None:
+    original = resolve_data_file(Path("config/kitti.yaml"), "config").read_text()
+    if data.draw(st.booleans()):
+        text = data.draw(corruptions(original))
+    else:
+        text = yaml.safe_dump(_mutated_mapping(yaml.safe_load(original), data.draw))
+    path = tmp_path_factory.mktemp("params", numbered=True) / "params.yaml"
+    path.write_text(text)
+    try:
+        check_params_file(schema.read_yaml(path), str(path))
+    except SemsegError as exc:
+        assert str(path) in str(exc)
+
+
+@FUZZ
+@given(st.data())
+def test_corrupt_training_configs_load_or_fail_clearly(tmp_path_factory: pytest.TempPathFactory, data: Any) -> None:
+    original = (Path(__file__).parents[1] / "config/train/synthetic_unet_mobilenet.yaml").read_text()
+    if data.draw(st.booleans()):
+        text = data.draw(corruptions(original))
+    else:
+        text = yaml.safe_dump(_mutated_mapping(yaml.safe_load(original), data.draw))
+    path = tmp_path_factory.mktemp("train_config", numbered=True) / "config.yaml"
+    path.write_text(text)
+    try:
+        config = load_config(path)
+    except SemsegError as exc:
+        assert str(exc)
+    else:
+        assert config.train.epochs > 0
+
+
+# ---------------------------------------------------------------- node callbacks
+@pytest.fixture(scope="module")
+def ros() -> Any:
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+class Listener(Node):
+    def __init__(self) -> None:
+        super().__init__(f"fuzz_listener_{int(time.monotonic() * 1e6)}")
+        self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.masks: list[Image] = []
+        self.create_subscription(Image, "mask", self.masks.append, 10)
+
+
+@pytest.fixture(scope="module")
+def segmentation(ros: Any, tiny_checkpoint: Path) -> Any:
+    params = {"model": str(tiny_checkpoint), "backend": "torch", "device": "cpu", "warmup_runs": 0}
+    node, listener = SegmentationNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]), Listener()
+    with spinning(node, listener):
+        assert wait_for(lambda: node.pubs["mask"].get_subscription_count() > 0)
+        yield node, listener
+    node.destroy_node()
+    listener.destroy_node()
+
+
+@NODE_FUZZ
+@given(st.one_of(image_messages(), compressed_messages()))
+def test_segmentation_node_counts_garbage_and_never_raises(segmentation: Any, msg: Any) -> None:
+    node, _ = segmentation
+    before = (node.stats.processed, node.stats.rejected, node.stats.failed)
+    node._process(msg)  # what the worker thread calls for each frame
+    after = (node.stats.processed, node.stats.rejected, node.stats.failed)
+    assert after[2] == before[2], "a bad message must be rejected, not fail inside the model"
+    assert after[0] + after[1] == before[0] + before[1] + 1
+
+
+def test_segmentation_node_answers_a_good_frame_after_the_fuzzing(segmentation: Any) -> None:
+    node, listener = segmentation
+    good = make_image_msg(np.random.default_rng(2).integers(0, 255, (40, 90, 3), dtype=np.uint8), "rgb8", stamp=(7, 7))
+    deadline = time.monotonic() + 10
+    while not any(m.header.stamp.sec == 7 for m in listener.masks) and time.monotonic() < deadline:
+        listener.image_pub.publish(good)
+        wait_for(lambda: any(m.header.stamp.sec == 7 for m in listener.masks), timeout=0.5)
+    assert any(m.header.stamp.sec == 7 and (m.width, m.height) == (90, 40) for m in listener.masks)
+    assert node.stats.failed == 0
+
+
+@pytest.fixture(scope="module")
+def fusion(ros: Any, calib_dir: Path) -> Any:
+    params = {"calibration_source": "kitti_raw", "kitti_calib_dir": str(calib_dir)}
+    node = FusionNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    yield node
+    node.destroy_node()
+
+
+@NODE_FUZZ
+@given(cloud_messages(), image_messages())
+def test_fusion_node_counts_garbage_and_never_raises(fusion: Any, cloud: PointCloud2, mask: Image) -> None:
+    if mask.encoding != "mono8" and cloud.width % 3 == 0:
+        mask = make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8")  # let some clouds reach the fusion math
+    before = sum(fusion.counts.values())
+    fusion._fuse(cloud, mask)
+    assert fusion.counts["failed"] == 0
+    assert sum(fusion.counts.values()) == before + 1
