@@ -54,6 +54,8 @@ class Stats:
     rejected: int = 0  # bad input
     failed: int = 0  # model errors
     idle: int = 0  # nobody subscribed: no work done
+    lost_in_transport: int = 0  # gaps in the publisher's sequence numbers: frames DDS dropped before we saw them
+    last_sequence: int | None = None
     latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
 
 
@@ -149,13 +151,24 @@ class SegmentationNode(Node):
         return parsed if parsed is not None else palette_array(self.segmenter.card.colors)
 
     # ------------------------------------------------------------ frames
-    def _on_image(self, msg: Any) -> None:
+    def _on_image(self, msg: Any, info: dict[str, Any]) -> None:
+        """Newest frame into the slot (rclpy passes MessageInfo because this takes two arguments)."""
         with self._cond:
             self.stats.received += 1
+            self._count_gap(info.get("publication_sequence_number"))
             if self._slot is not None:
                 self.stats.dropped += 1
             self._slot = msg
             self._cond.notify()
+
+    def _count_gap(self, sequence: int | None) -> None:
+        """Frames a best-effort transport dropped: skipped publication sequence numbers (a lower number
+        means a new or restarted publisher and starts counting afresh)."""
+        stats = self.stats
+        if sequence is not None:
+            if stats.last_sequence is not None and sequence > stats.last_sequence + 1:
+                stats.lost_in_transport += sequence - stats.last_sequence - 1
+            stats.last_sequence = sequence
 
     def _work(self) -> None:
         while self._running:
@@ -242,6 +255,7 @@ class SegmentationNode(Node):
             "rejected": str(stats.rejected),
             "failed": str(stats.failed),
             "idle_no_subscribers": str(stats.idle),
+            "lost_in_transport": str(stats.lost_in_transport),
         }
         values |= latency_values(stats.latency)
         self.diagnostics_pub.publish(

@@ -221,7 +221,29 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best_miou = state["epoch"], state["step"], state["best_miou"]
         _set_rng_state(state["rng"])
+        if self.world.is_main:
+            self._trim_history()
+            for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
+                stale.unlink(missing_ok=True)
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
+
+    def _trim_history(self) -> None:
+        """Drop records written after the checkpoint we resume from, so history.jsonl reads like one run."""
+        path = self.out_dir / "history.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill
+            late = (record.get("event") == "step" and record["step"] > self.step) or (
+                record.get("event") == "epoch" and record["epoch"] > self.epoch
+            )
+            if not late:
+                kept.append(line)
+        path.write_text("".join(f"{line}\n" for line in kept))
 
     def _save(self, name: str, metrics: dict[str, Any]) -> None:
         state = {

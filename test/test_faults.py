@@ -1,0 +1,138 @@
+"""Faults: training killed at random moments resumes exactly; corrupt model files and hostile inputs fail clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_training import tiny_config
+
+from semseg_ros.errors import SemsegError
+from semseg_ros.models.checkpoint import load_checkpoint
+from semseg_ros.train.config import load_config
+from semseg_ros.train.trainer import train
+
+KILLS = int(os.environ.get("SEMSEG_FAULT_KILLS", "10"))
+
+
+def _launch(config: Path, resume: bool) -> tuple[subprocess.Popen[str], threading.Event]:
+    """`semseg train` in a subprocess; the event fires once it has finished its first epoch."""
+    command = [sys.executable, "-m", "semseg_ros", "train", str(config)] + (["--resume"] if resume else [])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    trained = threading.Event()
+
+    def watch() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("epoch "):
+                trained.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return process, trained
+
+
+def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path: Path, cityscapes_root: Path) -> None:
+    overrides = {"epochs": 24, "size_progression": [], "input_size": [64, 96]}
+    reference = load_config(tiny_config(tmp_path, cityscapes_root, "reference", **overrides))
+    train(reference)
+    config = tiny_config(tmp_path, cityscapes_root, "killed", **overrides)
+    out = tmp_path / "killed"
+    rng = random.Random(1234)
+    kills, during_write, epochs_seen, restarts = 0, 0, [0], 0
+    while True:
+        process, trained = _launch(config, resume=(out / "last.pt").exists())
+        restarts += 1
+        if kills < KILLS:
+            if rng.random() < 0.3:  # anywhere, start-up included
+                time.sleep(rng.uniform(0.2, 4.0))
+            else:  # in the middle of training and checkpoint writing
+                trained.wait(timeout=60)
+                time.sleep(rng.uniform(0.0, 1.0))
+            if process.poll() is None:
+                during_write += any(out.glob(".*.pt.*.tmp"))
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                if (out / "last.pt").exists():  # whatever the moment, the checkpoint on disk is whole
+                    epoch = load_checkpoint(out / "last.pt")["train_state"]["epoch"]
+                    assert epoch >= epochs_seen[-1]
+                    epochs_seen.append(epoch)
+                continue
+        assert process.wait(timeout=300) == 0
+        break
+    assert kills >= KILLS
+    print(f"\nkills {kills}, during a checkpoint write {during_write}, restarts {restarts}, epochs at kills {epochs_seen[1:]}")
+    assert not list(out.glob(".*.tmp")), "stale temporary checkpoints must be cleaned up on resume"
+    final = load_checkpoint(out / "last.pt")
+    expected = load_checkpoint(tmp_path / "reference" / "last.pt")
+    assert final["train_state"]["epoch"] == 24
+    for key, value in expected["model_state"].items():
+        assert torch.allclose(final["model_state"][key].float(), value.float(), atol=1e-6), key
+    records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["event"] == "step"]
+    assert steps == sorted(set(steps)) and len(steps) == 24 * 2, "history reads like one run: every step once"
+
+
+class Payload:
+    """Unpickling this runs `touch` on a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, ...]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "semseg_ros.checkpoint/1", "model_state": {}, "card": Payload(marker)}, path)
+    with pytest.raises(SemsegError, match=r"unsafe pickle|not a readable"):
+        load_checkpoint(path)
+    plain = tmp_path / "evil.pkl"
+    plain.write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(SemsegError):
+        load_checkpoint(plain)
+    assert not marker.exists()
+
+
+def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "config.yaml"
+    path.write_text(f"train: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(SemsegError, match="not valid YAML"):
+        load_config(path)
+    assert not marker.exists()
+    assert yaml.safe_dump({"a": 1})  # the safe dumper is what the project writes with
+
+
+def test_source_uses_only_safe_loaders_and_no_shell() -> None:
+    """Static check over the package: no yaml.load, no unsafe torch.load, no shell=True, no pickle."""
+    import ast
+
+    package = Path(__file__).parents[1] / "semseg_ros"
+    problems = []
+    for source in package.rglob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                if name in ("yaml.load", "yaml.unsafe_load", "pickle.load", "pickle.loads"):
+                    problems.append(f"{source.name}:{node.lineno} {name}")
+                if name == "torch.load" and keywords.get("weights_only") != "True":
+                    problems.append(f"{source.name}:{node.lineno} torch.load without weights_only=True")
+                if keywords.get("shell") == "True":
+                    problems.append(f"{source.name}:{node.lineno} shell=True")
+    assert not problems, problems
