@@ -16,8 +16,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
+from mcap.exceptions import McapError
+from mcap.records import Channel as McapChannel
+from mcap.records import Message as McapMessage
+from mcap.records import Schema as McapSchema
+from mcap.stream_reader import StreamReader
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
@@ -212,3 +218,89 @@ def _lidar_messages(drive: KittiDrive, name: str, stamp: int) -> Iterator[tuple[
             header=header, height=1, width=len(points), fields=label_fields, is_bigendian=False, point_step=16, row_step=16 * len(points),
             data=np.frombuffer(packed.tobytes(), np.uint8), is_dense=True,
         )  # fmt: skip
+
+
+@dataclass
+class RecoveredConnection:
+    """What the player needs of a connection, rebuilt from an mcap Channel record."""
+
+    id: int
+    topic: str
+    msgtype: str
+    ext: Any
+
+
+class TruncatedMcapReader:
+    """An .mcap bag without its footer (the recorder was killed) read record by record up to the cut.
+
+    rosbags needs the summary at the end of the file; here Schema, Channel and Message records are
+    streamed in order, so everything written before the cut is still played. Same interface as the
+    parts of rosbags' Reader the player uses: `connections`, `messages(connections)`, `close()`.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.connections: list[RecoveredConnection] = []
+        self.message_count = 0
+        schemas: dict[int, str] = {}
+        for record in self._records():
+            if isinstance(record, McapSchema):
+                schemas[record.id] = record.name
+            elif isinstance(record, McapChannel):
+                profiles = [_qos_profile(p) for p in yaml.safe_load(record.metadata.get("offered_qos_profiles", "") or "[]") or []]
+                ext = type("Ext", (), {"offered_qos_profiles": profiles})()
+                self.connections.append(RecoveredConnection(record.id, record.topic, schemas.get(record.schema_id, ""), ext))
+            elif isinstance(record, McapMessage):
+                self.message_count += 1
+        if not self.connections:
+            raise SemsegError(f"{path}: no channel survives in the truncated mcap file")
+
+    def _records(self) -> Iterator[Any]:
+        """Records in file order, stopping quietly where the file breaks off."""
+        with open(self.path, "rb") as handle:
+            try:
+                yield from StreamReader(handle).records
+            except (McapError, EOFError, ValueError):
+                return
+
+    def messages(self, connections: list[Any] | None = None) -> Iterator[tuple[Any, int, bytes]]:
+        wanted = {c.id: c for c in (connections or self.connections)}
+        for record in self._records():
+            if isinstance(record, McapMessage) and record.channel_id in wanted:
+                yield wanted[record.channel_id], record.log_time, record.data
+
+    def close(self) -> None:
+        """Nothing stays open between reads."""
+
+
+def _qos_profile(profile: Any) -> Any:
+    """A recorded QoS profile (names in Jazzy metadata, numbers in older bags) as rosbags enums."""
+    if not isinstance(profile, dict):
+        return None
+
+    def enum(kind: Any, value: Any) -> Any:
+        try:
+            return kind(value) if isinstance(value, int) else kind[str(value).upper()]
+        except (KeyError, ValueError):
+            return kind.UNKNOWN
+
+    return type(
+        "Profile",
+        (),
+        {"reliability": enum(QosReliability, profile.get("reliability")), "durability": enum(QosDurability, profile.get("durability"))},
+    )()
+
+
+def open_bag(path: str | Path) -> Any:
+    """A reader over a bag folder: rosbags' Reader, or record-by-record reading of a truncated mcap."""
+    path = Path(path)
+    try:
+        reader = Reader(path)
+        reader.open()
+        return reader
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        files = sorted(path.glob("*.mcap")) if path.is_dir() else [path] if path.suffix == ".mcap" else []
+        if len(files) == 1 and "magic" in reason.lower():
+            return TruncatedMcapReader(files[0])
+        raise SemsegError(f"{path}: cannot open the bag ({reason})") from None

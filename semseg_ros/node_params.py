@@ -52,6 +52,7 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
         "synthetic_unet_mobilenet.pt",
         "model file (.pt, .onnx or .engine); relative paths are also looked up in share/semseg_ros/models",
     ),
+    Param("label_set", "", "label set the model must predict, e.g. cityscapes19 ('' = whatever the model predicts)"),
     Param("backend", "auto", "inference backend", choices=("auto", "torch", "onnxruntime", "tensorrt")),
     Param("device", "auto", "auto, cpu, cuda or cuda:N"),
     Param("fp16", False, "half precision on CUDA (torch, TensorRT)"),

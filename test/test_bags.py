@@ -140,3 +140,60 @@ def test_truncated_bag_plays_what_is_readable(drive: KittiDrive, tmp_path: Path)
         player.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDrive, tmp_path: Path) -> None:
+    """A recorder killed mid-way leaves an mcap file without footer; a bag may hold types we cannot import."""
+    isolate_ros_domain()
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from sensor_msgs.msg import Image
+
+    from semseg_ros.bags import TruncatedMcapReader, open_bag
+    from semseg_ros.ros.player import BagPlayer
+
+    kitti_to_bag(drive.path, tmp_path / "bag", "mcap")
+    whole = open_bag(tmp_path / "bag")
+    images_in_bag = sum(1 for c, _, _ in whole.messages() if c.topic == TOPICS["image"])
+    kitti_image = next(raw for c, _, raw in whole.messages() if c.topic == TOPICS["image"])
+    whole.close()
+    mcap = next((tmp_path / "bag").glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.6)])
+    reader = open_bag(tmp_path / "bag")
+    assert isinstance(reader, TruncatedMcapReader) and 0 < reader.message_count
+    readable_images = sum(1 for c, _, _ in reader.messages() if c.topic == TOPICS["image"])
+    assert 0 < readable_images < images_in_bag
+
+    # A bag with a type no installed package provides, next to one that is known.
+    store = get_typestore(Stores.ROS2_JAZZY)
+    store.register(get_types_from_msg("int32 value", "robot_vendor_msgs/msg/Secret"))
+    Secret = store.types["robot_vendor_msgs/msg/Secret"]
+    with Writer(tmp_path / "mixed", version=8) as writer:
+        secret = writer.add_connection("/secret", "robot_vendor_msgs/msg/Secret", typestore=store)
+        camera = writer.add_connection(TOPICS["image"], "sensor_msgs/msg/Image", typestore=store)
+        for index in range(3):
+            writer.write(secret, index * 100_000_000, store.serialize_cdr(Secret(value=index), Secret.__msgtype__))
+            writer.write(camera, index * 100_000_000 + 1, kitti_image)
+
+    rclpy.init()
+    try:
+        listener = Node("truncated_listener")
+        images: list[Any] = []
+        listener.create_subscription(Image, TOPICS["image"], images.append, qos_profile_sensor_data)
+        for bag, expected in ((tmp_path / "bag", readable_images), (tmp_path / "mixed", 3)):
+            images.clear()
+            player = BagPlayer(bag, rate=5.0, topics=None)
+            with spinning(listener, player):
+                time.sleep(1.0)
+                player.start()
+                assert wait_for(lambda: player.finished.is_set() and len(images) >= expected, timeout=15), (bag, len(images))
+            assert len(images) == expected and not player.errors
+            if bag.name == "mixed":
+                assert player.skipped == ["/secret (robot_vendor_msgs/msg/Secret)"]
+            player.destroy_node()
+        listener.destroy_node()
+    finally:
+        rclpy.try_shutdown()

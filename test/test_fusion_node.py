@@ -220,3 +220,50 @@ def test_missing_calibration_is_a_clear_start_error(ros: Any) -> None:
         FusionNode(parameter_overrides=[Parameter("calibration_source", value="kitti_raw")])
     with pytest.raises(SemsegError, match="calibration file not found"):
         FusionNode(parameter_overrides=[Parameter("kitti_calib_dir", value=str(Path("/nonexistent")))])
+
+
+def test_camera_stream_stopping_and_resuming(ros: Any, drive: KittiDrive) -> None:
+    node, probe = make_node(drive, queue_size=5), Probe()
+    xyz, mask = frame_data(drive, 0)
+    with spinning(node, probe):
+        exchange(probe, cloud_msg(xyz, 700.0), mask_msg(mask, 700.0))
+        before = len(probe.clouds)
+        for step in range(1, 31):  # the camera stops: clouds only, for 3 s of stamps
+            probe.points_pub.publish(cloud_msg(xyz, 700.0 + 0.1 * step))
+            time.sleep(0.01)
+        assert wait_for(lambda: node.sync.stats.unmatched["a"] >= 20)  # type: ignore[index]
+        assert len(probe.clouds) == before and len(node.sync.queues["a"]) <= 5  # nothing fused, nothing piling up
+        assert exchange(probe, cloud_msg(xyz, 704.0), mask_msg(mask, 704.0)) is not None  # the camera is back
+        assert node.counts["failed"] == 0
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive: KittiDrive) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+
+    node, probe = make_node(drive, use_sim_time=True, diagnostics_period=0.5), Probe()
+    clock_pub = probe.create_publisher(Clock, "/clock", 10)
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    xyz, mask = frame_data(drive, 0)
+
+    def run_clock(start: float, seconds: float) -> None:
+        for step in range(int(seconds / 0.05)):
+            clock = Clock()
+            clock.clock.sec, clock.clock.nanosec = int(start + step * 0.1), round(((start + step * 0.1) % 1) * 1e9)
+            clock_pub.publish(clock)
+            time.sleep(0.05)
+
+    with spinning(node, probe):
+        run_clock(1000.0, 2.0)
+        assert wait_for(lambda: any(d.header.stamp.sec >= 1000 for d in diagnostics), timeout=5)
+        exchange(probe, cloud_msg(xyz, 1001.0), mask_msg(mask, 1001.0))
+        count = len(diagnostics)
+        run_clock(5.0, 3.0)  # the bag loops with --clock: time jumps back by 995 s
+        assert wait_for(lambda: any(5 <= d.header.stamp.sec < 1000 for d in diagnostics[count:]), timeout=5)
+        assert exchange(probe, cloud_msg(xyz, 6.0), mask_msg(mask, 6.0)) is not None
+        assert node.counts["failed"] == 0
+    node.destroy_node()
+    probe.destroy_node()

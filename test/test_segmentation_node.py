@@ -286,3 +286,19 @@ def test_bad_params_file_and_missing_model_are_one_line_errors(tiny_checkpoint: 
         [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "none.pt: file not found" in result.stderr
+
+
+def test_a_model_for_another_label_set_or_a_corrupt_file_is_a_one_line_start_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[: tiny_checkpoint.stat().st_size // 2])
+    cases = {
+        "predicts label set cityscapes19 (19 classes), the node's label_set parameter asks for road": [
+            "-p", f"model:={tiny_checkpoint}", "-p", "label_set:=road",
+        ],
+        "not a readable semseg_ros checkpoint (truncated": ["-p", f"model:={truncated}"],
+    }  # fmt: skip
+    for message, args in cases.items():
+        command = [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--ros-args", *args, "-p", "backend:=torch"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and message in result.stderr and len(errors) == 1, result.stderr

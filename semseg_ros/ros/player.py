@@ -3,7 +3,7 @@
 Reads sqlite3 and mcap bags with rosbags, publishes the raw CDR bytes (no re-serialisation),
 optionally loops, scales the rate and publishes /clock for use_sim_time. Topics whose message
 types are not importable here are reported and skipped; a bag that breaks off mid-way is played
-up to the break.
+up to the break (an mcap file without its footer, as a killed recorder leaves it, included).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
+from semseg_ros.bags import TruncatedMcapReader, open_bag
 from semseg_ros.errors import SemsegError
 
 
@@ -54,11 +54,9 @@ class BagPlayer(Node):
         if rate <= 0:
             raise SemsegError(f"--rate {rate}: must be positive")
         self.bag = Path(bag)
-        try:
-            self.reader = Reader(self.bag)
-            self.reader.open()
-        except Exception as exc:
-            raise SemsegError(f"{bag}: cannot open the bag ({' '.join(str(exc).split())[:200]})") from None
+        self.reader = open_bag(self.bag)
+        if isinstance(self.reader, TruncatedMcapReader):
+            self.get_logger().warning(f"{bag}: the mcap file breaks off; playing the {self.reader.message_count} messages before the break")
         self.rate, self.loop = rate, loop
         self.publishers_by_id: dict[int, Any] = {}
         self.connections = []

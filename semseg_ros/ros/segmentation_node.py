@@ -85,6 +85,11 @@ class SegmentationNode(Node):
             cuda_graphs=c["cuda_graphs"], cache_dir=c["cache_dir"] or None,
         )  # fmt: skip
         card = self.segmenter.card
+        if c["label_set"] and c["label_set"] != card.label_set:
+            raise SemsegError(
+                f"{model_path}: the model predicts label set {card.label_set} ({len(card.classes)} classes), the node's label_set "
+                f"parameter asks for {c['label_set']}; use a model trained on {c['label_set']} or set label_set to ''"
+            )
         self.palette = self._palette(c["palette"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = Stats()
@@ -118,10 +123,11 @@ class SegmentationNode(Node):
         if c["warmup_runs"]:
             self.segmenter.warmup(runs=c["warmup_runs"])
         in_qos = qos(c["input_reliability"], c["input_depth"])
+        # rclpy passes MessageInfo to two-argument callbacks; its type hints only know the one-argument form.
         if c["input_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos)
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos)  # type: ignore[arg-type]
         else:
-            self.create_subscription(Image, "image", self._on_image, in_qos)
+            self.create_subscription(Image, "image", self._on_image, in_qos)  # type: ignore[arg-type]
         self._worker = threading.Thread(target=self._work, name="segmentation_worker", daemon=True)
         self._worker.start()
         self._diag_window = (time.monotonic(), 0, 0)
