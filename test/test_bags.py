@@ -189,7 +189,8 @@ def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDriv
             with spinning(listener, player):
                 time.sleep(1.0)
                 player.start()
-                assert wait_for(lambda: player.finished.is_set() and len(images) >= expected, timeout=15), (bag, len(images))
+                done = player.finished
+                assert wait_for(lambda done=done, expected=expected: done.is_set() and len(images) >= expected, timeout=15), bag
             assert len(images) == expected and not player.errors
             if bag.name == "mixed":
                 assert player.skipped == ["/secret (robot_vendor_msgs/msg/Secret)"]
