@@ -1,6 +1,6 @@
 """Inference latency and throughput per backend and model, side by side in one run.
 
-    .venv/bin/python bench/inference.py [--models fpn,unet,student] [--runs 10] [--size 384,1248] [--batch 8]
+    .venv/bin/python bench/inference.py [--models fpn,unet,student,fast] [--runs 10] [--size 384,1248] [--batch 8]
 
 For each model (random weights: speed does not depend on them) at 1248x384: p50/p99 of
 `Segmenter.predict` end to end (pre/post included, 1242x375 camera image in, labels out) and of
@@ -30,6 +30,7 @@ MODELS = {
     "fpn": ModelConfig(arch="fpn", encoder="resnext50_32x4d"),
     "unet": ModelConfig(arch="unet", encoder="resnext50_32x4d"),
     "student": ModelConfig(arch="unet", encoder="mobilenet_v2", decoder_channels=[128, 64, 48, 32, 16]),
+    "fast": ModelConfig(arch="fpn", encoder="tu-mobilenetv3_large_100", fpn_channels=[64, 32]),
 }
 
 
@@ -85,7 +86,7 @@ def variants(cuda: bool) -> list[tuple[str, dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="fpn,unet,student")
+    parser.add_argument("--models", default="fpn,unet,student,fast")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--size", default="384,1248", help="network input height,width")
     parser.add_argument("--batch", type=int, default=8)

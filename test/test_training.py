@@ -98,17 +98,21 @@ def test_size_progression_picks_the_stage() -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path, cityscapes_root: Path) -> None:
+def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path, cityscapes_root: Path, tiny_checkpoint: Path) -> None:
+    """Two DDP processes (gloo), each distilling from its own copy of a frozen teacher."""
     config = tiny_config(tmp_path, cityscapes_root, "ddp", epochs=1)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    distill = ["--set", f"distill.teacher={tiny_checkpoint}", "--set", "distill.pair=0.5", "--set", "distill.pair_grid=[2,4]"]
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577", "-m", "semseg_ros", "train", str(config), "--set", "data.batch_size=1"],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577", "-m", "semseg_ros", "train", str(config), "--set", "data.batch_size=1", *distill],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     checksums = sorted(line.split("checksum ")[1] for line in result.stdout.splitlines() if "parameter checksum" in line)
     assert len(checksums) == 2 and checksums[0] == checksums[1], result.stdout
     assert (tmp_path / "ddp" / "last.pt").is_file()
+    steps = [json.loads(line) for line in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines() if '"step"' in line]
+    assert steps and all(s["kd_pixel"] > 0 and s["kd_pair"] > 0 for s in steps)
 
 
 @pytest.mark.parametrize(
