@@ -100,3 +100,43 @@ def test_distilled_training_logs_kd_terms_and_leaves_the_teacher_file_alone(
     card = load_checkpoint(out / "last.pt")["card"]
     assert card["model"]["arch"] == "fpn" and card["model"]["fpn_channels"] == [16, 32]
     assert hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest() == digest
+
+
+def test_holistic_term_trains_its_discriminator_and_reaches_the_student(tiny_checkpoint: Path) -> None:
+    config = DistillConfig(teacher=str(tiny_checkpoint), pixel=0.0, holistic=1.0, holistic_lr=1e-2)
+    card = load_checkpoint(tiny_checkpoint)["card"]
+    distiller = build_distiller(config, card["classes"], card["mean"], card["std"], torch.device("cpu"))
+    assert distiller.discriminator is not None
+    critic = copy.deepcopy(distiller.discriminator.state_dict())
+    teacher = copy.deepcopy(distiller.teacher.state_dict())
+    student, _ = model_from_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        for parameter in student.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    images, target = torch.randn(2, 3, 64, 128), torch.randint(0, 19, (2, 64, 128))
+    loss, terms = distiller(student.train()(images, all_outputs=True), images, target)
+    assert set(terms) == {"kd_holistic", "kd_holistic_d"} and terms["kd_holistic_d"] > 0
+    assert any(not torch.equal(v, critic[k]) for k, v in distiller.discriminator.state_dict().items())  # the critic stepped
+    loss.backward()
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+    assert all(torch.equal(v, teacher[k]) for k, v in distiller.teacher.state_dict().items())
+    state = distiller.training_state()
+    assert set(state) == {"discriminator", "discriminator_optimizer"}
+
+
+def test_resume_is_exact_with_the_discriminator(tmp_path: Path, cityscapes_root: Path, tiny_checkpoint: Path) -> None:
+    runs = {}
+    for name in ("straight", "interrupted"):
+        path = tiny_config(tmp_path, cityscapes_root, name, size_progression=[])
+        config = yaml.safe_load(path.read_text())
+        config["distill"] = {"teacher": str(tiny_checkpoint), "pixel": 1.0, "holistic": 0.1}
+        path.write_text(yaml.safe_dump(config))
+        runs[name] = load_config(path)
+    train(runs["straight"])
+    train(runs["interrupted"], stop_after_epochs=1)
+    train(runs["interrupted"], resume=True)
+    final = {n: load_checkpoint(tmp_path / n / "last.pt") for n in runs}
+    for key, value in final["straight"]["model_state"].items():
+        assert torch.allclose(value.float(), final["interrupted"]["model_state"][key].float(), atol=1e-6), key
+    critics = [final[n]["train_state"]["distiller"]["discriminator"] for n in runs]
+    assert all(torch.allclose(critics[0][k], critics[1][k], atol=1e-6) for k in critics[0])

@@ -91,6 +91,8 @@ class DistillConfig:
     pixel: float = 1.0  # weight of the pixel-wise KL term
     pair: float = 0.0  # weight of the pair-wise feature-similarity term
     pair_grid: tuple[int, int] = (8, 16)  # (rows, cols) both feature maps are pooled to before comparing
+    holistic: float = 0.0  # experimental: weight of the adversarial term (a discriminator on image + probabilities)
+    holistic_lr: float = 1e-4  # the discriminator's Adam learning rate
 
 
 @dataclass

@@ -221,6 +221,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best_miou = state["epoch"], state["step"], state["best_miou"]
         _set_rng_state(state["rng"])
+        if self.distiller is not None:
+            self.distiller.load_training_state(state.get("distiller", {}))
         if self.world.is_main:
             self._trim_history()
             for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
@@ -254,6 +256,7 @@ class Trainer:
             "step": self.step,
             "best_miou": self.best_miou,
             "rng": _rng_state(),
+            "distiller": self.distiller.training_state() if self.distiller is not None else {},
         }
         config = self.config
         card = model_card(config.model, self.label_set, config.train.input_size, config.mean, config.std)
