@@ -136,3 +136,15 @@ def test_source_uses_only_safe_loaders_and_no_shell() -> None:
                 if keywords.get("shell") == "True":
                     problems.append(f"{source.name}:{node.lineno} shell=True")
     assert not problems, problems
+
+
+def test_output_paths_cannot_leave_the_output_folder(tmp_path: Path) -> None:
+    from semseg_ros.eval.predict import _inside, output_name
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path)  # a folder link inside the output that points outside it
+    assert _inside(out, output_name(Path("city/a.png"), "color")).parent == (out / "city").resolve()
+    for hostile in (Path("../escape.png"), Path("/etc/escape.png"), Path("city/../../escape.png"), Path("link/escape.png")):
+        with pytest.raises(SemsegError, match="would leave the output folder"):
+            _inside(out, hostile)
