@@ -148,3 +148,37 @@ def test_output_paths_cannot_leave_the_output_folder(tmp_path: Path) -> None:
     for hostile in (Path("../escape.png"), Path("/etc/escape.png"), Path("city/../../escape.png"), Path("link/escape.png")):
         with pytest.raises(SemsegError, match="would leave the output folder"):
             _inside(out, hostile)
+
+
+def test_an_unwritable_onnx_cache_is_a_warning_and_inference_runs(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A cache folder that cannot be created (here: below a regular file, which stops root too)."""
+    import numpy as np
+
+    from semseg_ros.inference.segmenter import Segmenter
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="cannot write the ONNX cache"):
+        segmenter = Segmenter.from_path(tiny_checkpoint, backend="onnxruntime", cache_dir=blocker / "cache")
+    assert segmenter.predict(np.zeros((40, 90, 3), np.uint8)).labels.shape == (40, 90)
+
+
+def test_truncated_and_corrupt_model_files_are_one_line_cli_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from semseg_ros.inference.export import export_onnx
+
+    onnx = export_onnx(tiny_checkpoint, tmp_path / "tiny.onnx")
+    data = tiny_checkpoint.read_bytes()
+    broken = {
+        "truncated.pt": data[: len(data) // 3],
+        "flipped.pt": data[:1000] + bytes(b ^ 0xFF for b in data[1000:3000]) + data[3000:],
+        "truncated.onnx": onnx.read_bytes()[: onnx.stat().st_size // 2],
+        "garbage.engine": b"\x00" * 64,
+    }
+    for name, content in broken.items():
+        (tmp_path / name).write_bytes(content)
+        result = subprocess.run(
+            [sys.executable, "-m", "semseg_ros", "predict", "--checkpoint", str(tmp_path / name), "--input", str(tmp_path), "--output", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and name in lines[0], (name, result.stderr[-500:])

@@ -54,9 +54,9 @@ def cached_onnx(
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             export_onnx(checkpoint, target, input_size, dynamic=dynamic)
-        except PermissionError:
+        except OSError as exc:  # read-only, not a folder, disk full: export elsewhere and carry on
             fallback = Path(tempfile.mkdtemp(prefix="semseg_onnx_")) / target.name
-            warnings.warn(f"cannot write the ONNX cache in {target.parent} (read-only); using {fallback}", stacklevel=2)
+            warnings.warn(f"cannot write the ONNX cache in {target.parent} ({exc.strerror or exc}); using {fallback}", stacklevel=2)
             export_onnx(checkpoint, fallback, input_size, dynamic=dynamic)
             return fallback
     return target

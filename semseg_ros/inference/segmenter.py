@@ -137,8 +137,9 @@ class Segmenter:
             return cls(OnnxRuntimeBackend(onnx_path, resolved), ModelCard.from_dict(onnx_metadata(onnx_path)), input_size, keep_aspect)
         if backend == "tensorrt":
             if not tensorrt_available():
+                fix = "a .pt or .onnx model with backend torch or onnxruntime" if kind == ".engine" else "backend torch or onnxruntime"
                 raise SemsegError(
-                    "backend tensorrt: TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU); use backend torch or onnxruntime"
+                    f"{path.name}: backend tensorrt: TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU); use {fix}"
                 )
             from semseg_ros.inference.trt_engine import load_backend
 
