@@ -31,6 +31,7 @@ def test_pixel_kd_is_zero_for_equal_logits_positive_otherwise_and_skips_ignored_
     changed = student.clone()
     changed[:, :, :4] += 10 * torch.randn(2, 5, 4, 8)
     assert pixel_kd(changed, teacher, target, 2.0).item() == pytest.approx(pixel_kd(student, teacher, target, 2.0).item(), rel=1e-6)
+    assert pixel_kd(changed, teacher, None, 2.0).item() > pixel_kd(student, teacher, None, 2.0).item()  # unless asked to
 
 
 def test_pair_kd_is_zero_for_equal_features_and_compares_any_channels_and_strides() -> None:

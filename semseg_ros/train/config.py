@@ -89,6 +89,7 @@ class DistillConfig:
     teacher: str | None = None  # teacher checkpoint (any architecture, same label set); distillation is on when set
     temperature: float = 1.0
     pixel: float = 1.0  # weight of the pixel-wise KL term
+    pixel_on_unlabelled: bool = False  # KL also on ignore pixels: the teacher fills the gaps of coarse labels
     pair: float = 0.0  # weight of the pair-wise feature-similarity term
     pair_grid: tuple[int, int] = (8, 16)  # (rows, cols) both feature maps are pooled to before comparing
     holistic: float = 0.0  # experimental: weight of the adversarial term (a discriminator on image + probabilities)

@@ -27,12 +27,13 @@ from semseg_ros.models.factory import SegmentationNet
 from semseg_ros.train.config import DistillConfig
 
 
-def pixel_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over non-ignored pixels of KL(teacher || student) at temperature T, times T^2."""
+def pixel_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """Mean over non-ignored pixels (all pixels when `target` is None) of KL(teacher || student) at
+    temperature T, times T^2."""
     log_student = F.log_softmax(student.float() / temperature, dim=1)
     log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
     kl = F.kl_div(log_student, log_teacher, log_target=True, reduction="none").sum(dim=1)
-    valid = target != IGNORE
+    valid = torch.ones_like(kl, dtype=torch.bool) if target is None else target != IGNORE
     return (kl * valid).sum() / valid.sum().clamp(min=1) * temperature**2
 
 
@@ -104,7 +105,8 @@ class Distiller(nn.Module):
             teacher = self.teacher(images * self.scale + self.shift, all_outputs=True)
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         if self.config.pixel > 0:
-            terms["kd_pixel"] = (self.config.pixel, pixel_kd(student["out"], teacher["out"], target, self.config.temperature))
+            labels = None if self.config.pixel_on_unlabelled else target
+            terms["kd_pixel"] = (self.config.pixel, pixel_kd(student["out"], teacher["out"], labels, self.config.temperature))
         if self.config.pair > 0:
             if "features" not in student:
                 raise SemsegError("distill.pair needs encoder features; the student arch has none (set distill.pair: 0)")
