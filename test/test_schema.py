@@ -22,7 +22,8 @@ def test_defaults_and_round_trip() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "config" / "train").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_training_configs_validate(path: Path) -> None:
     config = load_config(path)
-    assert config.train.size_progression, "the seed experiments train with size progression"
+    if path.name.startswith(("cityscapes_", "kitti_")):
+        assert config.train.size_progression, "the seed experiments train with size progression"
 
 
 def test_overrides_parse_yaml_values() -> None:
