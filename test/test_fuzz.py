@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rosutil import isolate_ros_domain, make_image_msg, spinning, wait_for
 
@@ -78,6 +78,38 @@ def compressed_messages(draw: Any) -> CompressedImage:
 
 
 @st.composite
+def plausible_clouds(draw: Any) -> PointCloud2:
+    """Well-formed layouts (float32 or float64 x y z, optional intensity, padding, row padding,
+    either endianness) holding any float values, NaN and inf included."""
+    datatype = draw(st.sampled_from([7, 8]))
+    size = 4 if datatype == 7 else 8
+    names = ["x", "y", "z"] + (["intensity"] if draw(st.booleans()) else [])
+    padding = draw(st.integers(0, 8))
+    point_step = len(names) * size + padding
+    width, height = draw(st.integers(1, 30)), draw(st.integers(1, 3))
+    row_step = width * point_step + draw(st.sampled_from([0, 0, 4]))
+    big = draw(st.booleans())
+    values = draw(
+        st.lists(
+            st.floats(width=size * 8, allow_nan=True, allow_infinity=True),
+            min_size=height * width * len(names),
+            max_size=height * width * len(names),
+        )
+    )
+    points = np.asarray(values, (">" if big else "<") + ("f4" if size == 4 else "f8")).reshape(height, width, len(names))
+    rows = np.zeros((height, row_step), np.uint8)
+    for column, _ in enumerate(names):
+        chunk = np.ascontiguousarray(points[:, :, column]).view(np.uint8).reshape(height, width, size)
+        for point in range(width):
+            start = point * point_step + column * size
+            rows[:, start : start + size] = chunk[:, point]
+    fields = [PointField(name=n, offset=i * size, datatype=datatype, count=1) for i, n in enumerate(names)]
+    msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=big, point_step=point_step, row_step=row_step)
+    msg.data = rows.tobytes()
+    return msg
+
+
+@st.composite
 def cloud_messages(draw: Any) -> PointCloud2:
     names = draw(st.lists(st.sampled_from(["x", "y", "z", "intensity", "ring", "rgb"]), max_size=6, unique=True))
     if draw(st.booleans()):
@@ -99,8 +131,10 @@ def test_image_decoder_returns_rgb_or_a_clear_error(msg: Image) -> None:
     try:
         rgb = image_to_rgb(msg)
     except SemsegError as exc:
+        event("rejected")
         assert str(exc)
     else:
+        event("decoded")
         assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8
 
 
@@ -110,19 +144,23 @@ def test_compressed_decoder_returns_rgb_or_a_clear_error(msg: CompressedImage) -
     try:
         rgb = compressed_to_rgb(msg)
     except SemsegError as exc:
+        event("rejected")
         assert str(exc)
     else:
+        event("decoded")
         assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
 
 
 @FUZZ
-@given(cloud_messages())
+@given(st.one_of(cloud_messages(), plausible_clouds()))
 def test_cloud_reader_returns_finite_points_or_a_clear_error(msg: PointCloud2) -> None:
     try:
         xyz, intensity, indices = read_points(msg)
     except SemsegError as exc:
+        event("rejected")
         assert str(exc)
     else:
+        event("read")
         assert xyz.shape == (len(indices), 3) and np.isfinite(xyz).all()
         assert intensity is None or intensity.shape == (len(indices),)
         assert ((indices >= 0) & (indices < msg.width * msg.height)).all()
@@ -186,8 +224,10 @@ def test_corrupt_kitti_calibration_loads_or_fails_clearly(calib_dir: Path, tmp_p
     try:
         calibration = Calibration.from_kitti_raw(folder)
     except SemsegError as exc:
+        event("rejected")
         assert str(exc)
     else:
+        event("loaded")
         uv, depth = calibration.project(np.array([[10.0, 0.0, 0.0]]))
         assert uv.shape == (1, 2) and depth.shape == (1,)
     shutil.rmtree(folder)
@@ -218,7 +258,10 @@ def test_corrupt_node_params_files_validate_or_fail_clearly(tmp_path_factory: py
     try:
         check_params_file(schema.read_yaml(path), str(path))
     except SemsegError as exc:
+        event("rejected")
         assert str(path) in str(exc)
+    else:
+        event("valid")
 
 
 @FUZZ
@@ -234,8 +277,10 @@ def test_corrupt_training_configs_load_or_fail_clearly(tmp_path_factory: pytest.
     try:
         config = load_config(path)
     except SemsegError as exc:
+        event("rejected")
         assert str(exc)
     else:
+        event("loaded")
         assert config.train.epochs > 0
 
 
@@ -273,6 +318,7 @@ def test_segmentation_node_counts_garbage_and_never_raises(segmentation: Any, ms
     before = (node.stats.processed, node.stats.rejected, node.stats.failed)
     node._process(msg)  # what the worker thread calls for each frame
     after = (node.stats.processed, node.stats.rejected, node.stats.failed)
+    event("processed" if after[0] > before[0] else "rejected")
     assert after[2] == before[2], "a bad message must be rejected, not fail inside the model"
     assert after[0] + after[1] == before[0] + before[1] + 1
 
@@ -297,11 +343,13 @@ def fusion(ros: Any, calib_dir: Path) -> Any:
 
 
 @NODE_FUZZ
-@given(cloud_messages(), image_messages())
-def test_fusion_node_counts_garbage_and_never_raises(fusion: Any, cloud: PointCloud2, mask: Image) -> None:
-    if mask.encoding != "mono8" and cloud.width % 3 == 0:
-        mask = make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8")  # let some clouds reach the fusion math
+@given(st.one_of(cloud_messages(), plausible_clouds()), image_messages(), st.booleans())
+def test_fusion_node_counts_garbage_and_never_raises(fusion: Any, cloud: PointCloud2, mask: Image, good_mask: bool) -> None:
+    if good_mask:  # let clouds reach the fusion math
+        mask = make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8")
     before = sum(fusion.counts.values())
+    counts = dict(fusion.counts)
     fusion._fuse(cloud, mask)
+    event(next(name for name, value in fusion.counts.items() if value > counts[name]))
     assert fusion.counts["failed"] == 0
     assert sum(fusion.counts.values()) == before + 1

@@ -64,11 +64,11 @@ def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | No
     else:
         rows = np.lib.stride_tricks.as_strided(data, shape=(height, width * point_step), strides=(row_step, 1))
         points = np.frombuffer(np.ascontiguousarray(rows).tobytes(), dtype=dtype)
-    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf (points are then dropped)
         xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
-    finite = np.isfinite(xyz).all(axis=1)
-    indices = np.flatnonzero(finite)
-    intensity = points[intensity_name][finite].astype(np.float32) if intensity_name else None
+        finite = np.isfinite(xyz).all(axis=1)
+        indices = np.flatnonzero(finite)
+        intensity = points[intensity_name][finite].astype(np.float32) if intensity_name else None
     return xyz[finite], intensity, indices
 
 
