@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -82,29 +81,6 @@ def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if r["event"] == "step"]
     assert steps == sorted(set(steps)) and len(steps) == 24 * 2, "history reads like one run: every step once"
-
-
-class Payload:
-    """Unpickling this runs `touch` on a marker file: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, ...]]:
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_a_checkpoint_carrying_a_pickle_payload_is_refused_without_running_it(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "semseg_ros.checkpoint/1", "model_state": {}, "card": Payload(marker)}, path)
-    with pytest.raises(SemsegError, match=r"unsafe pickle|not a readable"):
-        load_checkpoint(path)
-    plain = tmp_path / "evil.pkl"
-    plain.write_bytes(pickle.dumps(Payload(marker)))
-    with pytest.raises(SemsegError):
-        load_checkpoint(plain)
-    assert not marker.exists()
 
 
 def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
