@@ -36,8 +36,10 @@ model: setup
 bench: setup
 	$(PY) bench/synth.py
 	OMP_NUM_THREADS=1 $(PY) bench/fusion.py
-	$(PY) bench/inference.py --models student --runs 5
+	$(PY) bench/inference.py --models student,fast --runs 5
+	$(PY) bench/students.py
 	$(PY) bench/segmentation_node.py
+	$(PY) bench/soak.py --frames 3000 --rates max,1
 
 clean:
 	rm -rf build install log .pytest_cache .mypy_cache .ruff_cache
