@@ -53,9 +53,14 @@ def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(
         process, trained = _launch(config, resume=(out / "last.pt").exists())
         restarts += 1
         if kills < KILLS:
-            if rng.random() < 0.3:  # anywhere, start-up included
+            moment = rng.random()
+            if moment < 0.3:  # anywhere, start-up included
                 time.sleep(rng.uniform(0.2, 4.0))
-            else:  # in the middle of training and checkpoint writing
+            elif moment < 0.6:  # while a checkpoint is being written: as soon as its temporary file shows
+                deadline = time.monotonic() + 60
+                while not any(out.glob(".*.pt.*.tmp")) and time.monotonic() < deadline and process.poll() is None:
+                    time.sleep(0.001)
+            else:  # in the middle of training
                 trained.wait(timeout=60)
                 time.sleep(rng.uniform(0.0, 1.0))
             if process.poll() is None:
