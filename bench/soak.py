@@ -53,6 +53,8 @@ class Monitor(Node):
         self.image_time: dict[tuple[int, int], float] = {}
         self.latencies: list[float] = []
         self.masks = 0
+        self.unmatched_masks = 0
+        self.loop_seconds = float("inf")
         self.clouds = 0
         self.diagnostics: dict[str, dict[str, str]] = {}
         seg, fusion = KITTI_REMAPS["segmentation_node"], KITTI_REMAPS["fusion_node"]
@@ -75,8 +77,12 @@ class Monitor(Node):
         with self.lock:
             self.masks += 1
             sent = self.image_time.get(self._key(msg))
-            if sent is not None:
+            # Stamps repeat every loop of the bag: a mask older than one loop matched an image the
+            # monitor missed (best effort) from an earlier loop, so it has no latency to report.
+            if sent is not None and time.monotonic() - sent < self.loop_seconds:
                 self.latencies.append(time.monotonic() - sent)
+            else:
+                self.unmatched_masks += 1
 
     def _on_cloud(self, _: PointCloud2) -> None:
         with self.lock:
@@ -91,7 +97,7 @@ def start(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "semseg_ros", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str) -> dict[str, Any]:
+def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_seconds: float) -> dict[str, Any]:
     params = str(ROOT / "config/kitti.yaml")
     calibration = ["-p", "calibration_source:=kitti_raw", "-p", f"kitti_calib_dir:={calib_dir}"]
     nodes = {
@@ -101,6 +107,7 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str) -> dict
         "fusion_node": start(["node", "fusion", "--params", params, *remap_arguments("fusion_node"), *calibration]),
     }
     monitor = Monitor()
+    monitor.loop_seconds = loop_seconds / (3.0 if rate == "max" else float(rate))
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -136,24 +143,30 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str) -> dict
     fusion = monitor.diagnostics["fusion_node"]
     keys = ("received", "processed", "dropped", "rejected", "failed", "idle_no_subscribers", "lost_in_transport")
     counts = {key: int(seg[key]) for key in keys}
+    first, last = int(seg["first_sequence"]), int(seg["last_sequence"])
     handled = counts["processed"] + counts["dropped"] + counts["rejected"] + counts["failed"] + counts["idle_no_subscribers"]
     tenth = max(1, len(monitor.latencies) // 10)
-    first, last = np.asarray(monitor.latencies[:tenth]) * 1e3, np.asarray(monitor.latencies[-tenth:]) * 1e3
+    early, late = np.asarray(monitor.latencies[:tenth]) * 1e3, np.asarray(monitor.latencies[-tenth:]) * 1e3
     result: dict[str, Any] = {
         "rate": rate,
         "frames_published": monitor.published,
         "wall_s": round(wall, 1),
         "node": counts,
-        # Every published image is processed, dropped by the newest-frame policy, rejected, failed, or
-        # counted as lost in transport (best effort); whatever is left is a frame nobody accounted for.
-        "unaccounted": monitor.published - handled - counts["lost_in_transport"],
+        # Between the first and the last frame the node heard, every published image is processed,
+        # dropped by the newest-frame policy, rejected, failed, or counted as lost in transport (best
+        # effort); whatever is left is a frame nobody accounted for. Before the first: published
+        # while DDS discovery was still matching the player and the node; after the last: the tail.
+        "unaccounted": (last - first + 1) - handled - counts["lost_in_transport"],
+        "before_first_heard": first - 1,
+        "after_last_heard": monitor.published - last,
         "masks_delivered": monitor.masks,
         "clouds_fused": int(fusion.get("fused", 0)),
         "clouds_delivered": monitor.clouds,
         "fusion_failed": int(fusion.get("failed", 0)),
         "latency_ms": {
-            "first_tenth": [round(float(np.percentile(first, q)), 1) for q in (50, 99)],
-            "last_tenth": [round(float(np.percentile(last, q)), 1) for q in (50, 99)],
+            "first_tenth": [round(float(np.percentile(early, q)), 1) for q in (50, 99)],
+            "last_tenth": [round(float(np.percentile(late, q)), 1) for q in (50, 99)],
+            "masks_without_latency": monitor.unmatched_masks,
         },
         "memory_mb": {},
         "exit_codes": exits,
@@ -183,13 +196,13 @@ def main() -> None:
         drive = writers.write_kitti_raw(Path(folder) / "data", frames=args.drive_frames, seed=11, progress=False)
         kitti_to_bag(drive, Path(folder) / "bag", "mcap")
         for rate in args.rates.split(","):
-            result = soak(Path(folder) / "bag", drive.parent, args.model, args.frames, rate)
+            result = soak(Path(folder) / "bag", drive.parent, args.model, args.frames, rate, args.drive_frames / 10.0)
             results.append(result)
             print(json.dumps(result), flush=True)
     rclpy.shutdown()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    print(f"\n{'rate':>5} {'frames':>6} {'recv':>6} {'proc':>6} {'drop':>6} {'trans':>6} {'lost':>5} {'masks':>6} {'fused':>6} "
+    print(f"\n{'rate':>5} {'frames':>6} {'recv':>6} {'proc':>6} {'drop':>6} {'trans':>6} {'pre':>4} {'lost':>5} {'masks':>6} {'fused':>6} "
           f"{'lat p50/p99 first':>18} {'last':>12} {'seg MB warm->end':>17} {'fusion MB':>14} {'player MB':>14}")  # fmt: skip
     for r in results:
         m = r["memory_mb"]
@@ -197,7 +210,7 @@ def main() -> None:
         first, last = r["latency_ms"]["first_tenth"], r["latency_ms"]["last_tenth"]
         print(
             f"{r['rate']:>5} {r['frames_published']:>6} {r['node']['received']:>6} {r['node']['processed']:>6} {r['node']['dropped']:>6} "
-            f"{r['node']['lost_in_transport']:>6} {r['unaccounted']:>5} {r['masks_delivered']:>6} {r['clouds_fused']:>6} {first[0]:>8.0f}/{first[1]:<8.0f} "
+            f"{r['node']['lost_in_transport']:>6} {r['before_first_heard']:>4} {r['unaccounted']:>5} {r['masks_delivered']:>6} {r['clouds_fused']:>6} {first[0]:>8.0f}/{first[1]:<8.0f} "
             f"{last[0]:>5.0f}/{last[1]:<6.0f} {mem['segmentation_node']:>17} {mem['fusion_node']:>14} {mem['player']:>14}"
         )
 

@@ -55,6 +55,7 @@ class Stats:
     failed: int = 0  # model errors
     idle: int = 0  # nobody subscribed: no work done
     lost_in_transport: int = 0  # gaps in the publisher's sequence numbers: frames DDS dropped before we saw them
+    first_sequence: int | None = None  # publication sequence numbers of the first and last frame heard
     last_sequence: int | None = None
     latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
 
@@ -172,7 +173,9 @@ class SegmentationNode(Node):
         means a new or restarted publisher and starts counting afresh)."""
         stats = self.stats
         if sequence is not None:
-            if stats.last_sequence is not None and sequence > stats.last_sequence + 1:
+            if stats.last_sequence is None or sequence <= stats.last_sequence:
+                stats.first_sequence = sequence
+            elif sequence > stats.last_sequence + 1:
                 stats.lost_in_transport += sequence - stats.last_sequence - 1
             stats.last_sequence = sequence
 
@@ -262,6 +265,8 @@ class SegmentationNode(Node):
             "failed": str(stats.failed),
             "idle_no_subscribers": str(stats.idle),
             "lost_in_transport": str(stats.lost_in_transport),
+            "first_sequence": str(stats.first_sequence),
+            "last_sequence": str(stats.last_sequence),
         }
         values |= latency_values(stats.latency)
         self.diagnostics_pub.publish(
