@@ -167,6 +167,7 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
             "first_tenth": [round(float(np.percentile(early, q)), 1) for q in (50, 99)],
             "last_tenth": [round(float(np.percentile(late, q)), 1) for q in (50, 99)],
             "masks_without_latency": monitor.unmatched_masks,
+            "node_total_p50_p95": [float(seg.get("total_ms_p50", "nan")), float(seg.get("total_ms_p95", "nan"))],
         },
         "memory_mb": {},
         "exit_codes": exits,
@@ -178,6 +179,7 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
             "warm": round(warm / 2**20, 1),
             "end": round(end / 2**20, 1),
             "growth_pct": round(100 * (end - warm) / warm, 2),
+            "by_tenth": [round(next(rss for images, rss in samples if images >= frames * k / 10) / 2**20) for k in range(1, 11)],
         }
     return result
 
