@@ -179,7 +179,8 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
             "warm": round(warm / 2**20, 1),
             "end": round(end / 2**20, 1),
             "growth_pct": round(100 * (end - warm) / warm, 2),
-            "by_tenth": [round(next(rss for images, rss in samples if images >= frames * k / 10) / 2**20) for k in range(1, 11)],
+            "by_tenth": [round(next(rss for images, rss in samples if images >= frames * k / 10) / 2**20) for k in range(1, 10)]
+            + [round(end / 2**20)],
         }
     return result
 
