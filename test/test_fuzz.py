@@ -353,3 +353,13 @@ def test_fusion_node_counts_garbage_and_never_raises(fusion: Any, cloud: PointCl
     event(next(name for name, value in fusion.counts.items() if value > counts[name]))
     assert fusion.counts["failed"] == 0
     assert sum(fusion.counts.values()) == before + 1
+
+
+def test_fusion_node_fuses_a_good_pair_after_the_fuzzing(fusion: Any) -> None:
+    xyz = np.array([[10.0, 0.0, 0.0], [15.0, 1.0, -0.5], [20.0, -2.0, 0.0]], np.float32)
+    cloud = PointCloud2(height=1, width=3, point_step=12, row_step=36, is_bigendian=False)
+    cloud.fields = [PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+    cloud.data = xyz.tobytes()
+    fused = fusion.counts["fused"]
+    fusion._fuse(cloud, make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8"))
+    assert fusion.counts["fused"] == fused + 1 and fusion.counts["failed"] == 0
