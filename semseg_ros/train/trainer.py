@@ -245,7 +245,9 @@ class Trainer:
             )
             if not late:
                 kept.append(line)
-        path.write_text("".join(f"{line}\n" for line in kept))
+        trimmed = path.with_name(f".{path.name}.tmp")
+        trimmed.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(trimmed, path)  # a kill right now leaves the old history, never half of it
 
     def _save(self, name: str, metrics: dict[str, Any]) -> None:
         state = {
