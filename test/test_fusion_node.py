@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,18 @@ class Probe(Node):
         self.create_subscription(MarkerArray, "clusters", self.markers.append, 10)
 
 
+@contextmanager
+def running(drive: KittiDrive, **overrides: Any) -> Iterator[tuple[FusionNode, Probe]]:
+    """A fusion node (see make_node) and a probe, spinning; both destroyed afterwards."""
+    node, probe = make_node(drive, **overrides), Probe()
+    try:
+        with spinning(node, probe):
+            yield node, probe
+    finally:
+        node.destroy_node()
+        probe.destroy_node()
+
+
 def make_node(drive: KittiDrive, **overrides: Any) -> FusionNode:
     params = {
         "calibration_source": "kitti_raw",
@@ -134,9 +148,8 @@ def exchange(probe: Probe, cloud: PointCloud2, mask: Image, expect: bool = True,
 
 
 def test_labelled_cloud_matches_the_core(ros: Any, drive: KittiDrive) -> None:
-    node, probe = make_node(drive), Probe()
     xyz, mask = frame_data(drive, 0)
-    with spinning(node, probe):
+    with running(drive) as (_, probe):
         out = exchange(probe, cloud_msg(xyz, 100.013), mask_msg(mask, 100.0))  # 13 ms apart: within slop
         assert (
             out is not None
@@ -160,30 +173,24 @@ def test_labelled_cloud_matches_the_core(ros: Any, drive: KittiDrive) -> None:
         assert wait_for(lambda: probe.markers)
         markers = probe.markers[-1].markers
         assert markers[0].action == markers[0].DELETEALL and any(m.ns == "boxes" for m in markers)
-    node.destroy_node()
-    probe.destroy_node()
 
 
 def test_stamps_beyond_the_slop_are_never_fused(ros: Any, drive: KittiDrive) -> None:
-    node, probe = make_node(drive), Probe()
     xyz, mask = frame_data(drive, 1)
-    with spinning(node, probe):
+    with running(drive) as (node, probe):
         exchange(probe, cloud_msg(xyz, 200.0), mask_msg(mask, 200.0))
         fused = node.counts["fused"]
         assert exchange(probe, cloud_msg(xyz, 201.0), mask_msg(mask, 201.1), expect=False) is None
         assert node.counts["fused"] == fused
         exchange(probe, cloud_msg(xyz, 202.0), mask_msg(mask, 202.0))  # a good pair flushes the stale ones
         assert node.counts["fused"] > fused and sum(node.sync.stats.unmatched.values()) >= 1
-    node.destroy_node()
-    probe.destroy_node()
 
 
 def test_odd_layouts_nans_and_bad_input_are_survived(ros: Any, drive: KittiDrive) -> None:
-    node, probe = make_node(drive, drop_unlabelled=True), Probe()
     xyz, mask = frame_data(drive, 0)
     with_nans = xyz.copy()
     with_nans[::100] = np.nan
-    with spinning(node, probe):
+    with running(drive, drop_unlabelled=True) as (node, probe):
         out = exchange(probe, cloud_msg(with_nans, 300.0, "ouster"), mask_msg(mask, 300.0))
         fields = decode(out)
         assert np.isfinite(fields["x"]).all() and (fields["label"] != 255).all() and "intensity" in fields
@@ -198,19 +205,14 @@ def test_odd_layouts_nans_and_bad_input_are_survived(ros: Any, drive: KittiDrive
         probe.mask_pub.publish(mask_msg(mask, 303.0, encoding="bgr8"))  # a colour image is no class mask
         assert wait_for(lambda: node.counts["rejected_mask"] > start["rejected_mask"])
         assert exchange(probe, cloud_msg(xyz, 304.0), mask_msg(mask, 304.0)) is not None  # still fusing
-    node.destroy_node()
-    probe.destroy_node()
 
 
 def test_looped_bag_stamps_restart_the_matcher(ros: Any, drive: KittiDrive) -> None:
-    node, probe = make_node(drive), Probe()
     xyz, mask = frame_data(drive, 0)
-    with spinning(node, probe):
+    with running(drive) as (node, probe):
         exchange(probe, cloud_msg(xyz, 500.0), mask_msg(mask, 500.0))
         assert exchange(probe, cloud_msg(xyz, 10.0), mask_msg(mask, 10.0)) is not None  # time jumped back 490 s
         assert node.sync.stats.resets >= 1
-    node.destroy_node()
-    probe.destroy_node()
 
 
 def test_missing_calibration_is_a_clear_start_error(ros: Any) -> None:
@@ -223,9 +225,8 @@ def test_missing_calibration_is_a_clear_start_error(ros: Any) -> None:
 
 
 def test_camera_stream_stopping_and_resuming(ros: Any, drive: KittiDrive) -> None:
-    node, probe = make_node(drive, queue_size=5), Probe()
     xyz, mask = frame_data(drive, 0)
-    with spinning(node, probe):
+    with running(drive, queue_size=5) as (node, probe):
         exchange(probe, cloud_msg(xyz, 700.0), mask_msg(mask, 700.0))
         before = len(probe.clouds)
         for step in range(1, 31):  # the camera stops: clouds only, for 3 s of stamps
@@ -235,35 +236,30 @@ def test_camera_stream_stopping_and_resuming(ros: Any, drive: KittiDrive) -> Non
         assert len(probe.clouds) == before and len(node.sync.queues["a"]) <= 5  # nothing fused, nothing piling up
         assert exchange(probe, cloud_msg(xyz, 704.0), mask_msg(mask, 704.0)) is not None  # the camera is back
         assert node.counts["failed"] == 0
-    node.destroy_node()
-    probe.destroy_node()
 
 
 def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive: KittiDrive) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from rosgraph_msgs.msg import Clock
 
-    node, probe = make_node(drive, use_sim_time=True, diagnostics_period=0.5), Probe()
-    clock_pub = probe.create_publisher(Clock, "/clock", 10)
     diagnostics: list[DiagnosticArray] = []
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     xyz, mask = frame_data(drive, 0)
 
-    def run_clock(start: float, seconds: float) -> None:
+    def run_clock(publisher: Any, start: float, seconds: float) -> None:
         for step in range(int(seconds / 0.05)):
             clock = Clock()
             clock.clock.sec, clock.clock.nanosec = int(start + step * 0.1), round(((start + step * 0.1) % 1) * 1e9)
-            clock_pub.publish(clock)
+            publisher.publish(clock)
             time.sleep(0.05)
 
-    with spinning(node, probe):
-        run_clock(1000.0, 2.0)
+    with running(drive, use_sim_time=True, diagnostics_period=0.5) as (node, probe):
+        clock_pub = probe.create_publisher(Clock, "/clock", 10)
+        probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        run_clock(clock_pub, 1000.0, 2.0)
         assert wait_for(lambda: any(d.header.stamp.sec >= 1000 for d in diagnostics), timeout=5)
         exchange(probe, cloud_msg(xyz, 1001.0), mask_msg(mask, 1001.0))
         count = len(diagnostics)
-        run_clock(5.0, 3.0)  # the bag loops with --clock: time jumps back by 995 s
+        run_clock(clock_pub, 5.0, 3.0)  # the bag loops with --clock: time jumps back by 995 s
         assert wait_for(lambda: any(5 <= d.header.stamp.sec < 1000 for d in diagnostics[count:]), timeout=5)
         assert exchange(probe, cloud_msg(xyz, 6.0), mask_msg(mask, 6.0)) is not None
         assert node.counts["failed"] == 0
-    node.destroy_node()
-    probe.destroy_node()
