@@ -221,13 +221,24 @@ def _lidar_messages(drive: KittiDrive, name: str, stamp: int) -> Iterator[tuple[
 
 
 @dataclass
+class RecordedQos:
+    reliability: QosReliability
+    durability: QosDurability
+
+
+@dataclass
+class RecoveredExt:
+    offered_qos_profiles: list[RecordedQos]
+
+
+@dataclass
 class RecoveredConnection:
-    """What the player needs of a connection, rebuilt from an mcap Channel record."""
+    """What the player needs of a connection (rosbags' Connection fields), rebuilt from an mcap Channel."""
 
     id: int
     topic: str
     msgtype: str
-    ext: Any
+    ext: RecoveredExt
 
 
 class TruncatedMcapReader:
@@ -247,9 +258,11 @@ class TruncatedMcapReader:
             if isinstance(record, McapSchema):
                 schemas[record.id] = record.name
             elif isinstance(record, McapChannel):
-                profiles = [_qos_profile(p) for p in yaml.safe_load(record.metadata.get("offered_qos_profiles", "") or "[]") or []]
-                ext = type("Ext", (), {"offered_qos_profiles": profiles})()
-                self.connections.append(RecoveredConnection(record.id, record.topic, schemas.get(record.schema_id, ""), ext))
+                recorded = yaml.safe_load(record.metadata.get("offered_qos_profiles", "") or "[]") or []
+                profiles = [_qos_profile(p) for p in recorded if isinstance(p, dict)]
+                self.connections.append(
+                    RecoveredConnection(record.id, record.topic, schemas.get(record.schema_id, ""), RecoveredExt(profiles))
+                )
             elif isinstance(record, McapMessage):
                 self.message_count += 1
         if not self.connections:
@@ -273,10 +286,8 @@ class TruncatedMcapReader:
         """Nothing stays open between reads."""
 
 
-def _qos_profile(profile: Any) -> Any:
+def _qos_profile(profile: dict[str, Any]) -> RecordedQos:
     """A recorded QoS profile (names in Jazzy metadata, numbers in older bags) as rosbags enums."""
-    if not isinstance(profile, dict):
-        return None
 
     def enum(kind: Any, value: Any) -> Any:
         try:
@@ -284,11 +295,7 @@ def _qos_profile(profile: Any) -> Any:
         except (KeyError, ValueError):
             return kind.UNKNOWN
 
-    return type(
-        "Profile",
-        (),
-        {"reliability": enum(QosReliability, profile.get("reliability")), "durability": enum(QosDurability, profile.get("durability"))},
-    )()
+    return RecordedQos(enum(QosReliability, profile.get("reliability")), enum(QosDurability, profile.get("durability")))
 
 
 def open_bag(path: str | Path) -> Any:

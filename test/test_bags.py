@@ -157,6 +157,7 @@ def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDriv
 
     kitti_to_bag(drive.path, tmp_path / "bag", "mcap")
     whole = open_bag(tmp_path / "bag")
+    recorded_qos = {c.topic: c.ext.offered_qos_profiles[0] for c in whole.connections}
     images_in_bag = sum(1 for c, _, _ in whole.messages() if c.topic == TOPICS["image"])
     kitti_image = next(raw for c, _, raw in whole.messages() if c.topic == TOPICS["image"])
     whole.close()
@@ -164,6 +165,10 @@ def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDriv
     mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.6)])
     reader = open_bag(tmp_path / "bag")
     assert isinstance(reader, TruncatedMcapReader) and 0 < reader.message_count
+    for connection in reader.connections:  # the recorded QoS survives the cut
+        (qos,) = connection.ext.offered_qos_profiles
+        expected_qos = recorded_qos[connection.topic]
+        assert (qos.reliability, qos.durability) == (expected_qos.reliability, expected_qos.durability), connection.topic
     readable_images = sum(1 for c, _, _ in reader.messages() if c.topic == TOPICS["image"])
     assert 0 < readable_images < images_in_bag
 
