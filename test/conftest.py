@@ -1,12 +1,28 @@
-"""Shared fixtures: small synthetic datasets in the real on-disk formats."""
+"""Shared fixtures: small synthetic datasets in the real on-disk formats, an rclpy context."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from semseg_ros.synth import writers
+
+
+@pytest.fixture(scope="module")
+def ros() -> Iterator[None]:
+    """rclpy initialised for one test module, on a DDS domain of this process's own."""
+    from rosutil import isolate_ros_domain
+
+    isolate_ros_domain()
+    import rclpy
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from rosutil import isolate_ros_domain, spinning, wait_for
+from rosutil import spinning, wait_for
 
 from semseg_ros.bags import TOPICS, TYPESTORE, kitti_to_bag
 from semseg_ros.data.kitti_raw import KittiDrive, read_timestamps, read_velodyne
@@ -84,9 +84,7 @@ def test_frame_ranges_missing_frames_and_errors(drive: KittiDrive, tmp_path: Pat
     assert summary.messages[TOPICS["points"]] == 3 and summary.messages[TOPICS["image"]] == 4
 
 
-def test_player_replays_with_timing(drive: KittiDrive, tmp_path: Path) -> None:
-    isolate_ros_domain()
-    import rclpy
+def test_player_replays_with_timing(ros: None, drive: KittiDrive, tmp_path: Path) -> None:
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
@@ -94,58 +92,45 @@ def test_player_replays_with_timing(drive: KittiDrive, tmp_path: Path) -> None:
     from semseg_ros.ros.player import BagPlayer
 
     kitti_to_bag(drive.path, tmp_path / "bag")
-    rclpy.init()
-    try:
-        listener = Node("bag_listener")
-        images: list[Any] = []
-        clouds: list[Any] = []
-        arrivals: list[float] = []
-        listener.create_subscription(
-            Image, TOPICS["image"], lambda m: (images.append(m), arrivals.append(time.monotonic())), qos_profile_sensor_data
-        )
-        listener.create_subscription(PointCloud2, TOPICS["points"], clouds.append, qos_profile_sensor_data)
-        player = BagPlayer(tmp_path / "bag", rate=1.0)
-        assert player.skipped == [f"{TOPICS['tf_static']} (tf2_msgs/msg/TFMessage)"] or not player.skipped
-        with spinning(listener, player):
-            time.sleep(1.0)  # discovery
-            player.start()
-            assert wait_for(lambda: player.finished.is_set() and len(images) == 4 and len(clouds) == 4, timeout=15)
-        assert 0.2 < arrivals[-1] - arrivals[0] < 0.6  # 3 frame periods of 0.1 s at rate 1
-        assert images[0].header.stamp.sec > 1_300_000_000 and not player.errors
-        player.destroy_node()
-        listener.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    listener = Node("bag_listener")
+    images: list[Any] = []
+    clouds: list[Any] = []
+    arrivals: list[float] = []
+    listener.create_subscription(
+        Image, TOPICS["image"], lambda m: (images.append(m), arrivals.append(time.monotonic())), qos_profile_sensor_data
+    )
+    listener.create_subscription(PointCloud2, TOPICS["points"], clouds.append, qos_profile_sensor_data)
+    player = BagPlayer(tmp_path / "bag", rate=1.0)
+    assert player.skipped == [f"{TOPICS['tf_static']} (tf2_msgs/msg/TFMessage)"] or not player.skipped
+    with spinning(listener, player):
+        time.sleep(1.0)  # discovery
+        player.start()
+        assert wait_for(lambda: player.finished.is_set() and len(images) == 4 and len(clouds) == 4, timeout=15)
+    assert 0.2 < arrivals[-1] - arrivals[0] < 0.6  # 3 frame periods of 0.1 s at rate 1
+    assert images[0].header.stamp.sec > 1_300_000_000 and not player.errors
+    player.destroy_node()
+    listener.destroy_node()
 
 
-def test_truncated_bag_plays_what_is_readable(drive: KittiDrive, tmp_path: Path) -> None:
-    isolate_ros_domain()
-    import rclpy
-
+def test_truncated_bag_plays_what_is_readable(ros: None, drive: KittiDrive, tmp_path: Path) -> None:
     from semseg_ros.ros.player import BagPlayer
 
     kitti_to_bag(drive.path, tmp_path / "bag", "sqlite3")
     database = next((tmp_path / "bag").glob("*.db3"))
     database.write_bytes(database.read_bytes()[: database.stat().st_size // 3])
-    rclpy.init()
     try:
-        try:
-            player = BagPlayer(tmp_path / "bag", rate=100.0)
-        except SemsegError as exc:  # the index itself is gone: one clear line
-            assert "cannot open the bag" in str(exc)
-            return
-        player.start()
-        assert player.finished.wait(10)
-        assert player.errors and "playback stopped after" in player.errors[0]  # what was readable was played
-        player.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+        player = BagPlayer(tmp_path / "bag", rate=100.0)
+    except SemsegError as exc:  # the index itself is gone: one clear line
+        assert "cannot open the bag" in str(exc)
+        return
+    player.start()
+    assert player.finished.wait(10)
+    assert player.errors and "playback stopped after" in player.errors[0]  # what was readable was played
+    player.destroy_node()
 
 
-def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDrive, tmp_path: Path) -> None:
+def test_truncated_mcap_and_unknown_types_play_what_is_readable(ros: None, drive: KittiDrive, tmp_path: Path) -> None:
     """A recorder killed mid-way leaves an mcap file without footer; a bag may hold types we cannot import."""
-    isolate_ros_domain()
-    import rclpy
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
     from rosbags.rosbag2 import Writer
@@ -183,23 +168,19 @@ def test_truncated_mcap_and_unknown_types_play_what_is_readable(drive: KittiDriv
             writer.write(secret, index * 100_000_000, store.serialize_cdr(Secret(value=index), Secret.__msgtype__))
             writer.write(camera, index * 100_000_000 + 1, kitti_image)
 
-    rclpy.init()
-    try:
-        listener = Node("truncated_listener")
-        images: list[Any] = []
-        listener.create_subscription(Image, TOPICS["image"], images.append, qos_profile_sensor_data)
-        for bag, expected in ((tmp_path / "bag", readable_images), (tmp_path / "mixed", 3)):
-            images.clear()
-            player = BagPlayer(bag, rate=5.0, topics=None)
-            with spinning(listener, player):
-                time.sleep(1.0)
-                player.start()
-                done = player.finished
-                assert wait_for(lambda done=done, expected=expected: done.is_set() and len(images) >= expected, timeout=15), bag
-            assert len(images) == expected and not player.errors
-            if bag.name == "mixed":
-                assert player.skipped == ["/secret (robot_vendor_msgs/msg/Secret)"]
-            player.destroy_node()
-        listener.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    listener = Node("truncated_listener")
+    images: list[Any] = []
+    listener.create_subscription(Image, TOPICS["image"], images.append, qos_profile_sensor_data)
+    for bag, expected in ((tmp_path / "bag", readable_images), (tmp_path / "mixed", 3)):
+        images.clear()
+        player = BagPlayer(bag, rate=5.0, topics=None)
+        with spinning(listener, player):
+            time.sleep(1.0)
+            player.start()
+            done = player.finished
+            assert wait_for(lambda done=done, expected=expected: done.is_set() and len(images) >= expected, timeout=15), bag
+        assert len(images) == expected and not player.errors
+        if bag.name == "mixed":
+            assert player.skipped == ["/secret (robot_vendor_msgs/msg/Secret)"]
+        player.destroy_node()
+    listener.destroy_node()

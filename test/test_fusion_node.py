@@ -15,7 +15,6 @@ from rosutil import isolate_ros_domain, spinning, wait_for
 
 isolate_ros_domain()
 
-import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -29,13 +28,6 @@ from semseg_ros.ros.fusion_node import FusionNode  # noqa: E402
 from semseg_ros.synth import writers  # noqa: E402
 
 TRAIN = get_label_set("cityscapes19")
-
-
-@pytest.fixture(scope="module")
-def ros() -> Any:
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from rosutil import isolate_ros_domain, make_image_msg, spinning, wait_for
 
 isolate_ros_domain()
 
-import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -272,13 +271,6 @@ def test_corrupt_training_configs_load_or_fail_clearly(tmp_path_factory: pytest.
 
 
 # ---------------------------------------------------------------- node callbacks
-@pytest.fixture(scope="module")
-def ros() -> Any:
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 class Listener(Node):
     def __init__(self) -> None:
         super().__init__(f"fuzz_listener_{int(time.monotonic() * 1e6)}")

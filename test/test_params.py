@@ -41,26 +41,18 @@ def test_problems_are_named(section: dict, problem: str) -> None:
         check_params_file(section, "params.yaml")
 
 
-def test_declared_parameters_equal_the_schema(tiny_checkpoint: Path) -> None:
-    from rosutil import isolate_ros_domain
-
-    isolate_ros_domain()
-    import rclpy
+def test_declared_parameters_equal_the_schema(ros: None, tiny_checkpoint: Path) -> None:
     from rclpy.parameter import Parameter
 
     from semseg_ros.ros.segmentation_node import SegmentationNode
 
-    rclpy.init()
-    try:
-        node = SegmentationNode(
-            parameter_overrides=[
-                Parameter("model", value=str(tiny_checkpoint)),
-                Parameter("backend", value="torch"),
-                Parameter("warmup_runs", value=0),
-            ]
-        )
-        declared = {name for name in node._parameters if name not in ("use_sim_time", "start_type_description_service")}  # rclpy's own
-        assert declared == {p.name for p in SEGMENTATION_PARAMS}
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    node = SegmentationNode(
+        parameter_overrides=[
+            Parameter("model", value=str(tiny_checkpoint)),
+            Parameter("backend", value="torch"),
+            Parameter("warmup_runs", value=0),
+        ]
+    )
+    declared = {name for name in node._parameters if name not in ("use_sim_time", "start_type_description_service")}  # rclpy's own
+    assert declared == {p.name for p in SEGMENTATION_PARAMS}
+    node.destroy_node()

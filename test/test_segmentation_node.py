@@ -53,13 +53,6 @@ class Probe(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 
 
-@pytest.fixture(scope="module")
-def ros() -> Any:
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 def make_node(checkpoint: Path, **overrides: Any) -> SegmentationNode:
     params = {"model": str(checkpoint), "backend": "torch", "device": "cpu", "warmup_runs": 0, "diagnostics_period": 0.2, **overrides}
     return SegmentationNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
