@@ -50,6 +50,17 @@ _shape = _ints("batch,height,width", "1,384,1248")
 _size = _ints("height,width", "384,1248")
 
 
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set data.root=/data/cityscapes --set optim.lr=0.0005",
+    )
+
+
 # ---------------------------------------------------------------------- synth
 SYNTH_FORMATS = ("kitti-raw", "cityscapes", "kitti-road")
 SYNTH_SIZES = {"kitti-raw": (1242, 375), "cityscapes": (2048, 1024), "kitti-road": (1242, 375)}
@@ -123,14 +134,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train from CONFIG (YAML; see config/train/). Multi-GPU: torchrun --nproc-per-node N -m semseg_ros train CONFIG.",
     )
     p.add_argument("config", type=Path, help="training config YAML")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=0.0005",
-    )
+    _add_overrides(p)
     p.add_argument("--resume", action="store_true", help="continue from train.out_dir/last.pt exactly where it stopped")
     p.add_argument("--stop-after-epochs", type=_positive, help="run at most this many epochs now (resume later with --resume)")
     p.set_defaults(func=_run_train)
@@ -156,7 +160,7 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", type=Path, help="training config YAML")
     p.add_argument("--input-size", type=_input_size, default=(3, 512, 1024), help="C,H,W (default 3,512,1024)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(p)
     p.set_defaults(func=_run_summary)
 
 
@@ -300,14 +304,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", nargs="?", type=Path, help="training config YAML, or a checkpoint that holds its config")
     _add_model_args(p, required=False)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set data.root=/data/cityscapes",
-    )
+    _add_overrides(p)
     p.add_argument("--split", default="val")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips and --scales, softmax averaged")
     p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25])
