@@ -26,12 +26,15 @@ pytest: setup
 demo: setup
 	$(VENV)/bin/semseg demo --out $(DEMO_DIR)
 
-# Retrains the shipped model (models/synthetic_unet_mobilenet.pt) from scratch on synthetic data.
+# Retrains the shipped model (models/synthetic_unet_mobilenet.pt) from scratch on synthetic data, in
+# two stages (docs/benchmarks.md, Training): 6 worlds at 256x512, then fine-tuned on 60 more worlds.
 model: setup
-	rm -rf $(MODEL_DATA)
+	rm -rf $(MODEL_DATA) $(MODEL_DATA)_large
 	$(VENV)/bin/semseg synth --format cityscapes --out $(MODEL_DATA) --frames 40 --sequences 8 --val-sequences 2 --width 768 --height 384 --quiet
 	$(VENV)/bin/semseg train config/train/synthetic_unet_mobilenet.yaml --set data.root=$(MODEL_DATA)
-	$(VENV)/bin/semseg pack runs/synthetic_unet_mobilenet/best.pt models/synthetic_unet_mobilenet.pt --fp16
+	$(VENV)/bin/semseg synth --format cityscapes --out $(MODEL_DATA)_large --frames 20 --sequences 64 --val-sequences 4 --width 768 --height 384 --quiet
+	$(VENV)/bin/semseg train config/train/synthetic_unet_mobilenet_stage2.yaml --set data.root=$(MODEL_DATA)_large
+	$(VENV)/bin/semseg pack runs/synthetic_unet_mobilenet_stage2/best.pt models/synthetic_unet_mobilenet.pt --fp16
 
 bench: setup
 	$(PY) bench/synth.py
