@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import yaml
 from rosutil import spinning, wait_for
 
 from semseg_ros.bags import TOPICS, TYPESTORE, kitti_to_bag
@@ -66,6 +70,32 @@ def test_mcap_reader_sees_the_same_bag(drive: KittiDrive, tmp_path: Path) -> Non
         assert sum(counts.values()) == 1 + 4 * 5
     metadata = (tmp_path / "bag" / "metadata.yaml").read_text()
     assert "storage_identifier: mcap" in metadata and "offered_qos_profiles" in metadata
+
+
+def _ros_type_hash(msgtype: str) -> str | None:
+    """The RIHS01 hash a ROS 2 install records for `pkg/msg/Type` (share/pkg/msg/Type.json), or None."""
+    package, _, name = msgtype.split("/")
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    for prefix in prefixes:
+        description = Path(prefix) / "share" / package / "msg" / f"{name}.json"
+        if description.is_file():
+            hashes = json.loads(description.read_text())["type_hashes"]
+            return next(h["hash_string"] for h in hashes if h["type_name"] == msgtype)
+    return None
+
+
+def test_bag_metadata_carries_the_type_hashes_ros2_records(drive: KittiDrive, tmp_path: Path) -> None:
+    """rosbag2 (Jazzy, metadata version 9) keys topic types by RIHS01 hashes: ours must equal the installed ROS messages'."""
+    kitti_to_bag(drive.path, tmp_path / "bag", "mcap")
+    info = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["version"] >= 9 and info["storage_identifier"] == "mcap"
+    topics = [entry["topic_metadata"] for entry in info["topics_with_message_count"]]
+    installed = {t["type"]: _ros_type_hash(t["type"]) for t in topics}
+    expected = {msgtype: digest for msgtype, digest in installed.items() if digest}  # tf2_msgs has no wheel
+    if "sensor_msgs/msg/Image" not in expected:
+        pytest.skip("the ROS 2 sensor_msgs type descriptions (share/sensor_msgs/msg/*.json) are not installed")
+    assert {t["type"]: t["type_description_hash"] for t in topics if t["type"] in expected} == expected
+    assert {"sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/CameraInfo"} <= expected.keys()
 
 
 def test_frame_ranges_missing_frames_and_errors(drive: KittiDrive, tmp_path: Path) -> None:
