@@ -107,7 +107,8 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
         "fusion_node": start(["node", "fusion", "--params", params, *remap_arguments("fusion_node"), *calibration]),
     }
     monitor = Monitor()
-    monitor.loop_seconds = loop_seconds / (3.0 if rate == "max" else float(rate))
+    player_rate = "3" if rate == "max" else rate  # 30 Hz: faster than a CPU node can segment
+    monitor.loop_seconds = loop_seconds / float(player_rate)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -119,7 +120,6 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
                 "nodes did not start: " + "; ".join((p.stderr.read() or b"").decode()[-500:] for p in nodes.values() if p.stderr)
             )
         time.sleep(0.2)
-    player_rate = "3" if rate == "max" else rate  # 30 Hz: faster than a CPU node can segment
     processes = {**nodes, "player": start(["play", str(bag), "--loop", "--rate", player_rate])}
     memory: dict[str, list[tuple[int, int]]] = {name: [] for name in processes}
     started = time.monotonic()
