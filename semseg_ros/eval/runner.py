@@ -27,7 +27,7 @@ from semseg_ros.eval.metrics import ConfusionMatrix
 from semseg_ros.eval.pictures import side_by_side
 from semseg_ros.eval.tta import probabilities
 from semseg_ros.inference.segmenter import Segmenter
-from semseg_ros.labels import CATEGORY_COLORS, CITYSCAPES_LABELS, IGNORE, LabelSet, get_label_set, palette_array
+from semseg_ros.labels import CATEGORY_COLORS, IGNORE, LabelSet, get_label_set, palette_array
 
 KITTI_CATEGORY = re.compile(r"^(umm|um|uu)_")
 
@@ -66,10 +66,10 @@ class Accumulator:
             "mIoU": self.matrix.mean_iou(),
             "pixel_accuracy": self.matrix.pixel_accuracy(),
         }
-        if self.label_set.name == "cityscapes19":
-            category_of = {lab.train_id: lab.category_id - 1 for lab in CITYSCAPES_LABELS if 0 <= lab.train_id < IGNORE}
-            iou = self.matrix.grouped_iou([category_of[i] for i in range(len(classes))])
-            result["categories"] = _nan_to_none(iou, list(CATEGORY_COLORS))
+        category_of = self.label_set.category_ids()
+        if category_of is not None and self.label_set.name != "categories":
+            iou = self.matrix.grouped_iou(category_of)
+            result["categories"] = _nan_to_none(iou, list(CATEGORY_COLORS)[: len(iou)])
             result["mIoU_categories"] = float(np.nanmean(iou))
         if self.road:
             total = RoadCounts()

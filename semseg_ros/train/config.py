@@ -16,9 +16,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class DataConfig:
-    format: Literal["cityscapes", "kitti-road", "kitti-raw"] = "cityscapes"
+    format: Literal["cityscapes", "camvid", "kitti-road", "kitti-raw"] = "cityscapes"
     root: str = ""  # dataset root (kitti-raw: a folder holding drives, searched recursively)
-    label_set: str = "cityscapes19"  # cityscapes19 | categories | road (kitti-road always uses road)
+    label_set: str = "cityscapes19"  # cityscapes19 | categories | road | camvid (kitti-road: road; camvid: camvid)
     coarse: bool = False  # cityscapes: add train_extra images with gtCoarse labels to training
     kitti_road_target: Literal["road", "lane"] = "road"
     val_every_nth: int = 5  # kitti-road / kitti-raw: every n-th image (sorted by name) goes to val
