@@ -28,7 +28,7 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             DeclareLaunchArgument("bag", default_value="", description="ROS 2 bag to play (from semseg kitti2bag); empty: live topics"),
-            DeclareLaunchArgument("model", default_value="synthetic_unet_mobilenet.pt", description="model file (.pt, .onnx, .engine)"),
+            DeclareLaunchArgument("model", default_value="camvid_unet_mobilenet.pt", description="model file (.pt, .onnx, .engine)"),
             DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "kitti.yaml"), description="node parameters"),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/kitti.rviz"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock from the bag"),

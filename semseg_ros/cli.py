@@ -530,7 +530,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("build/demo"))
     p.add_argument("--frames", type=_positive, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="synthetic_unet_mobilenet.pt", help="model file (default: the shipped one)")
+    p.add_argument(
+        "--model", help="model file (default: the shipped synthetic model on the synthetic drive, the real CamVid model with --drive)"
+    )
     p.add_argument("--rate", type=float, default=0.2, help="bag playback rate (a 2-core CPU keeps up at about 0.2)")
     p.add_argument("--drive", type=Path, help="a real KITTI raw drive instead of the synthetic world (no GT scoring)")
     p.add_argument("--params", type=Path, help="node parameter file (default: share/semseg_ros/config/kitti.yaml)")

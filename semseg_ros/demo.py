@@ -27,6 +27,7 @@ from semseg_ros.eval.metrics import ConfusionMatrix
 from semseg_ros.eval.predict import VideoWriter
 from semseg_ros.fusion.bev import render_bev
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
+from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
 from semseg_ros.synth import writers
 from semseg_ros.topics import KITTI_REMAPS
 
@@ -295,13 +296,19 @@ def run_demo(
     out: Path,
     frames: int = 50,
     seed: int = 0,
-    model: str = "synthetic_unet_mobilenet.pt",
+    model: str | None = None,
     rate: float = 0.25,
     drive: Path | None = None,
     params: Path | None = None,
 ) -> str:
-    """The end-to-end demo; returns the printed summary table."""
+    """The end-to-end demo; returns the printed summary table.
+
+    `model` defaults to the synthetic model on the synthetic drive (scored against its ground truth at
+    all 19 classes) and to the real CamVid model on a real `drive`.
+    """
     out = Path(out)
+    if model is None:
+        model = SYNTHETIC_MODEL if drive is None else REAL_MODEL
     if drive is None:
         data = out / "data"
         if data.exists():

@@ -45,11 +45,16 @@ class Param:
         return None
 
 
+# The shipped models (models/): the real one is the default wherever images are real; the synthetic one
+# is scored by `make demo` against the synthetic world's ground truth.
+REAL_MODEL = "camvid_unet_mobilenet.pt"
+SYNTHETIC_MODEL = "synthetic_unet_mobilenet.pt"
+
 SEGMENTATION_NODE = "segmentation_node"
 SEGMENTATION_PARAMS: tuple[Param, ...] = (
     Param(
         "model",
-        "synthetic_unet_mobilenet.pt",
+        REAL_MODEL,
         "model file (.pt, .onnx or .engine); relative paths are also looked up in share/semseg_ros/models",
     ),
     Param("label_set", "", "label set the model must predict, e.g. cityscapes19 ('' = whatever the model predicts)"),
@@ -114,13 +119,17 @@ FUSION_PARAMS: tuple[Param, ...] = (
     Param("occlusion_tolerance_ratio", 0.1, "... plus this fraction of the depth", live=True, range=(0.0, 10.0)),
     Param("drop_unlabelled", False, "publish only points that got a class", live=True),
     Param(
-        "cluster_classes", "car,truck,bus,person,rider,bicycle,motorcycle", "comma-separated class names to cluster ('' = none)", live=True
+        "cluster_classes",
+        "car,truck,bus,person,rider,bicycle,motorcycle,pedestrian,bicyclist",
+        "comma-separated class names to cluster, any case; names the model's label set lacks are skipped ('' = none)",
+        live=True,
     ),
     Param("cluster_radius", 0.6, "default linking distance (m) of a cluster", live=True, range=(0.01, 10.0)),
     Param("cluster_min_points", 10, "default smallest cluster", live=True, range=(1, 100000)),
     Param(
         "cluster_rules",
-        '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}}',
+        '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}, '
+        '"pedestrian": {"radius": 0.4, "min_points": 5}, "bicyclist": {"radius": 0.4, "min_points": 5}}',
         "JSON per-class overrides: {class: {radius, min_points}}",
         live=True,
     ),

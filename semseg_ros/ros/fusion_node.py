@@ -49,11 +49,13 @@ def cluster_settings(config: dict[str, Any], classes: tuple[str, ...]) -> Cluste
     if not isinstance(overrides, dict):
         raise SemsegError("cluster_rules: expected a JSON object {class: {radius, min_points}}")
     rules = {}
-    for name in (n.strip() for n in config["cluster_classes"].split(",") if n.strip()):
-        if name not in classes:
+    lower = [c.lower() for c in classes]
+    overrides = {str(k).lower(): v for k, v in overrides.items()}
+    for name in (n.strip().lower() for n in config["cluster_classes"].split(",") if n.strip()):
+        if name not in lower:
             continue  # a class the current label set lacks
         rule = overrides.get(name, {})
-        rules[classes.index(name)] = ClassRule(
+        rules[lower.index(name)] = ClassRule(
             float(rule.get("radius", config["cluster_radius"])), int(rule.get("min_points", config["cluster_min_points"]))
         )
     return ClusterSettings(rules, config["voxel_size"])
