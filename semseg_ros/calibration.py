@@ -379,6 +379,17 @@ class Calibration:
         return -np.linalg.inv(self.velo_to_image[:, :3]) @ self.velo_to_image[:, 3]
 
 
+def read_rigid_transform(path: str | Path) -> FloatArray:
+    """The 4x4 transform of a KITTI raw `R:`/`T:` file (calib_velo_to_cam.txt, calib_imu_to_velo.txt).
+
+    It maps points of the first-named sensor's frame into the second's (imu_to_velo: X_velo = T X_imu).
+    Raises CalibrationError for a missing file or malformed entries.
+    """
+    path = Path(path)
+    entries = read_calib_file(path)
+    return _rigid(_matrix(entries, path, ("R",), (3, 3)), _matrix(entries, path, ("T",), (3, 1)))
+
+
 def format_matrix_line(key: str, values: FloatArray) -> str:
     """A KITTI calib line, `key: v v v` with values in KITTI's %e style."""
     return f"{key}: " + " ".join(f"{v:.6e}" for v in np.asarray(values, dtype=np.float64).ravel())
