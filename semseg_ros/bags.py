@@ -18,6 +18,7 @@ timestamps.txt is refused: no stamp is ever made up. /tf_static carries the earl
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ import cv2
 import numpy as np
 import yaml
 from mcap.exceptions import McapError
+from mcap.opcode import Opcode as McapOpcode
 from mcap.records import Channel as McapChannel
+from mcap.records import Chunk as McapChunk
 from mcap.records import Message as McapMessage
 from mcap.records import Schema as McapSchema
-from mcap.stream_reader import StreamReader
+from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -387,12 +390,26 @@ class TruncatedMcapReader:
             raise SemsegError(f"{path}: no channel survives in the truncated mcap file")
 
     def _records(self) -> Iterator[Any]:
-        """Records in file order, stopping quietly where the file breaks off."""
+        """Records in file order, stopping quietly where the file breaks off.
+
+        A cut inside an uncompressed chunk (rosbags' default) still yields the chunk's complete records
+        before the cut; a compressed chunk cannot be read in part and ends the reading where it starts.
+        """
         with open(self.path, "rb") as handle:
+            end = 0  # where the last complete top-level record ends
             try:
-                yield from StreamReader(handle).records
-            except (McapError, EOFError, ValueError, struct.error, RuntimeError):  # the cut: a record or chunk broken off
+                for record in StreamReader(handle, emit_chunks=True).records:
+                    if isinstance(record, McapChunk):
+                        yield from breakup_chunk(record)
+                    else:
+                        yield record
+                    end = handle.tell()
                 return
+            except (McapError, EOFError, ValueError, struct.error, RuntimeError):  # the cut: a record broken off
+                pass
+            if end:
+                handle.seek(end)
+                yield from _partial_chunk_records(handle.read(_MAX_PARTIAL_CHUNK))
 
     def messages(self, connections: list[Any] | None = None) -> Iterator[tuple[Any, int, bytes]]:
         wanted = {c.id: c for c in (connections or self.connections)}
@@ -402,6 +419,28 @@ class TruncatedMcapReader:
 
     def close(self) -> None:
         """Nothing stays open between reads."""
+
+
+_MAX_PARTIAL_CHUNK = 1 << 30  # bytes read of a chunk cut short (rosbags writes chunks of a few MB)
+
+
+def _partial_chunk_records(data: bytes) -> Iterator[Any]:
+    """The complete records inside a chunk record cut short: `data` starts at the chunk's opcode.
+
+    MCAP chunk layout: opcode u8, length u64, message start/end time u64 x2, uncompressed size u64,
+    uncompressed CRC u32, compression (u32 length + UTF-8), records length u64, then the records.
+    """
+    fixed = 9 + 8 + 8 + 8 + 4
+    if len(data) < fixed + 4 or data[0] != McapOpcode.CHUNK:
+        return
+    (name_length,) = struct.unpack_from("<I", data, fixed)
+    start = fixed + 4 + name_length + 8
+    if len(data) < start or data[fixed + 4 : fixed + 4 + name_length] != b"":
+        return  # a compressed chunk cannot be read in part
+    try:
+        yield from StreamReader(io.BytesIO(data[start:]), skip_magic=True).records
+    except (McapError, EOFError, ValueError, struct.error, RuntimeError):
+        return
 
 
 def _qos_profile(profile: dict[str, Any]) -> RecordedQos:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rosutil import spinning, wait_for
 from scipy.spatial.transform import Rotation
@@ -310,7 +311,7 @@ def test_lost_lidar_frames_keep_every_stamp_right_and_are_counted(tmp_path: Path
     assert summary.skipped_lines() == ["velodyne_points: skipped 2 frames (no file and no timestamp): 0000000005, 0000000006"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_wrong_stamp_and_nothing_silently_lost(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     """Any pattern of missing files and blank timestamp lines: every message carries its own frame's stamp,
@@ -323,8 +324,12 @@ def test_no_wrong_stamp_and_nothing_silently_lost(tmp_path_factory: pytest.TempP
     root = tmp_path_factory.mktemp("prop")
     drive = tiny_drive(root / "kitti", count, no_file, blank)
     if not any(set(range(count)) - no_file[s] - blank[s] for s in sensors[:2]):
-        return  # nothing left of camera or lidar
+        with pytest.raises(SemsegError):  # nothing left of camera or lidar: refused in one line
+            kitti_to_bag(drive, root / "bag")
+        event("refused: no camera or lidar frame left")
+        return
     summary = kitti_to_bag(drive, root / "bag")
+    event("some frames skipped" if summary.skipped else "no frame skipped")
     seen = _frames_in_bag(root / "bag", min(set(range(count)) - no_file["oxts"], default=0))
     for sensor, topic in zip(sensors, (TOPICS["image"], TOPICS["points"], TOPICS["tf"]), strict=True):
         written = seen.get(topic, [])
@@ -430,7 +435,7 @@ def test_mcap_cut_in_its_summary_section_plays_everything(ros: None, tmp_path: P
         player.destroy_node()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fraction=st.floats(0.0, 1.0))
 def test_an_mcap_cut_anywhere_opens_with_what_precedes_the_cut(tmp_path_factory: pytest.TempPathFactory, fraction: float) -> None:
     from semseg_ros.bags import open_bag
@@ -444,10 +449,39 @@ def test_an_mcap_cut_anywhere_opens_with_what_precedes_the_cut(tmp_path_factory:
         reader = open_bag(mcap.parent)
     except SemsegError as exc:  # nothing readable: one clear line
         assert "cannot open the bag" in str(exc)
+        assert not any(end <= len(whole) * fraction for end in _message_ends(whole))
+        event("refused: no channel before the cut")
         return
     read = [(c.topic, stamp) for c, stamp, _ in reader.messages()]
     reader.close()
     assert read == messages[: len(read)]
+    assert len(read) == sum(end <= len(whole) * fraction for end in _message_ends(whole))  # every message before the cut
+    event("opened: all messages" if len(read) == len(messages) else "opened: the messages before the cut")
 
 
 _CUT_BAG: tuple[Path, bytes, list[tuple[str, int]]] | None = None
+
+
+def _message_ends(data: bytes) -> list[int]:
+    """File offsets where each Message record of an uncompressed mcap file ends, in file order
+    (an independent walk of the MCAP layout: opcode u8, length u64, body; chunks hold records)."""
+    ends, pos = [], 8
+    while pos + 9 <= len(data):
+        opcode, length = struct.unpack_from("<BQ", data, pos)
+        body = pos + 9
+        if opcode == 0x05:  # Message
+            ends.append(body + length)
+        elif opcode == 0x06:  # Chunk: 28 bytes of times, size and CRC, compression string, records length, records
+            (name_length,) = struct.unpack_from("<I", data, body + 28)
+            assert name_length == 0, "compressed chunk"
+            (records_length,) = struct.unpack_from("<Q", data, body + 32)
+            inner = body + 40
+            while inner < body + 40 + records_length:
+                inner_opcode, inner_length = struct.unpack_from("<BQ", data, inner)
+                inner += 9 + inner_length
+                if inner_opcode == 0x05:
+                    ends.append(inner)
+        elif opcode == 0x0F:  # DataEnd: the summary follows
+            break
+        pos = body + length
+    return ends
