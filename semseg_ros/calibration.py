@@ -145,8 +145,8 @@ class Calibration:
         when the extrinsic already points into the rectified frame).
     velo_to_cam: 4x4 rigid transform from the lidar frame to the reference camera frame.
     image_size: (width, height) the projection was calibrated for; None when the source does not
-        say (KITTI object/tracking/odometry files): the first image size used is then taken as the
-        calibrated one.
+        say (KITTI object/tracking/odometry files, a CameraInfo of size 0): `pixel_indices` then
+        takes the image (mask) it is given as the calibrated one.
     distortion, distortion_model: for a raw (unrectified) image, D and its ROS model name (see
         DISTORTION_MODELS); `projection` is then [K | 0]. None: a rectified image, no distortion.
     """

@@ -139,7 +139,7 @@ class FusionNode(Node):
 
     def _note_distortion(self, msg: CameraInfo) -> None:
         """Say (once per change, and on /diagnostics) whether the camera_info's D is applied or not."""
-        distorted = any(float(v) != 0.0 for v in msg.d)
+        distorted = any(float(v) != 0.0 for v in msg.d) or msg.distortion_model == "equidistant"  # fisheye even with D = 0
         if not distorted:
             note = "none"
         elif self.config["mask_image"] == "raw":
@@ -150,7 +150,7 @@ class FusionNode(Node):
             self.distortion = note
             if distorted and self.config["mask_image"] != "raw":
                 self.get_logger().warning(
-                    f"camera_info carries a non-zero {msg.distortion_model} D; {note}. "
+                    f"camera_info describes a distorted ({msg.distortion_model}) lens; {note}. "
                     "Set mask_image: raw if the masks come from the unrectified image"
                 )
 
