@@ -485,3 +485,24 @@ def _message_ends(data: bytes) -> list[int]:
             break
         pos = body + length
     return ends
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stamps=st.lists(st.none() | st.integers(0, 10**9 * 3600 * 24 * 365 * 30), max_size=30),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    trailing=st.sampled_from(["", "\n", "\n\n"]),
+)
+def test_timestamps_read_back_line_by_line(tmp_path: Path, stamps: list[int | None], newline: str, trailing: str) -> None:
+    """Entry i of read_timestamps is line i's stamp to the nanosecond; a blank line (a lost frame) is MISSING_STAMP."""
+    from semseg_ros.data.kitti_raw import MISSING_STAMP, parse_timestamp
+
+    lines = ["" if s is None else writers.kitti_timestamp(s / 1e9) for s in stamps]
+    path = tmp_path / "timestamps.txt"
+    path.write_bytes((newline.join(lines) + (newline if lines else "") + trailing).encode())
+    got = read_timestamps(path).tolist()
+    while stamps and stamps[-1] is None:
+        stamps.pop()  # trailing blank lines name no frame
+    assert got == [MISSING_STAMP if s is None else parse_timestamp(writers.kitti_timestamp(s / 1e9)) for s in stamps]
+    start = parse_timestamp(writers.kitti_timestamp(0.0))
+    assert all(abs(g - (start + s)) <= 1000 for g, s in zip(got, stamps, strict=True) if s is not None)  # float seconds in between
