@@ -1,16 +1,27 @@
 """KITTI raw drives to ROS 2 bags (sqlite3 or mcap) with rosbags; no ROS install needed.
 
 Topics (kitti2bag names): /kitti/camera_color_left/image_raw (rgb8), .../camera_info (P, K, R, size),
-/kitti/velo/pointcloud (x y z intensity float32), /tf_static (base_link -> velo_link ->
-camera_color_left, the rectified camera-0 optical frame that P_rect_02 projects from). Synthetic
+/kitti/velo/pointcloud (x y z intensity float32), and from the OXTS GPS/IMU of a raw drive
+/kitti/oxts/imu (sensor_msgs/Imu), /kitti/oxts/gps/fix (NavSatFix), /kitti/oxts/gps/vel
+(TwistStamped) and /tf (world -> base_link, the OXTS pose). /tf_static holds base_link -> imu_link
+(identity: base_link is the OXTS unit, as in kitti2bag) -> velo_link (calib_imu_to_velo.txt) ->
+camera_color_left (the rectified camera-0 optical frame that P_rect_02 projects from); without
+calib_imu_to_velo.txt, base_link sits 1.73 m under velo_link and no OXTS is written. Synthetic
 drives add their ground truth: .../semantic (mono8 Cityscapes label ids) and /kitti/velo/labels
-(PointCloud2 x y z float32, label uint16, instance uint16). Stamps come from the timestamps files.
+(PointCloud2 x y z float32, label uint16, instance uint16).
+
+Stamps: every message carries the stamp of its own frame's line in its sensor's timestamps.txt,
+looked up by frame index; frames without a file or without a stamp (KITTI leaves lost frames'
+lines blank) are skipped and listed in BagSummary.skipped, and a sensor folder without its
+timestamps.txt is refused: no stamp is ever made up. /tf_static carries the earliest stamp.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import io
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +29,44 @@ import cv2
 import numpy as np
 import yaml
 from mcap.exceptions import McapError
+from mcap.opcode import Opcode as McapOpcode
 from mcap.records import Channel as McapChannel
+from mcap.records import Chunk as McapChunk
 from mcap.records import Message as McapMessage
 from mcap.records import Schema as McapSchema
-from mcap.stream_reader import StreamReader
+from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from semseg_ros.data.kitti_raw import KittiDrive, read_point_labels, read_timestamps, read_velodyne
+from semseg_ros.calibration import RAW_IMU_TO_VELO, read_rigid_transform
+from semseg_ros.data.kitti_raw import (
+    MISSING_STAMP,
+    KittiDrive,
+    oxts_pose,
+    read_oxts,
+    read_point_labels,
+    read_timestamps,
+    read_velodyne,
+)
 from semseg_ros.errors import SemsegError
 
 CAMERA_FRAME = "camera_color_left"
 VELO_FRAME = "velo_link"
 BASE_FRAME = "base_link"
+IMU_FRAME = "imu_link"
+WORLD_FRAME = "world"
 TOPICS = {
     "image": "/kitti/camera_color_left/image_raw",
     "camera_info": "/kitti/camera_color_left/camera_info",
     "points": "/kitti/velo/pointcloud",
     "semantic": "/kitti/camera_color_left/semantic",
     "point_labels": "/kitti/velo/labels",
+    "imu": "/kitti/oxts/imu",
+    "gps_fix": "/kitti/oxts/gps/fix",
+    "gps_vel": "/kitti/oxts/gps/vel",
+    "tf": "/tf",
     "tf_static": "/tf_static",
 }
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -60,24 +88,45 @@ def _field(name: str, offset: int, datatype: int) -> Any:
     return TYPESTORE.types["sensor_msgs/msg/PointField"](name=name, offset=offset, datatype=datatype, count=1)
 
 
+def _vector(x: float, y: float, z: float) -> Any:
+    return TYPESTORE.types["geometry_msgs/msg/Vector3"](x=float(x), y=float(y), z=float(z))
+
+
+def _quaternion(rotation: np.ndarray) -> Any:
+    qx, qy, qz, qw = Rotation.from_matrix(rotation).as_quat()
+    return TYPESTORE.types["geometry_msgs/msg/Quaternion"](x=float(qx), y=float(qy), z=float(qz), w=float(qw))
+
+
 def _transform(stamp_ns: int, parent: str, child: str, matrix: np.ndarray) -> Any:
     t = TYPESTORE.types
-    qx, qy, qz, qw = Rotation.from_matrix(matrix[:3, :3]).as_quat()
-    translation = t["geometry_msgs/msg/Vector3"](x=float(matrix[0, 3]), y=float(matrix[1, 3]), z=float(matrix[2, 3]))
-    rotation = t["geometry_msgs/msg/Quaternion"](x=float(qx), y=float(qy), z=float(qz), w=float(qw))
     return t["geometry_msgs/msg/TransformStamped"](
         header=_header(stamp_ns, parent),
         child_frame_id=child,
-        transform=t["geometry_msgs/msg/Transform"](translation=translation, rotation=rotation),
+        transform=t["geometry_msgs/msg/Transform"](translation=_vector(*matrix[:3, 3]), rotation=_quaternion(matrix[:3, :3])),
     )
 
 
 @dataclass
 class BagSummary:
+    """What kitti_to_bag wrote: frames considered, messages per topic, and the frames it skipped.
+
+    skipped: sensor folder -> reason -> frame names, e.g. {"velodyne_points": {"no file": ["0000000005"]}}.
+    """
+
     path: Path
     frames: int
     messages: dict[str, int]
     duration_s: float
+    skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def skipped_lines(self) -> list[str]:
+        """One line per sensor and reason, for the user."""
+        lines = []
+        for sensor, reasons in self.skipped.items():
+            for reason, names in reasons.items():
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                lines.append(f"{sensor}: skipped {len(names)} frame{'s' * (len(names) != 1)} ({reason}): {shown}")
+        return lines
 
 
 def _frame_range(names: list[str], frames: str | None) -> list[str]:
@@ -94,67 +143,137 @@ def _frame_range(names: list[str], frames: str | None) -> list[str]:
     return chosen
 
 
+@dataclass
+class _Sensor:
+    folder: Path
+    files: set[str]  # frame names with a data file
+    path: Callable[[str], Path]
+
+
+def _sensors(drive: KittiDrive) -> dict[str, _Sensor]:
+    """The sensor folders of the drive that hold data: camera, lidar and OXTS."""
+    found = {}
+    for folder, pattern, path in (
+        (drive.image_dir, "*.png", drive.image_path),
+        (drive.velodyne_dir, "*.bin", drive.velodyne_path),
+        (drive.oxts_dir, "*.txt", drive.oxts_path),
+    ):
+        files = {p.stem for p in (folder / "data").glob(pattern) if p.stem.isdigit()}
+        if files:
+            found[folder.name] = _Sensor(folder, files, path)
+    return found
+
+
 def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", frames: str | None = None) -> BagSummary:
-    """Write the drive as a ROS 2 bag at `out` (a folder, as `ros2 bag record` makes)."""
+    """Write the drive as a ROS 2 bag at `out` (a folder, as `ros2 bag record` makes).
+
+    `frames` "a:b" picks frames by position in the drive. Raises SemsegError (one line with the fix)
+    when the drive has no data, a sensor folder lacks its timestamps.txt, or `out` exists.
+    """
     drive = KittiDrive(Path(drive_dir))
     out = Path(out)
     if out.exists():
         raise SemsegError(f"{out} exists; choose a new bag folder (ros2 bag never overwrites either)")
-    calib = drive.calibration
-    image_frames = drive.frames()
-    velo_frames = {p.stem for p in (drive.velodyne_dir / "data").glob("*.bin")}
-    if not image_frames and not velo_frames:
-        raise SemsegError(f"{drive.path}: no image_02/data/*.png and no velodyne_points/data/*.bin")
-    names = _frame_range(sorted(set(image_frames) | velo_frames), frames)
-    camera_stamps = read_timestamps(drive.image_dir / "timestamps.txt") if (drive.image_dir / "timestamps.txt").is_file() else None
-    velo_stamps = read_timestamps(drive.velodyne_dir / "timestamps.txt") if (drive.velodyne_dir / "timestamps.txt").is_file() else None
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
     if plugin is None:
         raise SemsegError(f"--storage {storage}: expected mcap or sqlite3")
+    calib = drive.calibration
+    sensors = _sensors(drive)
+    if drive.image_dir.name not in sensors and drive.velodyne_dir.name not in sensors:
+        raise SemsegError(f"{drive.path}: no image_02/data/*.png and no velodyne_points/data/*.bin")
+    names = _frame_range(sorted(set().union(*(s.files for s in sensors.values()))), frames)
+    skipped: dict[str, dict[str, list[str]]] = {}
+    imu_calib = drive.path.parent / RAW_IMU_TO_VELO
+    oxts = sensors.get(drive.oxts_dir.name)
+    if oxts is not None and not imu_calib.is_file():
+        skipped[drive.oxts_dir.name] = {f"no {imu_calib} to place the OXTS unit": sorted(oxts.files & set(names))}
+        del sensors[drive.oxts_dir.name]
+        oxts = None
+
+    plan: list[tuple[int, int, str, str]] = []  # (stamp, sensor order, sensor, frame name), written in stamp order
+    for order, (sensor, entry) in enumerate(sensors.items()):
+        stamps_path = entry.folder / "timestamps.txt"
+        if not stamps_path.is_file():
+            raise SemsegError(
+                f"{stamps_path} not found: every KITTI raw sensor folder has one (restore it from the drive's archive); "
+                "kitti2bag never invents a stamp"
+            )
+        stamps = read_timestamps(stamps_path)
+        for name in names:
+            index = int(name)
+            stamp = int(stamps[index]) if index < len(stamps) else MISSING_STAMP
+            if name in entry.files and stamp != MISSING_STAMP:
+                plan.append((stamp, order, sensor, name))
+                continue
+            reason = "no timestamp" if name in entry.files else "no file" if stamp != MISSING_STAMP else "no file and no timestamp"
+            skipped.setdefault(sensor, {}).setdefault(reason, []).append(name)
+    if not plan:
+        raise SemsegError(f"{drive.path}: no frame has both a data file and a timestamp")
+    plan.sort()
+    first_oxts = read_oxts(drive.oxts_path(min(oxts.files))) if oxts is not None else None
+
     t = TYPESTORE.types
     counts: dict[str, int] = {}
-    first = last = None
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         connections: dict[str, Any] = {}
 
         def write(key: str, msgtype: str, msg: Any, stamp_ns: int, qos: Qos | None = None) -> None:
-            nonlocal first, last
             if key not in connections:
                 connections[key] = writer.add_connection(TOPICS[key], msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos or _qos()])
             writer.write(connections[key], stamp_ns, bytes(TYPESTORE.serialize_cdr(msg, msgtype)))
             counts[TOPICS[key]] = counts.get(TOPICS[key], 0) + 1
-            first = stamp_ns if first is None else min(first, stamp_ns)
-            last = stamp_ns if last is None else max(last, stamp_ns)
 
-        start_ns = int(camera_stamps[int(names[0])]) if camera_stamps is not None and int(names[0]) < len(camera_stamps) else 0
+        start_ns = plan[0][0]
         rect = np.eye(4)
         rect[:3, :3] = calib.rectification
-        velo_to_camera = rect @ calib.velo_to_cam
-        static = t["tf2_msgs/msg/TFMessage"](
-            transforms=[
-                _transform(
-                    start_ns,
-                    BASE_FRAME,
-                    VELO_FRAME,
-                    np.block([[np.eye(3), np.array([[0.0], [0.0], [1.73]])], [np.zeros((1, 3)), np.ones((1, 1))]]),
-                ),
-                _transform(start_ns, VELO_FRAME, CAMERA_FRAME, np.linalg.inv(velo_to_camera)),
+        camera = _transform(start_ns, VELO_FRAME, CAMERA_FRAME, np.linalg.inv(rect @ calib.velo_to_cam))
+        if imu_calib.is_file():
+            imu_to_velo = read_rigid_transform(imu_calib)
+            transforms = [
+                _transform(start_ns, BASE_FRAME, IMU_FRAME, np.eye(4)),
+                _transform(start_ns, IMU_FRAME, VELO_FRAME, np.linalg.inv(imu_to_velo)),
+                camera,
             ]
-        )
+        else:
+            nominal = np.eye(4)
+            nominal[2, 3] = 1.73  # the HDL-64E above the ground
+            transforms = [_transform(start_ns, BASE_FRAME, VELO_FRAME, nominal), camera]
+        static = t["tf2_msgs/msg/TFMessage"](transforms=transforms)
         write("tf_static", "tf2_msgs/msg/TFMessage", static, start_ns, _qos(QosDurability.TRANSIENT_LOCAL))
-        for name in names:
-            index = int(name)
-            image_path = drive.image_path(name)
-            if image_path.is_file() and camera_stamps is not None and index < len(camera_stamps):
-                stamp = int(camera_stamps[index])
-                for key, msgtype, msg in _camera_messages(drive, name, stamp, calib):
-                    write(key, msgtype, msg, stamp)
-            velo_path = drive.velodyne_path(name)
-            if velo_path.is_file() and velo_stamps is not None and index < len(velo_stamps):
-                stamp = int(velo_stamps[index])
-                for key, msgtype, msg in _lidar_messages(drive, name, stamp):
-                    write(key, msgtype, msg, stamp)
-    return BagSummary(out, len(names), counts, ((last or 0) - (first or 0)) / 1e9)
+        for stamp, _, sensor, name in plan:
+            if sensor == drive.image_dir.name:
+                messages = _camera_messages(drive, name, stamp, calib)
+            elif sensor == drive.velodyne_dir.name:
+                messages = _lidar_messages(drive, name, stamp)
+            else:
+                assert first_oxts is not None
+                messages = _oxts_messages(read_oxts(drive.oxts_path(name)), first_oxts, stamp)
+            for key, msgtype, msg in messages:
+                write(key, msgtype, msg, stamp)
+    return BagSummary(out, len(names), counts, (plan[-1][0] - plan[0][0]) / 1e9, skipped)
+
+
+def _oxts_messages(record: dict[str, float], first: dict[str, float], stamp: int) -> Iterator[tuple[str, str, Any]]:
+    """Imu, NavSatFix, TwistStamped and the world -> base_link pose of one OXTS record, as kitti2bag writes them."""
+    t = TYPESTORE.types
+    r = record
+    header = _header(stamp, IMU_FRAME)
+    pose = oxts_pose(record, first)
+    zeros = np.zeros(9)  # covariance unknown
+    yield "imu", "sensor_msgs/msg/Imu", t["sensor_msgs/msg/Imu"](
+        header=header, orientation=_quaternion(pose[:3, :3]), orientation_covariance=zeros,
+        angular_velocity=_vector(r["wf"], r["wl"], r["wu"]), angular_velocity_covariance=zeros,
+        linear_acceleration=_vector(r["af"], r["al"], r["au"]), linear_acceleration_covariance=zeros,
+    )  # fmt: skip
+    status = t["sensor_msgs/msg/NavSatStatus"](status=0, service=1)  # STATUS_FIX, SERVICE_GPS
+    variance = r["pos_accuracy"] ** 2
+    yield "gps_fix", "sensor_msgs/msg/NavSatFix", t["sensor_msgs/msg/NavSatFix"](
+        header=header, status=status, latitude=r["lat"], longitude=r["lon"], altitude=r["alt"],
+        position_covariance=np.diag([variance, variance, variance]).ravel(), position_covariance_type=1,  # APPROXIMATED
+    )  # fmt: skip
+    twist = t["geometry_msgs/msg/Twist"](linear=_vector(r["vf"], r["vl"], r["vu"]), angular=_vector(r["wf"], r["wl"], r["wu"]))
+    yield "gps_vel", "geometry_msgs/msg/TwistStamped", t["geometry_msgs/msg/TwistStamped"](header=header, twist=twist)
+    yield "tf", "tf2_msgs/msg/TFMessage", t["tf2_msgs/msg/TFMessage"](transforms=[_transform(stamp, WORLD_FRAME, BASE_FRAME, pose)])
 
 
 def _camera_messages(drive: KittiDrive, name: str, stamp: int, calib: Any) -> Iterator[tuple[str, str, Any]]:
@@ -242,11 +361,13 @@ class RecoveredConnection:
 
 
 class TruncatedMcapReader:
-    """An .mcap bag without its footer (the recorder was killed) read record by record up to the cut.
+    """An .mcap bag cut short (a killed recorder, a partial copy) read record by record up to the cut.
 
     rosbags needs the summary at the end of the file; here Schema, Channel and Message records are
-    streamed in order, so everything written before the cut is still played. Same interface as the
-    parts of rosbags' Reader the player uses: `connections`, `messages(connections)`, `close()`.
+    streamed in order, so everything written before the cut is still played, wherever the cut falls
+    (in a message, a chunk or the summary section, whose repeated Channel records are ignored). Same
+    interface as the parts of rosbags' Reader the player uses: `connections`, `messages(connections)`,
+    `close()`. Raises SemsegError when no channel survives.
     """
 
     def __init__(self, path: Path):
@@ -257,7 +378,7 @@ class TruncatedMcapReader:
         for record in self._records():
             if isinstance(record, McapSchema):
                 schemas[record.id] = record.name
-            elif isinstance(record, McapChannel):
+            elif isinstance(record, McapChannel) and record.id not in {c.id for c in self.connections}:
                 recorded = yaml.safe_load(record.metadata.get("offered_qos_profiles", "") or "[]") or []
                 profiles = [_qos_profile(p) for p in recorded if isinstance(p, dict)]
                 self.connections.append(
@@ -269,12 +390,26 @@ class TruncatedMcapReader:
             raise SemsegError(f"{path}: no channel survives in the truncated mcap file")
 
     def _records(self) -> Iterator[Any]:
-        """Records in file order, stopping quietly where the file breaks off."""
+        """Records in file order, stopping quietly where the file breaks off.
+
+        A cut inside an uncompressed chunk (rosbags' default) still yields the chunk's complete records
+        before the cut; a compressed chunk cannot be read in part and ends the reading where it starts.
+        """
         with open(self.path, "rb") as handle:
+            end = 0  # where the last complete top-level record ends
             try:
-                yield from StreamReader(handle).records
-            except (McapError, EOFError, ValueError):
+                for record in StreamReader(handle, emit_chunks=True).records:
+                    if isinstance(record, McapChunk):
+                        yield from breakup_chunk(record)
+                    else:
+                        yield record
+                    end = handle.tell()
                 return
+            except (McapError, EOFError, ValueError, struct.error, RuntimeError):  # the cut: a record broken off
+                pass
+            if end:
+                handle.seek(end)
+                yield from _partial_chunk_records(handle.read(_MAX_PARTIAL_CHUNK))
 
     def messages(self, connections: list[Any] | None = None) -> Iterator[tuple[Any, int, bytes]]:
         wanted = {c.id: c for c in (connections or self.connections)}
@@ -284,6 +419,28 @@ class TruncatedMcapReader:
 
     def close(self) -> None:
         """Nothing stays open between reads."""
+
+
+_MAX_PARTIAL_CHUNK = 1 << 30  # bytes read of a chunk cut short (rosbags writes chunks of a few MB)
+
+
+def _partial_chunk_records(data: bytes) -> Iterator[Any]:
+    """The complete records inside a chunk record cut short: `data` starts at the chunk's opcode.
+
+    MCAP chunk layout: opcode u8, length u64, message start/end time u64 x2, uncompressed size u64,
+    uncompressed CRC u32, compression (u32 length + UTF-8), records length u64, then the records.
+    """
+    fixed = 9 + 8 + 8 + 8 + 4
+    if len(data) < fixed + 4 or data[0] != McapOpcode.CHUNK:
+        return
+    (name_length,) = struct.unpack_from("<I", data, fixed)
+    start = fixed + 4 + name_length + 8
+    if len(data) < start or data[fixed + 4 : fixed + 4 + name_length] != b"":
+        return  # a compressed chunk cannot be read in part
+    try:
+        yield from StreamReader(io.BytesIO(data[start:]), skip_magic=True).records
+    except (McapError, EOFError, ValueError, struct.error, RuntimeError):
+        return
 
 
 def _qos_profile(profile: dict[str, Any]) -> RecordedQos:
@@ -308,6 +465,9 @@ def open_bag(path: str | Path) -> Any:
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
         files = sorted(path.glob("*.mcap")) if path.is_dir() else [path] if path.suffix == ".mcap" else []
-        if len(files) == 1 and "magic" in reason.lower():
-            return TruncatedMcapReader(files[0])
+        if len(files) == 1:  # a cut mcap file: rosbags needs its summary, record-by-record reading does not
+            try:
+                return TruncatedMcapReader(files[0])
+            except SemsegError:
+                pass
         raise SemsegError(f"{path}: cannot open the bag ({reason})") from None

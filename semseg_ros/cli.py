@@ -464,6 +464,8 @@ def _run_kitti2bag(args: argparse.Namespace) -> int:
     summary = kitti_to_bag(args.drive, args.out, args.storage, args.frames)
     topics = ", ".join(f"{t} ({n})" for t, n in summary.messages.items())
     print(f"wrote {summary.path}: {summary.frames} frames over {summary.duration_s:.1f} s: {topics}")
+    for line in summary.skipped_lines():
+        print(f"semseg kitti2bag: warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -103,10 +103,22 @@ FUSION_PARAMS: tuple[Param, ...] = (
         choices=("kitti_raw", "kitti_object", "camera_info", "camera_info_tf"),
     ),
     Param("kitti_calib_dir", "", "KITTI raw date folder holding calib_cam_to_cam.txt and calib_velo_to_cam.txt"),
-    Param("kitti_calib_file", "", "KITTI object/odometry calib file (P0-P3, R0_rect, Tr_velo_to_cam)"),
+    Param(
+        "kitti_calib_file",
+        "",
+        "KITTI object, tracking or odometry calib file (P0-P3 with R0_rect/R_rect and Tr_velo_to_cam/Tr_velo_cam, or Tr); "
+        "the image size is taken from the masks",
+    ),
     Param("camera_index", 2, "KITTI camera whose images the masks come from", range=(0, 3)),
     Param(
         "lidar_to_camera", IDENTITY_4X4, "row-major 4x4 transform from the lidar frame to the camera's optical frame (camera_info source)"
+    ),
+    Param(
+        "mask_image",
+        "rectified",
+        "which image the masks are segmented from (camera_info sources, as ROS image_geometry): rectified: project with P, "
+        "D does not apply; raw: project with K and D (plumb_bob, rational_polynomial, equidistant)",
+        choices=("rectified", "raw"),
     ),
     Param("slop", 0.05, "largest stamp difference (s) between a cloud and the mask fused with it", live=True, range=(0.0, 1.0)),
     Param("queue_size", 10, "messages kept per stream while waiting for a partner", range=(1, 100)),

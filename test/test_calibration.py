@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from semseg_ros.calibration import Calibration
+from semseg_ros.calibration import Calibration, read_calib_file
 from semseg_ros.errors import CalibrationError
 
 # The real files' lines, typed in independently of the package's own copy.
@@ -171,3 +174,212 @@ def test_bad_matrices_and_points() -> None:
         calib.pixel_indices(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="Nx3"):
         calib.project(np.zeros(3))
+
+
+# ---------------------------------------------------------------- every KITTI calibration variant
+def _fmt(matrix: np.ndarray) -> str:
+    return " ".join(f"{v:.9e}" for v in np.ravel(matrix))
+
+
+TR = np.column_stack([R_VC, T_VC])
+CALIB_FILES = {
+    # KITTI object: `key: values`, R0_rect and Tr_velo_to_cam.
+    "object": "".join(f"P{i}: {_fmt(P2)}\n" for i in range(4))
+    + f"R0_rect: {_fmt(R_RECT)}\nTr_velo_to_cam: {_fmt(TR)}\nTr_imu_to_velo: {_fmt(TR)}\n",
+    # KITTI tracking: P0-P3 with colons, R_rect, Tr_velo_cam and Tr_imu_velo without.
+    "tracking": "".join(f"P{i}: {_fmt(P2)}\n" for i in range(4))
+    + f"R_rect {_fmt(R_RECT)}\nTr_velo_cam {_fmt(TR)}\nTr_imu_velo {_fmt(TR)}\n",
+    # KITTI odometry calib.txt: P0-P3 and Tr (lidar to rectified camera 0), no R0_rect.
+    "odometry": "".join(f"P{i}: {_fmt(P2)}\n" for i in range(4)) + f"Tr: {_fmt(R_RECT @ TR)}\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CALIB_FILES))
+def test_object_tracking_and_odometry_files_load_and_label_points(raw_dir: Path, tmp_path: Path, kind: str) -> None:
+    """Regression: tracking keys without a colon were refused; no variant carries an image size, and
+    label_points (as fusion_node calls it) failed with "cannot rescale a calibration whose image size is unknown"."""
+    from semseg_ros.fusion.label_points import label_points
+
+    raw = Calibration.from_kitti_raw(raw_dir)
+    path = tmp_path / f"{kind}.txt"
+    path.write_text(CALIB_FILES[kind])
+    calib = Calibration.from_kitti_object(path)
+    assert calib.image_size is None
+    np.testing.assert_allclose(calib.velo_to_image, raw.velo_to_image, rtol=1e-6, atol=1e-6)
+    points = np.random.default_rng(1).uniform([2, -20, -2], [60, 20, 2], size=(5000, 3))
+    mask = np.random.default_rng(2).integers(0, 19, size=(375, 1242), dtype=np.uint8)
+    got, want = label_points(points, mask, calib), label_points(points, mask, raw)
+    assert got.in_view.sum() > 1000
+    np.testing.assert_array_equal(got.labels, want.labels)
+    np.testing.assert_array_equal(got.in_view, want.in_view)
+
+
+@st.composite
+def calib_texts(draw: st.DrawFn) -> tuple[str, dict[str, np.ndarray]]:
+    """A calibration file with random keys and matrices, each line written with a colon or without, in
+    %e, %g or repr style, with stray blank lines, spaces, tabs and CRLF endings."""
+    names = draw(st.lists(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True), min_size=1, max_size=6, unique=True))
+    finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+    matrices = {name: np.array(draw(st.lists(finite, min_size=1, max_size=12))) for name in names}
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = []
+    for name, values in matrices.items():
+        style = draw(st.sampled_from(["{:.6e}", "{:.12g}", "{!r}"]))
+        sep = draw(st.sampled_from([": ", ":", " ", "\t", " : "]))
+        lines.append(name + sep + draw(st.sampled_from([" ", "  ", "\t"])).join(style.format(float(v)) for v in values))
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["", "   ", "\t"])))
+    return newline.join(lines) + newline, matrices
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calib_texts())
+def test_calib_files_read_back_whatever_the_separator(tmp_path: Path, case: tuple[str, dict[str, np.ndarray]]) -> None:
+    text, matrices = case
+    path = tmp_path / "calib.txt"
+    path.write_bytes(text.encode())
+    entries = read_calib_file(path)
+    assert set(entries) == set(matrices)
+    for name, values in matrices.items():
+        np.testing.assert_allclose([float(t) for t in entries[name]], values, rtol=1e-6)
+
+
+def _random_rotation(draw: st.DrawFn) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    angles = draw(st.lists(st.floats(-np.pi, np.pi), min_size=3, max_size=3))
+    return np.asarray(Rotation.from_euler("xyz", angles).as_matrix())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), kind=st.sampled_from(sorted(CALIB_FILES)))
+def test_any_calibration_in_any_kitti_layout_projects_like_its_matrices(tmp_path: Path, data: st.DataObject, kind: str) -> None:
+    """A random calibration written in the object, tracking or odometry layout projects as the chain says."""
+    draw = data.draw
+    focal = draw(st.floats(100, 2000))
+    p = np.array([[focal, 0, draw(st.floats(0, 1500)), draw(st.floats(-500, 500))], [0, focal, draw(st.floats(0, 500)), 0], [0, 0, 1, 0]])
+    rect, rotation = _random_rotation(draw), _random_rotation(draw)
+    tr = np.column_stack([rotation, draw(st.lists(st.floats(-3, 3), min_size=3, max_size=3))])
+    text = CALIB_FILES[kind]
+    text = (
+        text.replace(_fmt(P2), _fmt(p))
+        .replace(_fmt(R_RECT @ TR), _fmt(rect @ tr))
+        .replace(_fmt(R_RECT), _fmt(rect))
+        .replace(_fmt(TR), _fmt(tr))
+    )
+    path = tmp_path / "calib.txt"
+    path.write_text(text)
+    calib = Calibration.from_kitti_object(path, camera=draw(st.integers(0, 3)))
+    points = np.random.default_rng(0).uniform(-30, 30, size=(50, 3))
+    cam = points @ (rect @ tr[:, :3]).T + rect @ tr[:, 3]
+    image = cam @ p[:, :3].T + p[:, 3]
+    uv, depth = calib.project(points)
+    np.testing.assert_allclose(depth, image[:, 2], rtol=1e-6, atol=1e-6)
+    front = image[:, 2] > 0.5
+    np.testing.assert_allclose(uv[front], image[front, :2] / image[front, 2:], rtol=1e-5, atol=1e-3)
+
+
+# ---------------------------------------------------------------- raw images: K and D (ROS image_geometry)
+# The real 2011_09_26 camera-2 intrinsics of the unrectified 1392x512 image (calib_cam_to_cam.txt K_02, D_02).
+K_02 = np.array([9.597910e02, 0.0, 6.960217e02, 0.0, 9.569251e02, 2.241806e02, 0.0, 0.0, 1.0]).reshape(3, 3)
+D_02 = np.array([-3.691481e-01, 1.968681e-01, 1.353473e-03, 5.677587e-04, -6.770705e-02])
+
+
+class Info:
+    """The CameraInfo fields Calibration.from_camera_info reads."""
+
+    def __init__(self, d: np.ndarray, model: str = "plumb_bob", k: np.ndarray = K_02, size: tuple[int, int] = (1392, 512)) -> None:
+        self.width, self.height = size
+        self.k, self.d, self.distortion_model = k.ravel().tolist(), list(d), model
+        self.p = np.column_stack([k, np.zeros(3)]).ravel().tolist()
+
+
+def _camera_points(count: int, seed: int = 0) -> np.ndarray:
+    """Points in front of the camera (camera frame), up to about 45 degrees off axis."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(2, 60, count)
+    return np.column_stack([rng.uniform(-0.8, 0.8, count) * z, rng.uniform(-0.3, 0.3, count) * z, z])
+
+
+def test_raw_image_projection_applies_kitti_distortion_like_opencv() -> None:
+    """Regression: a CameraInfo D was ignored silently; with KITTI camera 2's D that moves points by
+    a median of about 14 px and up to more than 100 px inside the 1392x512 raw image."""
+    points = _camera_points(20000)
+    calib = Calibration.from_camera_info(Info(D_02), np.eye(4), "raw")
+    uv, depth = calib.project(points)
+    expected, _ = cv2.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K_02, D_02)
+    expected = expected.reshape(-1, 2)
+    ok = ~np.isnan(uv[:, 0])
+    assert ok.mean() > 0.99
+    np.testing.assert_allclose(uv[ok], expected[ok], atol=1e-6)
+    np.testing.assert_allclose(depth, points[:, 2])
+    undistorted, _ = Calibration.from_camera_info(Info(np.zeros(5)), np.eye(4), "raw").project(points)
+    inside = ok & (expected[:, 0] >= 0) & (expected[:, 0] < 1392) & (expected[:, 1] >= 0) & (expected[:, 1] < 512)
+    shift = np.linalg.norm(uv[inside] - undistorted[inside], axis=1)
+    assert np.median(shift) > 10 and shift.max() > 100  # uniform points here; KITTI sweeps: median 14, max 138
+    # Pixel indices (what label_points uses) follow the distorted positions.
+    rows, cols, _, valid = calib.pixel_indices(points)
+    assert valid.sum() > 0.5 * len(points)
+    np.testing.assert_array_equal(cols[valid], np.floor(expected[valid, 0] + 0.5))
+    np.testing.assert_array_equal(rows[valid], np.floor(expected[valid, 1] + 0.5))
+
+
+def test_rectified_masks_use_p_and_d_stays_out() -> None:
+    info = Info(D_02)
+    info.p = P2.ravel().tolist()
+    rectified = Calibration.from_camera_info(info, np.eye(4), "rectified")
+    assert rectified.distortion is None
+    np.testing.assert_array_equal(rectified.projection, P2)
+    with pytest.raises(CalibrationError, match="mask_image 'fisheye'"):
+        Calibration.from_camera_info(info, np.eye(4), "fisheye")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    model=st.sampled_from(["plumb_bob", "rational_polynomial", "equidistant"]),
+    coefficients=st.lists(st.floats(-0.3, 0.3), min_size=8, max_size=8),
+    seed=st.integers(0, 2**16),
+)
+def test_every_ros_distortion_model_matches_opencv(model: str, coefficients: list[float], seed: int) -> None:
+    count = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}[model]
+    d = np.array(coefficients[:count])
+    if model != "equidistant":
+        d[2:4] *= 0.03  # tangential terms are small on real lenses
+    calib = Calibration.from_camera_info(Info(d, model), np.eye(4), "raw")
+    points = _camera_points(500, seed)
+    uv, _ = calib.project(points)
+    if model == "equidistant":
+        expected, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K_02, d)
+    else:
+        expected, _ = cv2.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K_02, d)
+    expected = expected.reshape(-1, 2)
+    ok = ~np.isnan(uv[:, 0])
+    radius = np.hypot(points[:, 0], points[:, 1]) / points[:, 2]
+    assert ok[radius < calib.max_undistorted_radius * 0.999].all()  # only the folded-back part is dropped
+    np.testing.assert_allclose(uv[ok], expected[ok], atol=1e-5)
+    # Resizing the mask scales K and keeps D (D acts on normalised coordinates).
+    half = calib.scaled(696, 256)
+    uv_half, _ = half.project(points)
+    np.testing.assert_allclose(uv_half[ok], (expected[ok] + 0.5) * 0.5 - 0.5, atol=1e-5)
+
+
+def test_points_where_the_distortion_folds_back_never_land_in_the_image() -> None:
+    """KITTI's D maps radius r = 1.5 (56 deg off axis) back inside the image; such points must stay out."""
+    calib = Calibration.from_camera_info(Info(D_02), np.eye(4), "raw")
+    assert 1.1 < calib.max_undistorted_radius < 1.3
+    far_off = np.array([[1.5, 0.1, 1.0], [-1.6, 0.0, 1.0]]) * 10
+    expected, _ = cv2.projectPoints(far_off.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K_02, D_02)
+    assert ((expected[:, 0, 0] > 0) & (expected[:, 0, 0] < 1392)).all()  # where a naive projection puts them
+    _, _, _, valid = calib.pixel_indices(far_off)
+    assert not valid.any()
+
+
+def test_unsupported_distortion_is_refused_not_ignored() -> None:
+    with pytest.raises(CalibrationError, match="'kannala' is not supported"):
+        Calibration.from_camera_info(Info(D_02, "kannala"), np.eye(4), "raw")
+    with pytest.raises(CalibrationError, match="at most 5"):
+        Calibration.from_camera_info(Info(np.ones(6) * 0.01), np.eye(4), "raw")
+    # An all-zero D of any model is no distortion at all.
+    assert Calibration.from_camera_info(Info(np.zeros(4), "kannala"), np.eye(4), "raw").distortion is None
+    with pytest.raises(CalibrationError, match="camera rays"):
+        Calibration.from_camera_info(Info(D_02), np.eye(4), "raw").camera_rays()

@@ -255,3 +255,80 @@ def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive
         assert wait_for(lambda: any(5 <= d.header.stamp.sec < 1000 for d in diagnostics[count:]), timeout=5)
         assert exchange(probe, cloud_msg(xyz, 6.0), mask_msg(mask, 6.0)) is not None
         assert node.counts["failed"] == 0
+
+
+@pytest.mark.parametrize("layout", ["object", "tracking", "odometry"])
+def test_kitti_object_tracking_and_odometry_calibrations_fuse(ros: Any, drive: KittiDrive, tmp_path: Path, layout: str) -> None:
+    """Regression: calibration_source kitti_object failed on every frame ("cannot rescale a calibration whose
+    image size is unknown"); tracking files (R_rect, Tr_velo_cam without colons) did not even load."""
+    text = writers.object_calibration_text(1242, 375)
+    if layout == "tracking":
+        text = text.replace("R0_rect:", "R_rect").replace("Tr_velo_to_cam:", "Tr_velo_cam").replace("Tr_imu_to_velo:", "Tr_imu_velo")
+    elif layout == "odometry":
+        rect = np.eye(4)
+        rect[:3, :3] = drive.calibration.rectification
+        tr = (rect @ drive.calibration.velo_to_cam)[:3]
+        text = (
+            "".join(line + "\n" for line in text.splitlines() if line.startswith("P"))
+            + "Tr: "
+            + " ".join(f"{v:.12e}" for v in tr.ravel())
+            + "\n"
+        )
+    (tmp_path / "calib.txt").write_text(text)
+    xyz, mask = frame_data(drive, 0)
+    with running(drive, calibration_source="kitti_object", kitti_calib_file=str(tmp_path / "calib.txt")) as (node, probe):
+        out = exchange(probe, cloud_msg(xyz, 800.0), mask_msg(mask, 800.0))
+        expected = label_points(xyz, mask, drive.calibration)
+        np.testing.assert_array_equal(decode(out)["label"], expected.labels)
+        assert node.counts["failed"] == 0
+
+
+def camera_info_msg(k: np.ndarray, d: list[float], p: np.ndarray, size: tuple[int, int], stamp: float) -> Any:
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo()
+    msg.header.frame_id = "camera_color_left"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), round((stamp % 1) * 1e9)
+    msg.width, msg.height = size
+    msg.distortion_model, msg.d = "plumb_bob", d
+    msg.k, msg.r, msg.p = k.ravel().tolist(), np.eye(3).ravel().tolist(), p.ravel().tolist()
+    return msg
+
+
+def test_camera_info_distortion_is_applied_for_raw_masks_and_reported_for_rectified(ros: Any, drive: KittiDrive) -> None:
+    """Regression: a camera_info with non-zero D was projected as if D were zero, silently."""
+    from sensor_msgs.msg import CameraInfo
+
+    from semseg_ros.calibration import Calibration
+
+    k = np.array([[959.791, 0.0, 696.0217], [0.0, 956.9251, 224.1806], [0.0, 0.0, 1.0]])  # KITTI 2011_09_26 K_02, D_02
+    d = [-0.3691481, 0.1968681, 0.001353473, 0.0005677587, -0.06770705]
+    rect = np.eye(4)
+    rect[:3, :3] = drive.calibration.rectification
+    extrinsic = rect @ drive.calibration.velo_to_cam
+    xyz, _ = frame_data(drive, 0)
+    mask = np.random.default_rng(0).integers(0, 19, size=(512, 1392), dtype=np.uint8)
+    info = camera_info_msg(k, d, np.column_stack([k, np.zeros(3)]), (1392, 512), 900.0)
+    for mask_image in ("raw", "rectified"):
+        overrides = {"calibration_source": "camera_info", "lidar_to_camera": extrinsic.ravel().tolist(), "mask_image": mask_image}
+        with running(drive, **overrides) as (node, probe):
+            info_pub = probe.create_publisher(CameraInfo, "camera_info", 10)
+            assert wait_for(lambda info_pub=info_pub, node=node: info_pub.publish(info) or node.calibration is not None)
+            out = exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0))
+            expected = label_points(xyz, mask, Calibration.from_camera_info(info, extrinsic, mask_image))
+            np.testing.assert_array_equal(decode(out)["label"], expected.labels)
+            if mask_image == "raw":
+                assert node.calibration is not None and node.calibration.distortion is not None
+                assert node.distortion == "applied (plumb_bob)"
+                undistorted = label_points(xyz, mask, Calibration.from_projection(info.p, extrinsic, (1392, 512)))
+                assert (undistorted.labels != expected.labels).mean() > 0.1  # what ignoring D gave
+            else:
+                assert node.calibration is not None and node.calibration.distortion is None
+                assert node.distortion.startswith("not applied")
+
+
+def test_raw_masks_need_a_camera_info_source(ros: Any, drive: KittiDrive) -> None:
+    from semseg_ros.errors import SemsegError
+
+    with pytest.raises(SemsegError, match="mask_image raw needs a camera_info calibration source"):
+        make_node(drive, mask_image="raw")

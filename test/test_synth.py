@@ -46,6 +46,7 @@ def test_layout_matches_kitti_raw(drive: KittiDrive) -> None:
         ("image_02/depth", ".png"),
         ("velodyne_points/data", ".bin"),
         ("velodyne_points/labels", ".label"),
+        ("oxts/data", ".txt"),
     ):
         assert sorted(p.name for p in (drive.path / sub).iterdir()) == [n + suffix for n in names], sub
     for stamps in (
@@ -53,6 +54,7 @@ def test_layout_matches_kitti_raw(drive: KittiDrive) -> None:
         "velodyne_points/timestamps.txt",
         "velodyne_points/timestamps_start.txt",
         "velodyne_points/timestamps_end.txt",
+        "oxts/timestamps.txt",
     ):
         lines = (drive.path / stamps).read_text().splitlines()
         assert len(lines) == FRAMES

@@ -97,7 +97,11 @@ def label_points(
     settings: FusionSettings | None = None,
     confidence: NDArray[np.uint8] | None = None,
 ) -> LabelledPoints:
-    """Class per point from `mask` (any size: the calibration is rescaled to it)."""
+    """Class per point from `mask` (HxW uint8 class ids) for Nx3 lidar points (metres, lidar frame).
+
+    The mask may have any size: a calibration of known image size is rescaled to it, and one without
+    a size (KITTI object, tracking and odometry calib files) is taken as calibrated for the mask.
+    """
     settings = settings or FusionSettings()
     height, width = mask.shape[:2]
     rows, cols, depth, in_view = calibration.pixel_indices(points, image_size=(width, height), min_depth=settings.min_depth)

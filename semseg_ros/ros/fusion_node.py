@@ -76,7 +76,8 @@ class FusionNode(Node):
         self.palette = palette_array(labels.colors)
         self.clustering = cluster_settings(c, self.classes)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.counts = {"fused": 0, "rejected_cloud": 0, "rejected_mask": 0, "no_calibration": 0, "failed": 0}
+        self.counts = {"fused": 0, "rejected_cloud": 0, "rejected_mask": 0, "no_calibration": 0, "bad_camera_info": 0, "failed": 0}
+        self.distortion = "none"  # whether camera_info's D is applied: on /diagnostics
         self.latency: dict[str, deque[float]] = {s: deque(maxlen=200) for s in STAGES}
         self.sync = ApproximateSync(self._fuse, slop=c["slop"], queue_size=c["queue_size"])
         self.confidences: OrderedDict[tuple[int, int], Any] = OrderedDict()
@@ -101,6 +102,10 @@ class FusionNode(Node):
     # ------------------------------------------------------------ calibration
     def _static_calibration(self) -> Calibration | None:
         c = self.config
+        if c["calibration_source"].startswith("kitti") and c["mask_image"] == "raw":
+            raise SemsegError(
+                f"mask_image raw needs a camera_info calibration source: {c['calibration_source']} describes rectified images only"
+            )
         if c["calibration_source"] == "kitti_raw":
             if not c["kitti_calib_dir"]:
                 raise SemsegError("calibration_source kitti_raw needs kitti_calib_dir (the KITTI date folder)")
@@ -123,17 +128,33 @@ class FusionNode(Node):
         return buffer
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._note_distortion(msg)
         if self.config["calibration_source"] == "camera_info_tf":
             self._camera_info_tf = msg  # the extrinsic comes from TF, per cloud
             return
         try:
-            extrinsic = np.asarray(self.config["lidar_to_camera"], float).reshape(4, 4)
-            self.calibration = Calibration.from_projection(
-                np.asarray(msg.p, float).reshape(3, 4), extrinsic, (int(msg.width), int(msg.height))
-            )
+            self.calibration = Calibration.from_camera_info(msg, self.config["lidar_to_camera"], self.config["mask_image"])
             self._camera_info = msg
         except CalibrationError as exc:
+            self.counts["bad_camera_info"] += 1
             self.get_logger().warning(f"unusable camera_info: {exc}", throttle_duration_sec=5.0)
+
+    def _note_distortion(self, msg: CameraInfo) -> None:
+        """Say (once per change, and on /diagnostics) whether the camera_info's D is applied or not."""
+        distorted = any(float(v) != 0.0 for v in msg.d) or msg.distortion_model == "equidistant"  # fisheye even with D = 0
+        if not distorted:
+            note = "none"
+        elif self.config["mask_image"] == "raw":
+            note = f"applied ({msg.distortion_model})"
+        else:
+            note = "not applied: masks of the rectified image (mask_image: rectified) are projected with P"
+        if note != self.distortion:
+            self.distortion = note
+            if distorted and self.config["mask_image"] != "raw":
+                self.get_logger().warning(
+                    f"camera_info describes a distorted ({msg.distortion_model}) lens; {note}. "
+                    "Set mask_image: raw if the masks come from the unrectified image"
+                )
 
     def _calibration_for(self, cloud: PointCloud2) -> Calibration | None:
         if self.config["calibration_source"] != "camera_info_tf":
@@ -153,7 +174,7 @@ class FusionNode(Node):
         extrinsic = np.eye(4)
         extrinsic[:3, :3] = rotation
         extrinsic[:3, 3] = [transform.translation.x, transform.translation.y, transform.translation.z]
-        return Calibration.from_projection(np.asarray(info.p, float).reshape(3, 4), extrinsic, (int(info.width), int(info.height)))
+        return Calibration.from_camera_info(info, extrinsic, self.config["mask_image"])
 
     # ------------------------------------------------------------ inputs
     def _on_labels(self, msg: String) -> None:
@@ -280,6 +301,7 @@ class FusionNode(Node):
         stats = self.sync.stats
         values = {
             "calibration": self.config["calibration_source"] if self._calibration_ready() else "missing",
+            "distortion": self.distortion,
             "fused_rate_hz": f"{(self.counts['fused'] - fused) / max(now - since, 1e-9):.2f}",
             **{k: str(v) for k, v in self.counts.items()},
             "pairs": str(stats.pairs),

@@ -2,8 +2,9 @@
 
 Reads sqlite3 and mcap bags with rosbags, publishes the raw CDR bytes (no re-serialisation),
 optionally loops, scales the rate and publishes /clock for use_sim_time. Topics whose message
-types are not importable here are reported and skipped; a bag that breaks off mid-way is played
-up to the break (an mcap file without its footer, as a killed recorder leaves it, included).
+types are not importable here are reported and skipped (pip-only: /tf and /tf_static, as
+tf2_msgs has no wheel); a bag that breaks off mid-way is played up to the break (an mcap file
+cut anywhere, as a killed recorder or a partial copy leaves it, included).
 """
 
 from __future__ import annotations

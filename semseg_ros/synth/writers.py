@@ -1,6 +1,7 @@
 """Write rendered worlds in the on-disk formats of the real datasets.
 
-- KITTI raw drive (`write_kitti_raw`), with ground truth beside it: image_02/semantic (Cityscapes
+- KITTI raw drive (`write_kitti_raw`) with OXTS GPS/IMU records that follow the ego motion, and
+  ground truth beside it: image_02/semantic (Cityscapes
   label ids), image_02/depth (KITTI depth format: uint16, metres * 256, 0 = none) and
   velodyne_points/labels (uint32, SemanticKITTI style: label id | instance id << 16).
 - Cityscapes (`write_cityscapes`): leftImg8bit + gtFine, train/val split by sequence.
@@ -134,6 +135,45 @@ def object_calibration_text(width: int, height: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Where the synthetic drives take place: the first OXTS fix of KITTI 2011_09_26 (Karlsruhe).
+OXTS_ORIGIN = (49.015003823272, 8.4342971002335, 116.43032836914)  # lat, lon (deg), alt (m)
+
+
+def imu_to_velo() -> NDArray[np.float64]:
+    """The 4x4 of calib_imu_to_velo.txt: X_velo = T @ X_imu (so also the IMU's pose in the lidar frame)."""
+    transform = np.eye(4)
+    transform[:3, :3] = np.reshape(_IMU_TO_VELO_R, (3, 3))
+    transform[:3, 3] = _IMU_TO_VELO_T
+    return transform
+
+
+def oxts_record(velo_pose: NDArray[np.float64], velocity: NDArray[np.float64], origin_pose: NDArray[np.float64]) -> str:
+    """An oxts/data/*.txt line for a lidar pose in the synthetic world (x east, y north, z up, metres).
+
+    The IMU pose is velo_pose @ imu_to_velo(); latitude and longitude invert the KITTI devkit's Mercator
+    projection (scale cos(lat) of OXTS_ORIGIN, where `origin_pose`'s IMU sits), so that oxts_pose() of the
+    records gives back the IMU poses relative to the first. `velocity` is the world velocity (m/s);
+    accelerations are the specific force of a level, unaccelerated vehicle (gravity only).
+    """
+    from scipy.spatial.transform import Rotation
+
+    from semseg_ros.data.kitti_raw import EARTH_RADIUS, mercator_position
+
+    imu, first = velo_pose @ imu_to_velo(), origin_pose @ imu_to_velo()
+    lat0, lon0, alt0 = OXTS_ORIGIN
+    scale = np.cos(np.radians(lat0))
+    east, north, _ = mercator_position(lat0, lon0, alt0, scale) + imu[:3, 3] - first[:3, 3]
+    lon = east * 180.0 / (scale * np.pi * EARTH_RADIUS)
+    lat = np.degrees(2.0 * np.arctan(np.exp(north / (scale * EARTH_RADIUS)))) - 90.0
+    alt = alt0 + imu[2, 3] - first[2, 3]
+    yaw, pitch, roll = Rotation.from_matrix(imu[:3, :3]).as_euler("ZYX")
+    body = imu[:3, :3].T
+    forward = body @ velocity
+    force = body @ np.array([0.0, 0.0, 9.81])
+    values = [lat, lon, alt, roll, pitch, yaw, velocity[1], velocity[0], *forward, *force, *force, 0, 0, 0, 0, 0, 0, 0.05, 0.02]
+    return " ".join(f"{v:.14g}" for v in values) + " 4 10 4 4 4\n"
+
+
 def kitti_timestamp(seconds: float) -> str:
     """KITTI's timestamp text ('2011-09-26 13:02:25.594360375') for `seconds` after the drive start."""
     nanoseconds = round(seconds * 1e9)
@@ -178,7 +218,9 @@ def write_kitti_raw(
     date_dir = Path(out) / DATE
     drive_dir = date_dir / f"{DATE}_drive_{drive:04d}_sync"
     image_dir, velo_dir = drive_dir / "image_02", drive_dir / "velodyne_points"
-    for folder in (image_dir / "data", image_dir / "semantic", image_dir / "depth", velo_dir / "data", velo_dir / "labels"):
+    oxts_dir = drive_dir / "oxts"
+    folders = (image_dir / "data", image_dir / "semantic", image_dir / "depth", velo_dir / "data", velo_dir / "labels", oxts_dir / "data")
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     write_raw_calibration(date_dir, width, height)
 
@@ -197,6 +239,11 @@ def write_kitti_raw(
         lidar.label.astype("<u4").tofile(velo_dir / "labels" / f"{name}.label")
         camera_stamps.append(times[k])
         velo_stamps.append(times[k] - jitter[k])
+    for k, t in enumerate(times):  # the GPS/IMU, at the camera's stamps, consistent with the ego motion
+        pose, start = np.eye(4), np.eye(4)
+        pose[:3, 3], start[:3, 3] = world.ego_position(t), world.ego_position(0.0)
+        (oxts_dir / "data" / f"{k:010d}.txt").write_text(oxts_record(pose, np.array([world.ego_speed, 0.0, 0.0]), start))
+    (oxts_dir / "timestamps.txt").write_text("".join(kitti_timestamp(t) + "\n" for t in camera_stamps))
     (image_dir / "timestamps.txt").write_text("".join(kitti_timestamp(t) + "\n" for t in camera_stamps))
     for suffix, shift in (("", 0.0), ("_start", -FRAME_PERIOD / 2), ("_end", FRAME_PERIOD / 2)):
         (velo_dir / f"timestamps{suffix}.txt").write_text("".join(kitti_timestamp(t + shift) + "\n" for t in velo_stamps))
