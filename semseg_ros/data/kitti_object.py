@@ -44,8 +44,8 @@ class Box3D:
 
     def corners_rect(self) -> NDArray[np.float64]:
         """The 8 corners (8x3) in the rectified camera frame, as the devkit's computeBox3D."""
-        l, h, w = self.length, self.height, self.width
-        x = np.array([l, l, -l, -l, l, l, -l, -l]) / 2
+        length, h, w = self.length, self.height, self.width
+        x = np.array([length, length, -length, -length, length, length, -length, -length]) / 2
         y = np.array([0, 0, 0, 0, -h, -h, -h, -h], dtype=np.float64)
         z = np.array([w, -w, -w, w, w, -w, -w, w]) / 2
         c, s = np.cos(self.rotation_y), np.sin(self.rotation_y)
@@ -83,8 +83,8 @@ def read_kitti_labels(path: str | Path) -> list[Box3D]:
             values = [float(v) for v in fields[1:15]]
         except ValueError:
             raise SemsegError(f"{path}:{number}: a KITTI label field is not a number") from None
-        h, w, l, x, y, z, ry = values[7:14]
-        boxes.append(Box3D(fields[0], values[0], int(values[1]), h, w, l, (x, y, z), ry))
+        height, width, length, x, y, z, rotation_y = values[7:14]
+        boxes.append(Box3D(fields[0], values[0], int(values[1]), height, width, length, (x, y, z), rotation_y))
     return boxes
 
 
