@@ -36,6 +36,7 @@ class Box3D:
     type: str
     truncated: float
     occluded: int
+    bbox: tuple[float, float, float, float]  # 2D box in the camera-2 image: left, top, right, bottom (pixels)
     height: float  # metres
     width: float
     length: float
@@ -84,7 +85,8 @@ def read_kitti_labels(path: str | Path) -> list[Box3D]:
         except ValueError:
             raise SemsegError(f"{path}:{number}: a KITTI label field is not a number") from None
         height, width, length, x, y, z, rotation_y = values[7:14]
-        boxes.append(Box3D(fields[0], values[0], int(values[1]), height, width, length, (x, y, z), rotation_y))
+        bbox = (values[3], values[4], values[5], values[6])
+        boxes.append(Box3D(fields[0], values[0], int(values[1]), bbox, height, width, length, (x, y, z), rotation_y))
     return boxes
 
 
