@@ -85,7 +85,14 @@ def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(
         assert torch.allclose(final["model_state"][key].float(), value.float(), atol=1e-6), key
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if r["event"] == "step"]
-    assert steps == sorted(set(steps)) and len(steps) == 24 * 2, "history reads like one run: every step once"
+    assert steps == list(range(1, 24 * 2 + 1)), "history reads like one run: every step once"
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == list(range(1, 25)), "every epoch record once"
+    best_epoch = max(epochs, key=lambda r: r["mIoU"])["epoch"]
+    best = load_checkpoint(out / "best.pt")
+    assert final["train_state"]["best_epoch"] == best["train_state"]["epoch"] == best_epoch, "best.pt is the best epoch last.pt records"
+    for key, value in load_checkpoint(tmp_path / "reference" / "best.pt")["model_state"].items():
+        assert torch.allclose(best["model_state"][key].float(), value.float(), atol=1e-6), key
 
 
 def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
