@@ -170,3 +170,52 @@ def test_truncated_and_corrupt_model_files_are_one_line_cli_errors(tiny_checkpoi
         )  # fmt: skip
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and name in lines[0], (name, result.stderr[-500:])
+
+
+# ---------------------------------------------------------------- decompression bombs
+def png_bomb(side: int = 8000) -> bytes:
+    """A PNG of side x side black pixels: about 60 kB for 8000 x 8000, 192 MB once decoded to RGB."""
+    import cv2
+    import numpy as np
+
+    return cv2.imencode(".png", np.zeros((side, side), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
+def test_image_bombs_are_refused_from_their_header_everywhere_images_are_read(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: a 62 kB 8000x8000 PNG on image/compressed grew the segmentation node by 5.5 GB."""
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+
+    from semseg_ros.data.datasets import read_label_png, read_rgb
+    from semseg_ros.data.images import ImageTooLarge
+    from semseg_ros.eval.predict import PredictFailures, run_predict
+    from semseg_ros.inference.segmenter import Segmenter
+    from semseg_ros.ros.conversions import compressed_to_rgb, image_to_rgb
+
+    bomb = png_bomb()
+    assert len(bomb) < 100_000
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match=r"8000x8000 is 64\.0 MP, above the limit of 50 MP"):
+        compressed_to_rgb(SimpleNamespace(format="png", data=bomb))
+    raw = SimpleNamespace(height=8000, width=8000, step=24000, encoding="rgb8", is_bigendian=0, data=b"")
+    with pytest.raises(ImageTooLarge, match="above the limit"):
+        image_to_rgb(raw)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "bomb.png").write_bytes(bomb)
+    for read in (read_rgb, read_label_png):
+        with pytest.raises(ImageTooLarge, match="above the limit"):
+            read(photos / "bomb.png")
+    assert time.perf_counter() - start < 2, "refused from the header, not after decoding"
+
+    small = cv2.imencode(".jpg", np.full((12, 20, 3), 128, np.uint8))[1].tobytes()  # the limit is a parameter
+    assert compressed_to_rgb(SimpleNamespace(format="jpeg", data=small), 240).shape == (12, 20, 3)
+    with pytest.raises(ImageTooLarge):
+        compressed_to_rgb(SimpleNamespace(format="jpeg", data=small), 239)
+    (photos / "good.jpg").write_bytes(small)
+    segmenter = Segmenter.from_path(tiny_checkpoint, backend="torch")
+    with pytest.raises(PredictFailures, match=r"1 of 2 images .* skipped .*bomb\.png: 8000x8000") as failure:
+        run_predict(segmenter, photos, tmp_path / "out", progress=False)
+    assert [p.name for p in failure.value.written] == ["good.png"]

@@ -40,6 +40,8 @@ def header_size(source: bytes | str | Path | IO[bytes], max_pixels: int = MAX_IM
         raise ImageTooLarge(f"{name}: over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, above the limit of {max_pixels}") from None
     except FileNotFoundError:
         raise SemsegError(f"{name}: file not found") from None
+    except Image.UnidentifiedImageError:
+        raise SemsegError(f"{name}: not a readable image (no image format PIL knows)") from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError ... for data it cannot parse
         raise SemsegError(f"{name}: not a readable image ({' '.join(str(exc).split())[:120]})") from None
     check_pixels(width, height, max_pixels, name)
