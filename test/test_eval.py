@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -308,9 +308,11 @@ def test_every_png_form_reads_as_the_official_evaluator_reads_it_or_is_refused_w
     _save_label(path, values, mode)
     official = np.array(Image.open(path))  # csEvalPixelLevelSemanticLabeling: np.array(Image.open(file))
     if mode in ("RGB", "RGBA", "LA") or official.max() > 255:
+        event("refused")
         with pytest.raises(SemsegError, match=f"a {mode} PNG|16-bit label values up to {official.max()}"):
             read_label_png(path)
         return
+    event("read")
     labels = read_label_png(path)
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, official.astype(np.int64))

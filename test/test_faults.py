@@ -106,7 +106,8 @@ def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
 
 
 def test_source_uses_only_safe_loaders_and_no_shell() -> None:
-    """Static check over the package: no yaml.load, no unsafe torch.load, no shell=True, no pickle."""
+    """Static check over the package: no yaml.load, no unsafe torch.load, no shell=True, no pickle, and
+    YAML parsed only through schema.parse_yaml (bounded alias expansion)."""
     import ast
 
     package = Path(__file__).parents[1] / "semseg_ros"
@@ -119,6 +120,8 @@ def test_source_uses_only_safe_loaders_and_no_shell() -> None:
                 keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
                 if name in ("yaml.load", "yaml.unsafe_load", "pickle.load", "pickle.loads"):
                     problems.append(f"{source.name}:{node.lineno} {name}")
+                if name in ("yaml.safe_load", "yaml.safe_load_all", "yaml.full_load", "yaml.compose") and source.name != "schema.py":
+                    problems.append(f"{source.name}:{node.lineno} {name} instead of schema.parse_yaml")
                 if name == "torch.load" and keywords.get("weights_only") != "True":
                     problems.append(f"{source.name}:{node.lineno} torch.load without weights_only=True")
                 if keywords.get("shell") == "True":
