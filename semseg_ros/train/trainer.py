@@ -262,8 +262,8 @@ class Trainer:
         """A fresh start: an earlier run's records and checkpoints in out_dir go (last.pt first, so that a
         kill half-way leaves nothing to resume from), and history.jsonl starts empty."""
         earlier = [self.out_dir / name for name in ("last.pt", "best.pt", "history.jsonl") if (self.out_dir / name).exists()]
-        for path in earlier:
-            path.unlink()
+        for path in [*earlier, *self.out_dir.glob(".*.pt.*.tmp")]:  # temporaries: a kill during the first checkpoint write
+            path.unlink(missing_ok=True)
         if earlier:
             print(f"new run in {self.out_dir}: replaced the earlier run's {', '.join(p.name for p in earlier)}", flush=True)
 
