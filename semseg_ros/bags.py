@@ -27,7 +27,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 from mcap.exceptions import McapError
 from mcap.opcode import Opcode as McapOpcode
 from mcap.records import Channel as McapChannel
@@ -51,6 +50,7 @@ from semseg_ros.data.kitti_raw import (
     read_velodyne,
 )
 from semseg_ros.errors import SemsegError
+from semseg_ros.schema import parse_yaml
 
 CAMERA_FRAME = "camera_color_left"
 VELO_FRAME = "velo_link"
@@ -379,7 +379,8 @@ class TruncatedMcapReader:
             if isinstance(record, McapSchema):
                 schemas[record.id] = record.name
             elif isinstance(record, McapChannel) and record.id not in {c.id for c in self.connections}:
-                recorded = yaml.safe_load(record.metadata.get("offered_qos_profiles", "") or "[]") or []
+                qos_text = record.metadata.get("offered_qos_profiles", "") or "[]"
+                recorded = parse_yaml(qos_text, f"{path}: offered_qos_profiles of {record.topic}") or []
                 profiles = [_qos_profile(p) for p in recorded if isinstance(p, dict)]
                 self.connections.append(
                     RecoveredConnection(record.id, record.topic, schemas.get(record.schema_id, ""), RecoveredExt(profiles))
@@ -458,6 +459,8 @@ def _qos_profile(profile: dict[str, Any]) -> RecordedQos:
 def open_bag(path: str | Path) -> Any:
     """A reader over a bag folder: rosbags' Reader, or record-by-record reading of a truncated mcap."""
     path = Path(path)
+    if (path / "metadata.yaml").is_file():  # bounded before rosbags parses it
+        parse_yaml((path / "metadata.yaml").read_text(encoding="utf-8", errors="replace"), str(path / "metadata.yaml"))
     try:
         reader = Reader(path)
         reader.open()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semseg_ros import __version__
+from semseg_ros.data.images import MAX_IMAGE_PIXELS
 from semseg_ros.errors import SemsegError
 
 if TYPE_CHECKING:
@@ -313,7 +314,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write all metrics as JSON")
     p.add_argument("--pred", type=Path, help="folder of prediction files (file mode)")
     p.add_argument("--gt", type=Path, help="GT folder (file mode)")
-    p.add_argument("--format", choices=("cityscapes", "kitti-road"), help="file mode format")
+    p.add_argument(
+        "--format",
+        choices=("cityscapes", "kitti-road"),
+        help="file mode format: cityscapes (single-channel label PNGs vs gtFine labelIds) or kitti-road (road probability PNGs)",
+    )
+    p.add_argument(
+        "--ids",
+        choices=("auto", "labelid", "trainid"),
+        default="auto",
+        help="cityscapes file mode: what the prediction PNGs hold: Cityscapes label ids (`semseg predict --format labelid`, what the "
+        "official evaluator reads), trainIds 0..18 (`semseg predict`'s default) or auto (default): trainIds when no value over the "
+        "whole set lies in 19..254, else label ids; the table's first line says which was used",
+    )
     p.set_defaults(func=_run_eval)
 
 
@@ -325,7 +338,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.pred or args.gt:
         if not (args.pred and args.gt and args.format):
             raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
-        result = runner.evaluate_files(args.pred, args.gt, args.format)
+        result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
     print(runner.format_table(result))
@@ -361,12 +374,20 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict images, folders or KITTI drives into label, colour or probability PNGs")
     _add_model_args(p)
     p.add_argument("--input", type=Path, required=True, help="an image, a folder (recursive) or a KITTI drive")
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="results folder; nothing is written when a result would overwrite an input or another result of the run",
+    )
+    p.add_argument("--max-image-pixels", type=_positive, default=MAX_IMAGE_PIXELS, help="refuse larger images (checked from the header)")
     p.add_argument(
         "--format",
         default="trainid",
         choices=("trainid", "labelid", "color", "prob"),
-        help="trainid: class ids; labelid: Cityscapes label ids (submission); color; prob: road probability (KITTI road names)",
+        help="trainid (default): the model's class ids (Cityscapes trainIds 0..18 for cityscapes19 models); labelid: Cityscapes "
+        "label ids, what the official evaluator and the benchmark server read (`semseg eval --pred` reads both); color; "
+        "prob: road probability (KITTI road names)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--alpha", type=float, default=0.5)
@@ -378,7 +399,17 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from semseg_ros.eval.predict import run_predict
 
-    written = run_predict(_segmenter(args), args.input, args.output, args.format, args.overlay, args.alpha, args.batch, args.zip)
+    written = run_predict(
+        _segmenter(args),
+        args.input,
+        args.output,
+        args.format,
+        args.overlay,
+        args.alpha,
+        args.batch,
+        args.zip,
+        max_pixels=args.max_image_pixels,
+    )
     print(f"wrote {len(written)} {args.format} images to {args.output}" + (f" and {args.output.with_suffix('.zip')}" if args.zip else ""))
     return 0
 

@@ -79,6 +79,12 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
         choices=RELIABILITY,
     ),
     Param("input_depth", 1, "QoS depth of the image subscription", range=(1, 100)),
+    Param(
+        "max_image_pixels",
+        50_000_000,
+        "reject images of more pixels (width * height; compressed ones by their header, before decoding)",
+        range=(1, 1_000_000_000),
+    ),
     Param("output_reliability", "reliable", "QoS reliability of the outputs", choices=RELIABILITY),
     Param("output_depth", 2, "QoS depth of the outputs", range=(1, 100)),
     Param("publish_mask", True, "publish `mask` (mono8 class ids)", live=True),

@@ -22,15 +22,98 @@ from semseg_ros.errors import SemsegError
 T = TypeVar("T")
 
 
+class YamlSyntaxError(SemsegError):
+    """Text that is not YAML (as opposed to YAML refused for its size)."""
+
+
+MAX_YAML_BYTES = 4 << 20
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+"""Bounds on a YAML text, its node count with every alias expanded (config/kitti.yaml: about 150) and its nesting."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than MAX_YAML_DEPTH while it composes (its composer recurses)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def parse_yaml(text: str, where: str = "YAML") -> Any:
+    """`yaml.safe_load(text)` with bounded size: at most MAX_YAML_BYTES characters and MAX_YAML_NODES
+    nodes once aliases (and `<<` merges) are expanded, no recursive aliases, at most MAX_YAML_DEPTH
+    levels of nesting. A "billion laughs" text of 735 bytes names 10^9 nodes: it is refused
+    from its node graph (alias nodes are shared, so counting them costs only the graph's size).
+    Errors: SemsegError naming `where`.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise SemsegError(f"{where}: {len(text)} characters of YAML, more than the {MAX_YAML_BYTES} allowed")
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except (_TooDeep, RecursionError):
+        raise SemsegError(f"{where}: YAML nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, where: str) -> None:
+    """Refuse a node graph whose expansion (aliases repeated, merges copied) exceeds MAX_YAML_NODES or loops."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the nodes on the path from the root being expanded
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = (
+            [n for pair in node.value for n in (pair if isinstance(pair, tuple) else (pair,))] if isinstance(node.value, list) else []
+        )
+        if finished:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in children)
+            if size[id(node)] > MAX_YAML_NODES:
+                raise SemsegError(
+                    f"{where}: the YAML expands to more than {MAX_YAML_NODES} nodes through its aliases (&anchor/*alias); write it out"
+                )
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_nodes:
+            raise SemsegError(f"{where}: a YAML alias refers to a node that contains it (recursive alias)")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from `path` (safe loader), with clear errors for missing or malformed files."""
+    """A YAML mapping from `path` (safe loader, bounded by `parse_yaml`), with clear errors for missing or malformed files."""
     path = Path(path)
     if not path.is_file():
         raise SemsegError(f"{path}: config file not found")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise SemsegError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_YAML_BYTES} a YAML config may have")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise SemsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -46,8 +129,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key.strip():
             raise SemsegError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.001")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
+            value = parse_yaml(text, f"--set {item!r}")
+        except YamlSyntaxError:
             value = text
         node = result
         parts = key.strip().split(".")

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from semseg_ros.cli import main
 from semseg_ros.data.datasets import build_dataset
@@ -215,3 +218,163 @@ def test_ignore_labels_do_not_count(tiny_checkpoint: Path) -> None:
     accumulator.add(gt, np.zeros((4, 4), np.uint8), None, "x.png")
     result = accumulator.result()
     assert result["classes"]["road"] == 1.0 and result["classes"]["sky"] is None and result["mIoU"] == 1.0
+
+
+# ---------------------------------------------------------------- id spaces, label PNG forms, predict's outputs
+def _gt_as_predictions(cityscapes_root: Path, out: Path, ids: str, mode: str = "L") -> None:
+    """The val GT itself written as prediction PNGs: label ids as they are, or mapped to trainIds."""
+    from PIL import Image
+
+    from semseg_ros.labels import cityscapes_id_palette, get_label_set
+
+    label_set = get_label_set("cityscapes19")
+    for gt in (cityscapes_root / "gtFine" / "val").rglob("*_gtFine_labelIds.png"):
+        values = cv2.imread(str(gt), cv2.IMREAD_UNCHANGED)
+        if ids == "trainid":
+            values = label_set.map_cityscapes_ids(values)
+        image = Image.fromarray(values, "L")
+        if mode == "P":
+            image = image.convert("P")
+            image.putpalette(cityscapes_id_palette().ravel().tolist())
+        target = out / gt.parent.name / gt.name.replace("_gtFine_labelIds", "_pred")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save(target)
+
+
+def test_train_id_predictions_are_detected_and_scored_right(
+    cityscapes_root: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`semseg predict`'s default (trainIds) then `semseg eval --format cityscapes` scored 0.0003 before."""
+    gt_dir = cityscapes_root / "gtFine" / "val"
+    for ids in ("labelid", "trainid"):
+        _gt_as_predictions(cityscapes_root, tmp_path / ids, ids)
+        result = evaluate_files(tmp_path / ids, gt_dir, "cityscapes")
+        assert result["mIoU"] == 1.0 and (result["ids"], result["ids_detected"]) == (ids, True)
+    assert evaluate_files(tmp_path / "trainid", gt_dir, "cityscapes", ids="labelid")["mIoU"] < 0.2  # forcing the wrong space
+    segmenter = Segmenter.from_path(tiny_checkpoint, backend="torch")
+    images = cityscapes_root / "leftImg8bit" / "val"
+    run_predict(segmenter, images, tmp_path / "model_trainid", progress=False)
+    run_predict(segmenter, images, tmp_path / "model_labelid", fmt="labelid", progress=False)
+    as_label_ids = evaluate_files(tmp_path / "model_labelid", gt_dir, "cityscapes")
+    as_train_ids = evaluate_files(tmp_path / "model_trainid", gt_dir, "cityscapes")
+    assert (as_label_ids["ids"], as_train_ids["ids"]) == ("labelid", "trainid")
+    assert as_train_ids["classes"] == as_label_ids["classes"]
+    assert main(["eval", "--pred", str(tmp_path / "model_trainid"), "--gt", str(gt_dir), "--format", "cityscapes"]) == 0
+    assert "predictions read as trainIds 0..18 (detected from the values" in capsys.readouterr().out
+
+
+def test_palette_label_pngs_read_as_the_official_evaluator_reads_them(cityscapes_root: Path, tmp_path: Path) -> None:
+    """8-bit palette PNGs in Cityscapes colours (the official evaluator reads their indices) were refused before."""
+    from PIL import Image
+
+    _gt_as_predictions(cityscapes_root, tmp_path / "pred", "labelid", mode="P")
+    some = next((tmp_path / "pred").rglob("*.png"))
+    assert Image.open(some).mode == "P"
+    result = evaluate_files(tmp_path / "pred", cityscapes_root / "gtFine" / "val", "cityscapes")
+    assert (result["ids"], result["mIoU"]) == ("labelid", 1.0)
+
+
+def _save_label(path: Path, values: np.ndarray, mode: str) -> None:
+    from PIL import Image
+
+    if mode == "I;16":
+        Image.fromarray(values.astype(np.uint16)).save(path)
+    elif mode == "1":
+        Image.fromarray(values % 2 == 1).save(path)
+    elif mode == "P":
+        image = Image.fromarray(values.astype(np.uint8), "L").convert("P")
+        image.putpalette(np.random.default_rng(int(values.sum())).integers(0, 256, 768).tolist())
+        image.save(path)
+    else:
+        Image.fromarray(values.astype(np.uint8), "L").convert(mode).save(path)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    mode=st.sampled_from(["L", "P", "1", "I;16", "RGB", "RGBA", "LA"]),
+    values=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12), elements=st.integers(0, 400)),
+)
+def test_every_png_form_reads_as_the_official_evaluator_reads_it_or_is_refused_with_the_reason(
+    tmp_path_factory: pytest.TempPathFactory, mode: str, values: np.ndarray
+) -> None:
+    from PIL import Image
+
+    from semseg_ros.data.datasets import read_label_png
+    from semseg_ros.errors import SemsegError
+
+    if mode != "I;16":
+        values = values % 256
+    path = tmp_path_factory.mktemp("png") / "label.png"
+    _save_label(path, values, mode)
+    official = np.array(Image.open(path))  # csEvalPixelLevelSemanticLabeling: np.array(Image.open(file))
+    if mode in ("RGB", "RGBA", "LA") or official.max() > 255:
+        event("refused")
+        with pytest.raises(SemsegError, match=f"a {mode} PNG|16-bit label values up to {official.max()}"):
+            read_label_png(path)
+        return
+    event("read")
+    labels = read_label_png(path)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, official.astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "not a readable image"), (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "not a readable image"), ("jpeg", "must be a PNG")],
+)
+def test_broken_and_foreign_label_files_are_refused_with_the_reason(tmp_path: Path, content: object, message: str) -> None:
+    from semseg_ros.data.datasets import read_label_png
+    from semseg_ros.errors import SemsegError
+
+    path = tmp_path / "label.png"
+    if content == "jpeg":
+        cv2.imwrite(str(tmp_path / "x.jpg"), np.zeros((8, 8), np.uint8))
+        (tmp_path / "x.jpg").rename(path)
+    else:
+        assert isinstance(content, bytes)
+        path.write_bytes(content)
+    with pytest.raises(SemsegError, match=message):
+        read_label_png(path)
+
+
+def test_predict_never_overwrites_an_input_or_its_own_results(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from semseg_ros.errors import SemsegError
+
+    segmenter = Segmenter.from_path(tiny_checkpoint, backend="torch")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    cv2.imwrite(str(photos / "x.png"), picture)
+    cv2.imwrite(str(photos / "x.jpg"), picture)
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    with pytest.raises(SemsegError, match=r"x\.(jpg|png) and .*x\.(jpg|png) would both be written to .*x\.png"):
+        run_predict(segmenter, photos, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    (photos / "x.jpg").rename(photos / "y.jpg")
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    with pytest.raises(SemsegError, match=r"would overwrite the input .*x\.png"):
+        run_predict(segmenter, photos, photos, progress=False)
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    cv2.imwrite(str(photos / "y_overlay.png"), picture)  # y's overlay and y_overlay's result share a name
+    with pytest.raises(SemsegError, match=r"would both be written to .*y_overlay\.png"):
+        run_predict(segmenter, photos, tmp_path / "out2", with_overlay=True, progress=False)
+    (photos / "y_overlay.png").unlink()
+    assert sorted(p.name for p in run_predict(segmenter, photos, tmp_path / "out3", progress=False)) == ["x.png", "y.png"]
+
+
+def test_predict_skips_unreadable_images_and_lists_them(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    for name in ("a.png", "c.jpg"):
+        cv2.imwrite(str(photos / name), picture)
+    (photos / "b.png").write_bytes((photos / "a.png").read_bytes()[:100])  # truncated
+    (photos / "d.jpg").write_bytes(b"not a jpeg")
+    code = main(
+        ["predict", "--checkpoint", str(tiny_checkpoint), "--backend", "torch", "--input", str(photos), "--output", str(tmp_path / "out")]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("semseg predict:")]  # not tqdm's bar
+    assert code == 2 and len(err) == 1, err
+    err = err[0]
+    assert "2 of 4 images could not be read and were skipped (2 written" in err and "b.png" in err and "d.jpg" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]

@@ -85,7 +85,14 @@ def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(
         assert torch.allclose(final["model_state"][key].float(), value.float(), atol=1e-6), key
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if r["event"] == "step"]
-    assert steps == sorted(set(steps)) and len(steps) == 24 * 2, "history reads like one run: every step once"
+    assert steps == list(range(1, 24 * 2 + 1)), "history reads like one run: every step once"
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == list(range(1, 25)), "every epoch record once"
+    best_epoch = max(epochs, key=lambda r: r["mIoU"])["epoch"]
+    best = load_checkpoint(out / "best.pt")
+    assert final["train_state"]["best_epoch"] == best["train_state"]["epoch"] == best_epoch, "best.pt is the best epoch last.pt records"
+    for key, value in load_checkpoint(tmp_path / "reference" / "best.pt")["model_state"].items():
+        assert torch.allclose(best["model_state"][key].float(), value.float(), atol=1e-6), key
 
 
 def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
@@ -99,7 +106,8 @@ def test_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
 
 
 def test_source_uses_only_safe_loaders_and_no_shell() -> None:
-    """Static check over the package: no yaml.load, no unsafe torch.load, no shell=True, no pickle."""
+    """Static check over the package: no yaml.load, no unsafe torch.load, no shell=True, no pickle, and
+    YAML parsed only through schema.parse_yaml (bounded alias expansion)."""
     import ast
 
     package = Path(__file__).parents[1] / "semseg_ros"
@@ -112,6 +120,8 @@ def test_source_uses_only_safe_loaders_and_no_shell() -> None:
                 keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
                 if name in ("yaml.load", "yaml.unsafe_load", "pickle.load", "pickle.loads"):
                     problems.append(f"{source.name}:{node.lineno} {name}")
+                if name in ("yaml.safe_load", "yaml.safe_load_all", "yaml.full_load", "yaml.compose") and source.name != "schema.py":
+                    problems.append(f"{source.name}:{node.lineno} {name} instead of schema.parse_yaml")
                 if name == "torch.load" and keywords.get("weights_only") != "True":
                     problems.append(f"{source.name}:{node.lineno} torch.load without weights_only=True")
                 if keywords.get("shell") == "True":
@@ -163,3 +173,52 @@ def test_truncated_and_corrupt_model_files_are_one_line_cli_errors(tiny_checkpoi
         )  # fmt: skip
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and name in lines[0], (name, result.stderr[-500:])
+
+
+# ---------------------------------------------------------------- decompression bombs
+def png_bomb(side: int = 8000) -> bytes:
+    """A PNG of side x side black pixels: about 60 kB for 8000 x 8000, 192 MB once decoded to RGB."""
+    import cv2
+    import numpy as np
+
+    return cv2.imencode(".png", np.zeros((side, side), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
+def test_image_bombs_are_refused_from_their_header_everywhere_images_are_read(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: a 62 kB 8000x8000 PNG on image/compressed grew the segmentation node by 5.5 GB."""
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+
+    from semseg_ros.data.datasets import read_label_png, read_rgb
+    from semseg_ros.data.images import ImageTooLarge
+    from semseg_ros.eval.predict import PredictFailures, run_predict
+    from semseg_ros.inference.segmenter import Segmenter
+    from semseg_ros.ros.conversions import compressed_to_rgb, image_to_rgb
+
+    bomb = png_bomb()
+    assert len(bomb) < 100_000
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match=r"8000x8000 is 64\.0 MP, above the limit of 50 MP"):
+        compressed_to_rgb(SimpleNamespace(format="png", data=bomb))
+    raw = SimpleNamespace(height=8000, width=8000, step=24000, encoding="rgb8", is_bigendian=0, data=b"")
+    with pytest.raises(ImageTooLarge, match="above the limit"):
+        image_to_rgb(raw)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "bomb.png").write_bytes(bomb)
+    for read in (read_rgb, read_label_png):
+        with pytest.raises(ImageTooLarge, match="above the limit"):
+            read(photos / "bomb.png")
+    assert time.perf_counter() - start < 2, "refused from the header, not after decoding"
+
+    small = cv2.imencode(".jpg", np.full((12, 20, 3), 128, np.uint8))[1].tobytes()  # the limit is a parameter
+    assert compressed_to_rgb(SimpleNamespace(format="jpeg", data=small), 240).shape == (12, 20, 3)
+    with pytest.raises(ImageTooLarge):
+        compressed_to_rgb(SimpleNamespace(format="jpeg", data=small), 239)
+    (photos / "good.jpg").write_bytes(small)
+    segmenter = Segmenter.from_path(tiny_checkpoint, backend="torch")
+    with pytest.raises(PredictFailures, match=r"1 of 2 images .* skipped .*bomb\.png: 8000x8000") as failure:
+        run_predict(segmenter, photos, tmp_path / "out", progress=False)
+    assert [p.name for p in failure.value.written] == ["good.png"]

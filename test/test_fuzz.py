@@ -3,6 +3,7 @@ and node callbacks fed the same garbage count it and keep answering good message
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import time
@@ -60,12 +61,20 @@ def _encoded(kind: str) -> bytes:
     return cv2.imencode(kind, picture)[1].tobytes()
 
 
+@functools.cache
+def png_bomb() -> bytes:
+    """8000 x 8000 black pixels in about 60 kB of PNG (192 MB decoded)."""
+    return cv2.imencode(".png", np.zeros((8000, 8000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
 @st.composite
 def compressed_messages(draw: Any) -> CompressedImage:
     real = _encoded(draw(st.sampled_from([".jpg", ".png"])))
     cut = draw(st.integers(0, len(real)))
-    data = draw(st.sampled_from(["real", "truncated", "random", "flipped"]))
-    if data == "truncated":
+    data = draw(st.sampled_from(["real", "truncated", "random", "flipped", "bomb"]))
+    if data == "bomb":
+        payload = png_bomb()
+    elif data == "truncated":
         payload = real[:cut]
     elif data == "random":
         payload = draw(st.binary(max_size=200))
@@ -300,6 +309,17 @@ def test_segmentation_node_counts_garbage_and_never_raises(segmentation: Any, ms
     event("processed" if after[0] > before[0] else "rejected")
     assert after[2] == before[2], "a bad message must be rejected, not fail inside the model"
     assert after[0] + after[1] == before[0] + before[1] + 1
+
+
+def test_segmentation_node_rejects_a_png_bomb_from_its_header(segmentation: Any) -> None:
+    """Before: this 62 kB PNG on image/compressed grew the node by 5.5 GB while it decoded 8000x8000 pixels."""
+    node, _ = segmentation
+    rejected, failed = node.stats.rejected, node.stats.failed
+    start = time.perf_counter()
+    node._process(CompressedImage(format="png", data=png_bomb()))
+    assert (node.stats.rejected, node.stats.failed) == (rejected + 1, failed)
+    assert time.perf_counter() - start < 1.0, "refused from the header, before any decoding"
+    assert node.config["max_image_pixels"] == 50_000_000
 
 
 def test_segmentation_node_answers_a_good_frame_after_the_fuzzing(segmentation: Any) -> None:

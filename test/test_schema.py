@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from semseg_ros import schema
 from semseg_ros.errors import SemsegError
@@ -65,3 +68,89 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, message: str) -> 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SemsegError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- bounded YAML
+def laughs(levels: int, fan_out: int, kind: str) -> str:
+    """A "billion laughs" YAML: each level refers fan_out times to the one before (fan_out ** levels nodes)."""
+    lines = ["l0: &l0 {x: 1}" if kind != "list" else "l0: &l0 [1]"]
+    for level in range(1, levels + 1):
+        refs = [f"*l{level - 1}"] * fan_out
+        if kind == "list":
+            lines.append(f"l{level}: &l{level} [{', '.join(refs)}]")
+        elif kind == "merge":
+            lines.append(f"l{level}: &l{level} {{<<: *l{level - 1}, " + ", ".join(f"k{i}: {r}" for i, r in enumerate(refs)) + "}")
+        else:
+            lines.append(f"l{level}: &l{level} {{" + ", ".join(f"k{i}: {r}" for i, r in enumerate(refs)) + "}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["mapping", "merge", "list"])
+def test_billion_laughs_is_refused_in_one_line_quickly(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: 735 bytes of nested mapping aliases expanded for 24 s to 2.7 GB and died with a MemoryError."""
+    import time
+
+    from semseg_ros.cli import main
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(laughs(9, 9, kind))
+    assert path.stat().st_size < 1000
+    start = time.perf_counter()
+    with pytest.raises(SemsegError, match="expands to more than 100000 nodes"):
+        load_config(path)
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expands to more than" in err and err.count("\n") == 0
+    with pytest.raises(SemsegError, match="--set"):
+        schema.apply_overrides({}, ["data=" + laughs(9, 9, kind).replace("\n", ", ").join("{}")])
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &a [*a]\n", "recursive alias"),
+        ("a: &a {b: *a}\n", "recursive alias"),
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested more than 64 levels"),
+        ("a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n", "nested more than 64 levels"),
+    ],
+)
+def test_recursive_and_deep_yaml_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(SemsegError, match=message):
+        schema.read_yaml(path)
+
+
+def test_oversized_yaml_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * schema.MAX_YAML_BYTES + "\n")
+    with pytest.raises(SemsegError, match=r"more than the \d+ a YAML config may have"):
+        schema.read_yaml(path)
+
+
+def expanded_nodes(levels: int, fan_out: int, kind: str) -> int:
+    """YAML nodes of `laughs(...)` with every alias written out (a key and its value are a node each)."""
+    size = 2 if kind == "list" else 3  # [1] or {x: 1}
+    total = 1 + 1 + size  # the document's mapping, key l0, value
+    for _ in range(levels):
+        size = 1 + fan_out * (size if kind == "list" else 1 + size) + (1 + size if kind == "merge" else 0)
+        total += 1 + size
+    return total
+
+
+@settings(max_examples=150, deadline=None)
+@given(levels=st.integers(1, 12), fan_out=st.integers(1, 10), kind=st.sampled_from(["mapping", "merge", "list"]))
+def test_aliases_load_as_pyyaml_loads_them_within_the_bound_and_are_refused_beyond(levels: int, fan_out: int, kind: str) -> None:
+    import time
+
+    text = laughs(levels, fan_out, kind)
+    start = time.perf_counter()
+    if expanded_nodes(levels, fan_out, kind) > schema.MAX_YAML_NODES:
+        event("refused")
+        with pytest.raises(SemsegError, match="expands to more than"):
+            schema.parse_yaml(text)
+    else:
+        event("loaded")
+        assert schema.parse_yaml(text) == yaml.safe_load(text)
+    assert time.perf_counter() - start < 2

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from semseg_ros.cli import main
 from semseg_ros.errors import SemsegError
 from semseg_ros.models.checkpoint import load_checkpoint, model_from_checkpoint
-from semseg_ros.train.config import load_config
+from semseg_ros.train.config import Config, load_config
 from semseg_ros.train.trainer import train
 
 
@@ -158,3 +159,71 @@ def test_init_weights_copies_matching_tensors_and_keeps_a_new_head_random(
         bad["model"] = {"arch": "fpn", "encoder": "tu-mobilenetv3_small_100", "fpn_channels": [16, 32]}
         path.write_text(yaml.safe_dump(bad))
         Trainer(load_config(path))
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one moment of a run: nothing after it happens (the files stay as they are)."""
+
+
+def _assert_same_run(out: Path, reference: Path) -> None:
+    """history.jsonl holds every step and epoch once, as the uninterrupted run did, and best.pt the best epoch."""
+    ours, theirs = history(out), history(reference)
+    for event, key in (("step", "loss"), ("epoch", "train_loss")):
+        got = [(r[event], r[key]) for r in ours if r["event"] == event]
+        want = [(r[event], r[key]) for r in theirs if r["event"] == event]
+        assert [i for i, _ in got] == [i for i, _ in want], f"{event} records"
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6, abs=1e-7), f"{event} values"
+    epochs = [r for r in theirs if r["event"] == "epoch" and "mIoU" in r]
+    best_epoch = max(epochs, key=lambda r: r["mIoU"])["epoch"]  # the first of equal maxima, as `>` keeps it
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert last["train_state"]["best_epoch"] == best["train_state"]["epoch"] == best_epoch
+    expected = load_checkpoint(reference / "best.pt")["model_state"]
+    for key, value in expected.items():
+        assert torch.allclose(best["model_state"][key].float(), value.float(), atol=1e-6), key
+
+
+@pytest.mark.slow
+def test_a_kill_after_any_write_of_a_run_loses_and_repeats_nothing(
+    tmp_path: Path, cityscapes_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write of a 2-epoch run in turn is the last one before a kill; restarts resume when last.pt exists.
+
+    Before: a kill before the first checkpoint and a fresh start logged step 1 twice; a kill while best.pt
+    was written left last.pt claiming the new best, no epoch record and best.pt never written."""
+    from semseg_ros.train import trainer as trainer_module
+
+    overrides = {"epochs": 2, "size_progression": [], "input_size": [64, 96], "val_every": 2, "log_images": 0, "max_steps_per_epoch": 2}
+
+    def config_for(name: str) -> Config:  # 2 batches, one optimizer step per epoch
+        return load_config(tiny_config(tmp_path, cityscapes_root, name, **overrides), ["optim.accumulate=2"])
+
+    reference = tmp_path / "reference"
+    writes: list[str] = []
+    kill_after: list[int] = [-1]
+
+    def counted(name: str, function: Callable[..., None]) -> Callable[..., None]:
+        def write(*args: object, **kwargs: object) -> None:
+            function(*args, **kwargs)
+            writes.append(name)
+            if len(writes) == kill_after[0]:
+                raise Killed(name)
+
+        return write
+
+    monkeypatch.setattr(trainer_module.Trainer, "_log_line", counted("history", trainer_module.Trainer._log_line))
+    monkeypatch.setattr(trainer_module, "save_checkpoint", counted("checkpoint", trainer_module.save_checkpoint))
+    if hasattr(trainer_module, "_copy_atomic"):
+        monkeypatch.setattr(trainer_module, "_copy_atomic", counted("checkpoint", trainer_module._copy_atomic))
+    train(config_for("reference"))
+    total = len(writes)
+    assert total >= 7  # 2 steps, 2 epoch records, 2 last.pt, 1 best.pt
+    for kill in range(1, total + 1):
+        name = f"killed{kill}"
+        config = config_for(name)
+        writes.clear()
+        kill_after[0] = kill
+        with pytest.raises(Killed):
+            train(config)
+        kill_after[0] = -1
+        train(config, resume=(tmp_path / name / "last.pt").exists())
+        _assert_same_run(tmp_path / name, reference)

@@ -15,25 +15,67 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from PIL import Image
 
+from semseg_ros.data.images import MAX_IMAGE_PIXELS, header_size
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, LabelSet, camvid32_color_lut, get_label_set
 
 Transform = Callable[[NDArray[np.uint8], NDArray[np.uint8]], tuple[Any, Any]]
 
 
-def read_rgb(path: Path) -> NDArray[np.uint8]:
+def read_rgb(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """An image file as HxWx3 uint8 RGB; its header size is checked against `max_pixels` before decoding.
+
+    Raises SemsegError (ImageTooLarge for too many pixels) for missing, truncated or foreign files.
+    """
+    header_size(path, max_pixels, str(path))
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise SemsegError(f"{path}: cannot read image (missing, truncated or not an image)")
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def read_label_png(path: Path) -> NDArray[np.uint8]:
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None or label.ndim != 2:
-        raise SemsegError(f"{path}: cannot read a single-channel label PNG")
+LABEL_MODES = ("P", "L", "1", "I;16", "I;16B", "I")  # what np.array(Image.open(png)) turns into one id per pixel
+
+
+def read_label_png(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """A label PNG as HxW uint8 ids, read as the official Cityscapes evaluator reads it (PIL, np.array).
+
+    Palette PNGs ("P") give their palette indices, 8-bit grey ("L") its values, 1-bit ("1") 0/1,
+    16-bit grey ("I;16") its values (refused above 255: no label set has such ids). RGB(A),
+    grey+alpha and palette+alpha images are no label ids and are refused with the reason, as are
+    non-PNG files and images over `max_pixels` (checked from the header). Errors: SemsegError.
+    """
+    header_size(path, max_pixels, str(path))
+    try:
+        with Image.open(path) as image:
+            kind, mode = image.format, image.mode
+            if kind != "PNG":
+                raise SemsegError(f"{path}: a label image must be a PNG (lossless), this is {kind}")
+            if mode not in LABEL_MODES:
+                why = (
+                    "colours, not label ids (write label ids, e.g. `semseg predict --format labelid`)"
+                    if mode.startswith("RGB")
+                    else "not one id per pixel"
+                )
+                raise SemsegError(f"{path}: a {mode} PNG holds {why}; save a single-channel (L, P or 16-bit grey) PNG")
+            label = np.array(image)
+    except SemsegError:
+        raise
+    except Exception as exc:  # truncated or corrupt pixel data: PIL raises OSError, SyntaxError, ValueError ...
+        raise SemsegError(f"{path}: cannot read the label PNG ({' '.join(str(exc).split())[:120]})") from None
+    if label.ndim != 2:
+        raise SemsegError(f"{path}: a {mode} PNG with {label.shape[2:]} channels is not one id per pixel")
+    if label.size and int(label.max()) > 255:
+        raise SemsegError(f"{path}: 16-bit label values up to {int(label.max())}; label ids must be 0..255")
     return label.astype(np.uint8)
+
+
+def read_road_gt(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """KITTI road GT (gt_image_2) as a mask: 1 road (B > 0), 0 other, IGNORE where R == 0 (invalid)."""
+    rgb = read_rgb(path, max_pixels)
+    return np.where(rgb[..., 0] > 0, (rgb[..., 2] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -66,10 +108,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         image = read_rgb(sample.image)
         if sample.kind == "kitti_road":
-            gt = cv2.imread(str(sample.label), cv2.IMREAD_COLOR)  # BGR: road where B > 0, valid where R > 0
-            if gt is None:
-                raise SemsegError(f"{sample.label}: cannot read KITTI road GT image")
-            mask = np.where(gt[..., 2] > 0, (gt[..., 0] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
+            mask = read_road_gt(sample.label)
         elif sample.kind == "camvid":
             mask = read_camvid_label(sample.label, self.label_set)
         else:
@@ -173,19 +212,24 @@ def read_camvid_label(path: Path, label_set: LabelSet) -> NDArray[np.uint8]:
     """
     if label_set.name != "camvid":
         raise SemsegError(f"{path}: CamVid labels need data.label_set camvid, not '{label_set.name}'")
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise SemsegError(f"{path}: cannot read CamVid label image (missing, truncated or not an image)")
-    if label.ndim == 2:
+    header_size(path, MAX_IMAGE_PIXELS, str(path))
+    try:
+        with Image.open(path) as image:
+            colour_coded = image.mode in ("RGB", "RGBA")
+            rgb = np.array(image.convert("RGB")) if colour_coded else None
+    except Exception as exc:  # truncated or corrupt: PIL raises OSError, SyntaxError, ValueError ...
+        raise SemsegError(f"{path}: cannot read the CamVid label image ({' '.join(str(exc).split())[:120]})") from None
+    if rgb is None:
+        label = read_label_png(path)
         return np.where(label < label_set.num_classes, label, IGNORE).astype(np.uint8)
-    rgb = cv2.cvtColor(label[..., :3], cv2.COLOR_BGR2RGB).astype(np.int64)
-    packed = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+    channels = rgb.astype(np.int64)
+    packed = channels[..., 0] << 16 | channels[..., 1] << 8 | channels[..., 2]
     colors, inverse = np.unique(packed, return_inverse=True)
     lut = camvid32_color_lut()
     unknown = [f"#{c:06x}" for c in colors if int(c) not in lut]
     if unknown:
         raise SemsegError(f"{path}: colours {', '.join(unknown[:5])} are not CamVid 32-class colours; expected class-index or colour-coded labels")
-    return np.asarray([lut[int(c)] for c in colors], dtype=np.uint8)[inverse].reshape(label.shape[:2])
+    return np.asarray([lut[int(c)] for c in colors], dtype=np.uint8)[inverse].reshape(rgb.shape[:2])
 
 
 def camvid_samples(root: str | Path, split: str) -> list[Sample]:

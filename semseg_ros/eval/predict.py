@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from semseg_ros.data.datasets import read_label_png, read_rgb
+from semseg_ros.data.images import MAX_IMAGE_PIXELS
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.pictures import overlay
 from semseg_ros.inference.segmenter import Prediction, Segmenter
@@ -58,17 +59,60 @@ def _inside(folder: Path, relative: Path) -> Path:
     return target
 
 
-def _batches(items: list[tuple[Path, Path]], size: int) -> Iterator[list[tuple[Path, Path, NDArray[np.uint8]]]]:
-    """Consecutive images of one size, at most `size` at a time."""
+def _batches(
+    items: list[tuple[Path, Path]], size: int, max_pixels: int, failed: list[str]
+) -> Iterator[list[tuple[Path, Path, NDArray[np.uint8]]]]:
+    """Consecutive readable images of one size, at most `size` at a time; unreadable ones go to `failed`."""
     batch: list[tuple[Path, Path, NDArray[np.uint8]]] = []
     for path, relative in items:
-        image = read_rgb(path)
+        try:
+            image = read_rgb(path, max_pixels)
+        except SemsegError as exc:
+            failed.append(str(exc))
+            continue
         if batch and (len(batch) == size or batch[0][2].shape != image.shape):
             yield batch
             batch = []
         batch.append((path, relative, image))
     if batch:
         yield batch
+
+
+class PredictFailures(SemsegError):
+    """Some images could not be read; the others were predicted and written (`written`)."""
+
+    def __init__(self, message: str, written: list[Path]):
+        super().__init__(message)
+        self.written = written
+
+
+def planned_outputs(
+    items: list[tuple[Path, Path]], output: Path, fmt: str, with_overlay: bool, make_zip: bool
+) -> list[tuple[Path, Path | None]]:
+    """(result path, overlay path or None) per input, refusing a run that would overwrite an input or
+    write two results to one path (x.png and x.jpg both give x.png). Raises SemsegError before anything is written."""
+    inputs = {}
+    for path, _ in items:
+        stat = path.stat()
+        inputs[(stat.st_dev, stat.st_ino)] = path
+    planned = [
+        (_inside(output, output_name(rel, fmt)), _inside(output, rel.parent / f"{rel.stem}_overlay.png") if with_overlay else None)
+        for _, rel in items
+    ]
+    owners: dict[Path, Path] = {}
+    targets = [(target, source) for (source, _), pair in zip(items, planned, strict=True) for target in pair if target is not None]
+    if make_zip:
+        targets.append((output.with_suffix(".zip").resolve(), output))
+    for target, source in targets:
+        if target in owners:
+            raise SemsegError(
+                f"{owners[target]} and {source} would both be written to {target}; rename one or predict them into separate folders"
+            )
+        owners[target] = source
+        existing = target.stat() if target.exists() else None
+        if existing is not None and (clash := inputs.get((existing.st_dev, existing.st_ino))) is not None:
+            raise SemsegError(f"writing {target} would overwrite the input {clash}; choose an --output folder apart from the input")
+    return planned
 
 
 def run_predict(
@@ -81,8 +125,14 @@ def run_predict(
     batch_size: int = 4,
     make_zip: bool = False,
     progress: bool = True,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> list[Path]:
-    """Predict every image and write `fmt` PNGs (plus overlays); returns the written result files."""
+    """Predict every image and write `fmt` PNGs (plus overlays); returns the written result files.
+
+    No input and no earlier result of the run is ever overwritten (checked before anything is
+    written: SemsegError). Unreadable images (missing, corrupt, over `max_pixels`) are skipped and
+    the others written; then `PredictFailures` (a SemsegError) lists every skipped file.
+    """
     if fmt not in FORMATS:
         raise SemsegError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     card = segmenter.card
@@ -95,22 +145,21 @@ def run_predict(
         label_set = get_label_set(card.label_set)
     items = find_images(source)
     output = Path(output)
+    plan = dict(zip((path for path, _ in items), planned_outputs(items, output, fmt, with_overlay, make_zip), strict=True))
     output.mkdir(parents=True, exist_ok=True)
     palette = palette_array(card.colors)
     written: list[Path] = []
+    failed: list[str] = []
     bar = tqdm(total=len(items), desc="predict", unit="image", disable=not progress)
-    for batch in _batches(items, batch_size):
+    for batch in _batches(items, batch_size, max_pixels, failed):
         predictions = segmenter.predict_batch([image for _, _, image in batch], road_probability=fmt == "prob")
-        for (_, relative, image), prediction in zip(batch, predictions, strict=True):
-            target = _inside(output, output_name(relative, fmt))
+        for (path, _, image), prediction in zip(batch, predictions, strict=True):
+            target, overlay_path = plan[path]
             target.parent.mkdir(parents=True, exist_ok=True)
             _write(target, _render(prediction, fmt, palette, label_set))
             written.append(target)
-            if with_overlay:
-                _write(
-                    _inside(output, relative.parent / f"{relative.stem}_overlay.png"),
-                    overlay(image, prediction.labels, palette, alpha)[..., ::-1],
-                )
+            if overlay_path is not None:
+                _write(overlay_path, overlay(image, prediction.labels, palette, alpha)[..., ::-1])
         bar.update(len(batch))
     bar.close()
     if make_zip:
@@ -118,6 +167,12 @@ def run_predict(
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
             for path in written:
                 bundle.write(path, path.relative_to(output.resolve()))
+    if failed:
+        raise PredictFailures(
+            f"{len(failed)} of {len(items)} images could not be read and were skipped ({len(written)} written to {output}): "
+            + "; ".join(failed),
+            written,
+        )
     return written
 
 

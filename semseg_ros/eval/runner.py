@@ -20,7 +20,7 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from semseg_ros.data.datasets import SegmentationDataset, read_label_png
+from semseg_ros.data.datasets import SegmentationDataset, read_label_png, read_road_gt
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.metrics import ConfusionMatrix
@@ -143,23 +143,42 @@ def _cityscapes_pairs(pred_dir: Path, gt_dir: Path) -> Iterator[tuple[Path, Path
         yield matches[0], gt
 
 
-def evaluate_files(pred_dir: str | Path, gt_dir: str | Path, fmt: str) -> dict[str, Any]:
+ID_SPACES = ("auto", "labelid", "trainid")
+
+
+def evaluate_files(pred_dir: str | Path, gt_dir: str | Path, fmt: str, ids: str = "auto") -> dict[str, Any]:
     """Evaluate prediction files written by any model, like the official evaluators.
 
-    cityscapes: label-id PNGs vs gtFine labelIds (19 evaluated classes); kitti-road: road
-    probability PNGs named <cat>_road_<idx>.png vs gt_image_2/<cat>_road_<idx>.png.
+    cityscapes: single-channel PNGs (L, P or 16-bit grey, read as the official evaluator reads
+    them) vs gtFine labelIds, 19 evaluated classes. `ids` says what the predictions hold: Cityscapes
+    label ids (what the official evaluator reads), trainIds 0..18 (`semseg predict`'s default) or
+    `auto`: trainIds when no value over the whole set exceeds 18 except 255 (label-id predictions
+    of a 19-class model hold 19..33 as soon as any sky, vegetation, person or vehicle is predicted),
+    else label ids; `result["ids"]` says which was used and `result["ids_detected"]` whether it was
+    detected. kitti-road: road probability PNGs named <cat>_road_<idx>.png vs gt_image_2/<cat>_road_<idx>.png.
+    Errors: SemsegError.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     if not pred_dir.is_dir():
         raise SemsegError(f"{pred_dir}: prediction folder not found")
+    if ids not in ID_SPACES:
+        raise SemsegError(f"--ids {ids}: expected one of {', '.join(ID_SPACES)}")
     if fmt == "cityscapes":
         label_set = get_label_set("cityscapes19")
-        accumulator = Accumulator(label_set, None)
+        as_label_ids, as_train_ids = Accumulator(label_set, None), Accumulator(label_set, None)
+        seen = np.zeros(256, bool)
         for pred, gt in _cityscapes_pairs(pred_dir, gt_dir):
-            accumulator.add(
-                label_set.map_cityscapes_ids(read_label_png(gt)), label_set.map_cityscapes_ids(read_label_png(pred)), None, gt.name
-            )
-        return accumulator.result()
+            truth, values = label_set.map_cityscapes_ids(read_label_png(gt)), read_label_png(pred)
+            seen[np.unique(values)] = True
+            if ids in ("auto", "labelid"):
+                as_label_ids.add(truth, label_set.map_cityscapes_ids(values), None, gt.name)
+            if ids in ("auto", "trainid"):
+                as_train_ids.add(truth, values, None, gt.name)
+        chosen = ids
+        if ids == "auto":
+            chosen = "trainid" if not seen[label_set.num_classes : IGNORE].any() else "labelid"
+        result = (as_train_ids if chosen == "trainid" else as_label_ids).result()
+        return {**result, "ids": chosen, "ids_detected": ids == "auto"}
     if fmt == "kitti-road":
         label_set = get_label_set("road")
         accumulator = Accumulator(label_set, 1)
@@ -170,19 +189,19 @@ def evaluate_files(pred_dir: str | Path, gt_dir: str | Path, fmt: str) -> dict[s
         for gt_path in gts:
             if gt_path.name not in predictions:
                 raise SemsegError(f"no prediction {gt_path.name} in {pred_dir}")
-            gt_bgr = cv2.imread(str(gt_path), cv2.IMREAD_COLOR)
-            if gt_bgr is None:
-                raise SemsegError(f"{gt_path}: cannot read KITTI road GT image")
             probability = read_label_png(predictions[gt_path.name])
-            road_gt = np.where(gt_bgr[..., 2] > 0, (gt_bgr[..., 0] > 0).astype(np.uint8), IGNORE).astype(np.uint8)
-            accumulator.add(road_gt, (probability >= 128).astype(np.uint8), probability, gt_path.name)
+            accumulator.add(read_road_gt(gt_path), (probability >= 128).astype(np.uint8), probability, gt_path.name)
         return accumulator.result()
     raise SemsegError(f"--format {fmt}: expected cityscapes or kitti-road")
 
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable summary of `result`."""
-    lines = [f"{'class':<16}{'IoU':>8}"]
+    lines = []
+    if "ids" in result:
+        how = "detected from the values; --ids to force" if result["ids_detected"] else "as given by --ids"
+        lines.append(f"predictions read as {'Cityscapes label ids' if result['ids'] == 'labelid' else 'trainIds 0..18'} ({how})")
+    lines.append(f"{'class':<16}{'IoU':>8}")
     for name, value in result["classes"].items():
         lines.append(f"{name:<16}{'n/a' if value is None else f'{value:.4f}':>8}")
     lines.append(f"{'mIoU':<16}{result['mIoU']:>8.4f}")

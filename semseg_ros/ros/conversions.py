@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from semseg_ros.data.images import MAX_IMAGE_PIXELS, ImageTooLarge, check_pixels, header_size
 from semseg_ros.errors import SemsegError
 
 # encoding -> (channels, bytes per channel)
@@ -25,13 +26,17 @@ class ImageError(SemsegError):
     """An image message that cannot be decoded."""
 
 
-def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
-    """sensor_msgs/Image to an HxWx3 uint8 RGB array (a copy; row padding and endianness honoured)."""
+def image_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """sensor_msgs/Image to an HxWx3 uint8 RGB array (a copy; row padding and endianness honoured).
+
+    Raises ImageError for bad fields or data, ImageTooLarge beyond `max_pixels` (width * height).
+    """
     height, width, step, encoding = int(msg.height), int(msg.width), int(msg.step), str(msg.encoding)
     if encoding not in ENCODINGS:
         raise ImageError(f"unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)})")
     if height == 0 or width == 0:
         raise ImageError(f"empty image ({width}x{height})")
+    check_pixels(width, height, max_pixels)
     channels, depth = ENCODINGS[encoding]
     row_bytes = width * channels * depth
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and width % 2:
@@ -63,11 +68,23 @@ def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(np.ascontiguousarray(pixels), code), dtype=np.uint8)
 
 
-def compressed_to_rgb(msg: Any) -> NDArray[np.uint8]:
-    """sensor_msgs/CompressedImage (JPEG, PNG, ...) to HxWx3 uint8 RGB."""
+def compressed_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """sensor_msgs/CompressedImage (JPEG, PNG, ...) to HxWx3 uint8 RGB.
+
+    The size is read from the header before decoding: a 62 kB PNG can announce 8000x8000 pixels
+    (5.5 GB of decoder memory). Raises ImageTooLarge beyond `max_pixels`, ImageError for data that
+    is empty, of no known format or corrupt.
+    """
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageError("empty compressed image")
+    what = f"compressed image (format '{msg.format}', {data.size} bytes)"
+    try:
+        header_size(data.tobytes(), max_pixels, what)
+    except ImageTooLarge:
+        raise
+    except SemsegError as exc:
+        raise ImageError(f"corrupt or unsupported {what}: {str(exc).removeprefix(what + ': ')}") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"corrupt or unsupported compressed image (format '{msg.format}', {data.size} bytes)")

@@ -212,7 +212,8 @@ class SegmentationNode(Node):
             self.stats.idle += 1
             return
         try:
-            image = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            limit = self.config["max_image_pixels"]
+            image = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) else image_to_rgb(msg, limit)
         except SemsegError as exc:
             self.stats.rejected += 1
             self.get_logger().warning(f"rejected image: {exc}", throttle_duration_sec=5.0)

@@ -4,6 +4,13 @@ Run with `semseg train CONFIG.yaml` (one process) or `torchrun --nproc-per-node 
 train CONFIG.yaml` (DistributedDataParallel; gloo on CPU, nccl on CUDA). Only rank 0 writes.
 Checkpoints (`last.pt`, `best.pt`) are written atomically at the end of every epoch and carry the
 model card, the resolved config and the full training state, so `--resume` continues exactly.
+
+A kill at any moment loses and repeats nothing. `last.pt` is the commit point of an epoch: the
+epoch's record is appended to history.jsonl (fsynced) before it, and best.pt (a copy of last.pt)
+after it. `--resume` drops history records past last.pt's step and epoch, and rewrites best.pt from
+last.pt when last.pt's epoch is its best one, so history.jsonl holds every optimizer step and epoch
+once and best.pt the best epoch that last.pt records. A fresh start replaces an earlier run's
+history.jsonl, last.pt and best.pt in its out_dir.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +111,20 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(_as_tuple(state["python"]))
 
 
+def _copy_atomic(source: Path, target: Path) -> None:
+    """Copy to a temporary file beside `target` (named like atomic_save's, so resume cleans it up), fsync, rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+            shutil.copyfileobj(original, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
@@ -165,8 +188,11 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.best_miou = -1.0
+        self.best_epoch = 0
         if resume:
             self._resume()
+        elif self.world.is_main:
+            self._start_new_run()
         self.network: torch.nn.Module = self.model
         if self.world.enabled:
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.cuda else None)
@@ -220,6 +246,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best_miou = state["epoch"], state["step"], state["best_miou"]
+        self.best_epoch = state.get("best_epoch", 0)
         _set_rng_state(state["rng"])
         if self.distiller is not None:
             self.distiller.load_training_state(state.get("distiller", {}))
@@ -227,7 +254,18 @@ class Trainer:
             self._trim_history()
             for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
                 stale.unlink(missing_ok=True)
+            if self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
+                _copy_atomic(path, self.out_dir / "best.pt")
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
+
+    def _start_new_run(self) -> None:
+        """A fresh start: an earlier run's records and checkpoints in out_dir go (last.pt first, so that a
+        kill half-way leaves nothing to resume from), and history.jsonl starts empty."""
+        earlier = [self.out_dir / name for name in ("last.pt", "best.pt", "history.jsonl") if (self.out_dir / name).exists()]
+        for path in [*earlier, *self.out_dir.glob(".*.pt.*.tmp")]:  # temporaries: a kill during the first checkpoint write
+            path.unlink(missing_ok=True)
+        if earlier:
+            print(f"new run in {self.out_dir}: replaced the earlier run's {', '.join(p.name for p in earlier)}", flush=True)
 
     def _trim_history(self) -> None:
         """Drop records written after the checkpoint we resume from, so history.jsonl reads like one run."""
@@ -257,6 +295,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "best_miou": self.best_miou,
+            "best_epoch": self.best_epoch,
             "rng": _rng_state(),
             "distiller": self.distiller.training_state() if self.distiller is not None else {},
         }
@@ -264,11 +303,15 @@ class Trainer:
         card = model_card(config.model, self.label_set, config.train.input_size, config.mean, config.std)
         save_checkpoint(self.out_dir / name, self.model, card, config=schema.dump(self.config), train_state=state, metrics=metrics)
 
-    def _log_line(self, record: dict[str, Any]) -> None:
+    def _log_line(self, record: dict[str, Any], durable: bool = False) -> None:
+        """Append one JSON record to history.jsonl (rank 0); `durable` fsyncs it (before a checkpoint commits it)."""
         if self.world.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "history.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
 
     # ---------------------------------------------------------------- loop
     def fit(self, stop_after_epochs: int | None = None) -> dict[str, Any]:
@@ -286,11 +329,11 @@ class Trainer:
             if self.world.is_main:
                 improved = metrics.get("mIoU", -1.0) > self.best_miou
                 if improved:
-                    self.best_miou = metrics["mIoU"]
-                self._save("last.pt", metrics)
+                    self.best_miou, self.best_epoch = metrics["mIoU"], self.epoch
+                self._log_line({"event": "epoch", **metrics}, durable=True)
+                self._save("last.pt", metrics)  # the epoch's commit point (see the module docstring)
                 if improved:
-                    self._save("best.pt", metrics)
-                self._log_line({"event": "epoch", **metrics})
+                    _copy_atomic(self.out_dir / "last.pt", self.out_dir / "best.pt")
                 shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "iou")
                 print(f"epoch {self.epoch}/{self.config.train.epochs}: {shown}", flush=True)
         if self.world.enabled:

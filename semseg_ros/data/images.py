@@ -1,0 +1,57 @@
+"""Image files and buffers decoded with bounded memory: the size is read from the header first.
+
+A PNG of 8000x8000 identical pixels compresses to about 60 kB and decodes to 192 MB of RGB (plus
+the decoder's own buffers), so every decode first reads width and height from the header with PIL
+(`Image.open` is lazy: it parses the header only) and refuses images over `max_pixels`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import IO
+
+from PIL import Image
+
+from semseg_ros.errors import SemsegError
+
+MAX_IMAGE_PIXELS = 50_000_000
+"""Default bound on width * height (50 MP: a 8192x6104 photo; Cityscapes is 2 MP, KITTI 0.47 MP)."""
+
+
+class ImageTooLarge(SemsegError):
+    """An image whose header announces more pixels than allowed."""
+
+
+def header_size(source: bytes | str | Path | IO[bytes], max_pixels: int = MAX_IMAGE_PIXELS, name: str = "image") -> tuple[int, int]:
+    """(width, height) in pixels from the image header, without decoding the pixels.
+
+    Raises `ImageTooLarge` when width * height > `max_pixels`, and `SemsegError` when the data is
+    no image format PIL recognises (then no decoder gets to allocate for it either).
+    """
+    stream: IO[bytes] | str | Path = io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound below decides
+            with Image.open(stream) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"{name}: over {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, above the limit of {max_pixels}") from None
+    except FileNotFoundError:
+        raise SemsegError(f"{name}: file not found") from None
+    except Image.UnidentifiedImageError:
+        raise SemsegError(f"{name}: not a readable image (no image format PIL knows)") from None
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError ... for data it cannot parse
+        raise SemsegError(f"{name}: not a readable image ({' '.join(str(exc).split())[:120]})") from None
+    check_pixels(width, height, max_pixels, name)
+    return width, height
+
+
+def check_pixels(width: int, height: int, max_pixels: int, name: str = "image") -> None:
+    """Raise `ImageTooLarge` when a width x height image exceeds `max_pixels`."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: {width}x{height} is {width * height / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:g} MP "
+            "(raise max_image_pixels if such images are expected)"
+        )
