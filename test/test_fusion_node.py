@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,6 @@ isolate_ros_domain()
 
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -88,7 +88,7 @@ def decode(msg: PointCloud2) -> dict[str, np.ndarray]:
 class Probe(Node):
     def __init__(self) -> None:
         super().__init__(f"fusion_probe_{int(time.monotonic() * 1e6)}")
-        self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
+        self.points_pub = self.create_publisher(PointCloud2, "points", 10)  # reliable, as the bag player offers
         self.mask_pub = self.create_publisher(Image, "mask", 10)
         self.clouds: list[PointCloud2] = []
         self.markers: list[MarkerArray] = []
@@ -174,7 +174,7 @@ def test_stamps_beyond_the_slop_are_never_fused(ros: Any, drive: KittiDrive) -> 
         fused = node.counts["fused"]
         assert exchange(probe, cloud_msg(xyz, 201.0), mask_msg(mask, 201.1), expect=False) is None
         assert node.counts["fused"] == fused
-        exchange(probe, cloud_msg(xyz, 202.0), mask_msg(mask, 202.0))  # a good pair flushes the stale ones
+        exchange(probe, cloud_msg(xyz, 202.5), mask_msg(mask, 202.5))  # a pair 1 s newer flushes the stale ones
         assert node.counts["fused"] > fused and sum(node.sync.stats.unmatched.values()) >= 1
 
 
@@ -255,3 +255,91 @@ def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive
         assert wait_for(lambda: any(5 <= d.header.stamp.sec < 1000 for d in diagnostics[count:]), timeout=5)
         assert exchange(probe, cloud_msg(xyz, 6.0), mask_msg(mask, 6.0)) is not None
         assert node.counts["failed"] == 0
+
+
+def remote_set(probe: Node, node_name: str, name: str, value: Any) -> Any:
+    """`ros2 param set NODE NAME VALUE` through the node's parameter service; the SetParametersResult."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe, node_name)
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter(name, value=value)])
+    assert wait_for(future.done, timeout=10.0), f"{name}: the parameter service did not answer"
+    return future.result().results[0]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("cluster_rules", '{"car": {"radius": "x"}}', "radius 'x'"),
+        ("cluster_rules", '{"car": 5}', "expected {"),
+        ("cluster_rules", '{"car": {"radius": -1}}', "radius -1"),
+        ("cluster_rules", '{"car": {"radius": NaN}}', "radius nan"),
+        ("cluster_rules", '{"car": {"radius": 1e400}}', "radius inf"),
+        ("cluster_rules", '{"car": {"min_points": 0}}', "min_points 0"),
+        ("cluster_rules", '{"car": {"min_points": 2.5}}', "min_points 2.5"),
+        ("cluster_rules", '{"car": {"radius": 0.5, "extra": 1}}', "expected {"),
+        ("cluster_rules", '{"unicorn": {"radius": 0.5}}', "unknown class unicorn"),
+        ("cluster_rules", "[" * 100_000 + "]" * 100_000, "characters of JSON"),
+        ("cluster_rules", "[" * 5_000 + "]" * 5_000, "not valid JSON"),
+        ("cluster_classes", "car,unicorn", "unknown class unicorn; the label set has road, sidewalk"),
+    ],
+)
+def test_bad_structured_parameters_are_refused_and_the_node_lives(ros: Any, drive: KittiDrive, name: str, value: str, reason: str) -> None:
+    xyz, mask = frame_data(drive, 0)
+    with running(drive) as (node, probe):
+        before = (node.config[name], node.clustering)
+        result = remote_set(probe, "fusion_node", name, value)
+        assert not result.successful and reason in result.reason, result.reason
+        assert (node.config[name], node.clustering) == before and node.counts["rejected_parameters"] == 1
+        assert remote_set(probe, "fusion_node", "cluster_rules", '{"car": {"radius": 0.5}}').successful  # still answering
+        assert node.clustering.rules[TRAIN.classes.index("car")].radius == 0.5
+        assert exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0)) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128], [300, 0, 0]]}),  # OverflowError before
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128], [1e400, 0, 0]]}).replace("Infinity", "1e400"),
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128]]}),
+        json.dumps({"classes": ["x"] * 300, "colors": [[0, 0, 0]] * 300}),
+        json.dumps({"classes": [5], "colors": [[0, 0, 0]]}),
+        '{"classes": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError before
+        "[" * 3_000 + "]" * 3_000,
+        "not json",
+    ],
+)
+def test_malformed_latched_labels_never_end_the_node(ros: Any, drive: KittiDrive, text: str) -> None:
+    """`labels` is transient local: a bad one reaches every restart, so it must be refused, not fatal."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+
+    xyz, mask = frame_data(drive, 0)
+    latch = Node(f"labels_latch_{int(time.monotonic() * 1e6)}")
+    publisher = latch.create_publisher(String, "labels", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    publisher.publish(String(data=text))  # before the node starts: delivered on subscription
+    try:
+        with running(drive) as (node, probe):
+            assert wait_for(lambda: node.counts["rejected_labels"] == 1)
+            assert node.classes == TRAIN.classes and node.counts["callback_errors"] == 0
+            assert exchange(probe, cloud_msg(xyz, 950.0), mask_msg(mask, 950.0)) is not None
+    finally:
+        latch.destroy_node()
+
+
+def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, drive: KittiDrive) -> None:
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+
+    latch = Node(f"labels_good_{int(time.monotonic() * 1e6)}")
+    publisher = latch.create_publisher(String, "labels", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    publisher.publish(String(data=json.dumps({"classes": ["road", "car"], "colors": [[1, 2, 3], [4, 5, 6]]})))
+    try:
+        with running(drive) as (node, probe):
+            assert wait_for(lambda: node.classes == ("road", "car"))
+            assert node.palette[1].tolist() == [4, 5, 6] and list(node.clustering.rules) == [1]  # car is id 1 now
+            result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")
+            assert not result.successful and "unknown class person; the label set has road, car" in result.reason
+    finally:
+        latch.destroy_node()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,25 @@ def test_declared_parameters_equal_the_schema(ros: None, tiny_checkpoint: Path) 
     declared = {name for name in node._parameters if name not in ("use_sim_time", "start_type_description_service")}  # rclpy's own
     assert declared == {p.name for p in SEGMENTATION_PARAMS}
     node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("cluster_rules", '{"car": {"radius": -1}}', "radius -1 is not a number in [0.01, 10.0]"),
+        ("cluster_rules", '{"car": {"radius": NaN}}', "radius nan"),
+        ("cluster_rules", '{"car": {"min_points": 0}}', "min_points 0 is not an integer in [1, 100000]"),
+        ("cluster_rules", '{"car": 5}', 'expected {"radius"'),
+        ("cluster_rules", "{", "not valid JSON"),
+        ("lidar_to_camera", [float("nan")] * 16, "expected a list of finite numbers"),
+    ],
+)
+def test_structured_values_in_params_files_get_the_scalar_ranges(name: str, value: object, problem: str) -> None:
+    with pytest.raises(SemsegError, match=re.escape(f"fusion_node.{name}: ") + ".*" + re.escape(problem)):
+        check_params_file({"fusion_node": {"ros__parameters": {name: value}}}, "params.yaml")
+
+
+def test_palettes_in_params_files_are_checked() -> None:
+    assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": json.dumps([[1, 2, 3]] * 256)}}}) == []
+    for bad in (json.dumps([[1, 2, 3]] * 257), "[[1e400, 0, 0]]", "[[0, 0, 256]]"):
+        assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": bad}}}), bad

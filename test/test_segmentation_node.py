@@ -23,7 +23,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -39,12 +39,12 @@ class Probe(Node):
 
     def __init__(
         self,
-        reliability: ReliabilityPolicy = ReliabilityPolicy.BEST_EFFORT,
+        reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
         outputs: tuple[str, ...] = ("mask", "color_mask", "overlay", "confidence"),
     ):
         super().__init__(f"probe_{int(time.monotonic() * 1e6)}")
         self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=5, reliability=reliability))
-        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", QoSProfile(depth=5, reliability=reliability))
         self.received: dict[str, list[Any]] = {name: [] for name in outputs}
         self.subs = [self.create_subscription(Image, name, lambda msg, name=name: self.received[name].append(msg), 10) for name in outputs]
         self.labels: list[String] = []
@@ -116,7 +116,7 @@ def test_every_encoding_gives_the_segmenter_labels_with_the_header(ros: Any, tin
 def test_outputs_are_lazy(ros: Any, tiny_checkpoint: Path) -> None:
     node = make_node(tiny_checkpoint)
     quiet = Node("quiet_publisher")
-    publisher = quiet.create_publisher(Image, "image", qos_profile_sensor_data)
+    publisher = quiet.create_publisher(Image, "image", 5)
     with spinning(node, quiet):
         assert wait_for(lambda: publisher.get_subscription_count() > 0)
         for _ in range(5):
@@ -188,9 +188,13 @@ def test_bad_input_and_model_failures_are_survived(ros: Any, tiny_checkpoint: Pa
     probe.destroy_node()
 
 
-@pytest.mark.parametrize("reliability", [ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE])
-def test_qos_combinations_connect(ros: Any, tiny_checkpoint: Path, reliability: ReliabilityPolicy) -> None:
-    node, probe = make_node(tiny_checkpoint), Probe(reliability=reliability, outputs=("mask",))
+@pytest.mark.parametrize(
+    ("subscription", "reliability"),
+    [("best_effort", ReliabilityPolicy.BEST_EFFORT), ("best_effort", ReliabilityPolicy.RELIABLE), ("reliable", ReliabilityPolicy.RELIABLE)],
+)
+def test_qos_combinations_connect(ros: Any, tiny_checkpoint: Path, subscription: str, reliability: ReliabilityPolicy) -> None:
+    node = make_node(tiny_checkpoint, input_reliability=subscription)
+    probe = Probe(reliability=reliability, outputs=("mask",))
     with spinning(node, probe):
         assert send(probe, make_image_msg(RGB, "rgb8")).encoding == "mono8"
     node.destroy_node()
@@ -246,7 +250,7 @@ def test_pip_only_runner_with_params_file_and_remaps(tiny_checkpoint: Path, tmp_
     probe = Node("runner_probe", context=context)
     masks: list[Image] = []
     probe.create_subscription(Image, "/cam/mask", masks.append, 10)
-    publisher = probe.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+    publisher = probe.create_publisher(Image, "/cam/image", 10)
     from rclpy.executors import SingleThreadedExecutor
 
     executor = SingleThreadedExecutor(context=context)
@@ -295,3 +299,37 @@ def test_a_model_for_another_label_set_or_a_corrupt_file_is_a_one_line_start_err
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         errors = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and message in result.stderr and len(errors) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("palette", "reason"),
+    [
+        ("[[1e400, 0, 0]]", "is not [r, g, b]"),  # OverflowError before
+        (json.dumps([[0, 0, 0]] * 257), "1-256"),
+        (json.dumps([[0, 0, 300]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, 1.5]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, True]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, 0]] * 18), "18 colours for 19 classes"),
+        ("[" * 100_000 + "]" * 100_000, "characters of JSON"),
+        ("[" * 5_000 + "]" * 5_000, "not valid JSON"),
+        ('{"a": 1}', "expected a list"),
+    ],
+)
+def test_bad_palettes_through_the_parameter_service_are_refused(ros: Any, tiny_checkpoint: Path, palette: str, reason: str) -> None:
+    """`ros2 param set /segmentation_node palette ...`: refused with the reason; the node keeps answering."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    node, probe = make_node(tiny_checkpoint), Probe(outputs=("color_mask",))
+    with spinning(node, probe):
+        client = AsyncParameterClient(probe, "segmentation_node")
+        assert client.wait_for_services(timeout_sec=10.0)
+        before = node.palette.copy()
+        future = client.set_parameters([Parameter("palette", value=palette)])
+        assert wait_for(future.done), "the parameter service did not answer"
+        result = future.result().results[0]  # type: ignore[union-attr]
+        assert not result.successful and reason in result.reason, result.reason
+        np.testing.assert_array_equal(node.palette, before)
+        assert node.stats.rejected_parameters == 1 and node.stats.callback_errors == 0
+        assert send(probe, make_image_msg(RGB, "rgb8"), "color_mask") is not None
+    node.destroy_node()
+    probe.destroy_node()

@@ -8,6 +8,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.node_params import Param
@@ -57,3 +58,13 @@ def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: lis
         if update.name in schema:
             config[update.name] = update.value
     return SetParametersResult(successful=True)
+
+
+def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
+    """Keep-last QoS from parameter values (`reliable`/`best_effort`, `volatile`/`transient_local`)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if durability == "transient_local" else DurabilityPolicy.VOLATILE,
+    )
