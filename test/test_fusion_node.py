@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rosutil import isolate_ros_domain, spinning, wait_for
 
 isolate_ros_domain()
@@ -343,3 +345,48 @@ def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, dr
             assert not result.successful and "unknown class person; the label set has road, car" in result.reason
     finally:
         latch.destroy_node()
+
+
+def test_a_mask_arriving_before_an_older_one_is_still_fused(ros: Any, drive: KittiDrive) -> None:
+    """Masks for t+0.5 then t+0.1, clouds for t+0.1 then t+0.5: both pairs fuse, whatever the arrival order."""
+    xyz, mask = frame_data(drive, 0)
+    with running(drive) as (node, probe):
+        exchange(probe, cloud_msg(xyz, 1100.0), mask_msg(mask, 1100.0))  # discovery done, one pair fused
+        before = len(probe.clouds)
+        probe.mask_pub.publish(mask_msg(mask, 1100.5))
+        probe.mask_pub.publish(mask_msg(mask, 1100.1))
+        assert wait_for(lambda: len(node.sync.queues["b"]) == 2)  # both masks wait, in stamp order
+        probe.points_pub.publish(cloud_msg(xyz, 1100.1))
+        assert wait_for(lambda: len(probe.clouds) == before + 1)
+        probe.points_pub.publish(cloud_msg(xyz, 1100.5))
+        assert wait_for(lambda: len(probe.clouds) == before + 2)
+        stamps = [(c.header.stamp.sec, c.header.stamp.nanosec) for c in probe.clouds[before:]]
+        assert stamps == [(1100, 100_000_000), (1100, 500_000_000)] and node.sync.stats.unmatched == {"a": 0, "b": 0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_pairing_goes_by_stamp_whatever_the_arrival_order(data: Any) -> None:
+    """Frames 0.1 s apart, each stream delivered in any order within the 1 s reorder window: every frame pairs
+    with its own partner exactly once."""
+    from types import SimpleNamespace
+
+    from semseg_ros.ros.sync import ApproximateSync
+
+    frames = data.draw(st.integers(1, 8))
+    stamps = [500.0 + 0.1 * i for i in range(frames)]
+
+    def msg(stream: str, stamp: float) -> Any:
+        return SimpleNamespace(stream=stream, header=SimpleNamespace(stamp=SimpleNamespace(sec=int(stamp), nanosec=round(stamp % 1 * 1e9))))
+
+    arrivals = [msg("a", s) for s in data.draw(st.permutations(stamps))] + [msg("b", s) for s in data.draw(st.permutations(stamps))]
+    order = data.draw(st.permutations(range(len(arrivals))))
+    a_order = [i for i in order if i < frames]
+    b_order = [i for i in order if i >= frames]
+    assert len(a_order) == len(b_order) == frames
+    pairs: list[tuple[Any, Any]] = []
+    sync = ApproximateSync(lambda a, b: pairs.append((a, b)), slop=0.02, queue_size=frames)
+    for index in order:
+        sync.add(arrivals[index].stream, arrivals[index])
+    assert sorted(round(a.header.stamp.nanosec / 1e8) for a, _ in pairs) == sorted(round(s % 1 * 10) for s in stamps)
+    assert all(a.header.stamp == b.header.stamp for a, b in pairs) and sync.stats.unmatched == {"a": 0, "b": 0}
