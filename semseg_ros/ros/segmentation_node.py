@@ -194,7 +194,7 @@ class SegmentationNode(Node):
             try:
                 self._process(msg)
             except Exception as exc:  # the worker must survive anything
-                if shutting_down(self):
+                if shutting_down(self) or not self._running:
                     return  # publishers are gone: nothing left to do, nothing to report
                 self.stats.failed += 1
                 self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
@@ -273,11 +273,16 @@ class SegmentationNode(Node):
             diagnostics_message(self, values, "model failures" if stats.failed else None, str(self.segmenter.device))
         )
 
-    def destroy_node(self) -> None:
+    def stop(self) -> None:
+        """Stop the worker thread (it finishes the frame in hand): nothing is published after this."""
         self._running = False
         with self._cond:
             self._cond.notify_all()
-        self._worker.join(timeout=2.0)
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        self.stop()
         super().destroy_node()
 
 
