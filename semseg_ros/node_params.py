@@ -7,6 +7,8 @@ no rclpy import, so the schema can be read and validated anywhere.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import json
 import math
 from collections.abc import Callable
@@ -222,23 +224,73 @@ FUSION_PARAMS: tuple[Param, ...] = (
 NODES: dict[str, tuple[Param, ...]] = {SEGMENTATION_NODE: SEGMENTATION_PARAMS, FUSION_NODE: FUSION_PARAMS}
 
 
-def validate_params_file(data: dict[str, Any], nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
-    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`), checked against the schema."""
-    problems = []
-    for node, section in data.items():
-        if node not in nodes:
-            problems.append(f"{node}: no such node (known: {', '.join(nodes)})")
+ROS_OWN_PARAMS = ("use_sim_time", "start_type_description_service")  # declared by every rclpy node
+ROS_OWN_PREFIXES = ("qos_overrides.",)  # `ros2 param dump` writes these for publishers that allow them
+
+
+def is_ros_own(name: str) -> bool:
+    return name in ROS_OWN_PARAMS or name.startswith(ROS_OWN_PREFIXES)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as rcl reads them: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, name + ".")
+        else:
+            flat[name] = value
+    return flat
+
+
+def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """The nodes a params-file section applies to, as rcl matches them: `segmentation_node`,
+    `/segmentation_node`, `/ns/segmentation_node`, `/**/fusion_node`, `/**` (all), `/*` (all in /)."""
+    last = str(section).rstrip("/").rsplit("/", 1)[-1]
+    if last in ("*", "**"):
+        return list(nodes)
+    return [node for node in nodes if fnmatch.fnmatchcase(node, last)]
+
+
+def _walk(data: Any, nodes: dict[str, tuple[Param, ...]]) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(data, dict):
+        return ["expected a mapping of node names to {ros__parameters: {...}}"], warnings
+    known = {p.name for params in nodes.values() for p in params}
+    for section, body in data.items():
+        if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
+            problems.append(f"{section}: expected a key ros__parameters holding a mapping")
             continue
-        if not isinstance(section, dict) or set(section) != {"ros__parameters"} or not isinstance(section["ros__parameters"], dict):
-            problems.append(f"{node}: expected exactly one key, ros__parameters, holding a mapping")
+        targets = section_nodes(section, nodes)
+        if not targets:
+            warnings.append(f"{section}: matches no semseg_ros node ({', '.join(nodes)}); ignored here")
             continue
-        schema = {p.name: p for p in nodes[node]}
-        for name, value in section["ros__parameters"].items():
-            if name not in schema:
-                problems.append(f"{node}.{name}: unknown parameter")
-            elif (why := schema[name].check(value)) is not None:
-                problems.append(f"{node}.{why}")
-    return problems
+        for name, value in flatten(body["ros__parameters"]).items():
+            if is_ros_own(name):
+                continue
+            declared = [nodes[node] for node in targets if any(p.name == name for p in nodes[node])]
+            if not declared and name not in known:
+                hint = difflib.get_close_matches(name, sorted(known), n=1)
+                warnings.append(f"{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            for params in declared:
+                why = next(p for p in params if p.name == name).check(value)
+                if why is not None and f"{section}.{why}" not in problems:
+                    problems.append(f"{section}.{why}")
+    return problems, warnings
+
+
+def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes would refuse.
+    Accepts what rcl accepts: wildcard and namespaced sections, nested keys, `ros2 param dump` output,
+    rclpy's own parameters, sections for other nodes and unknown keys (see params_file_warnings)."""
+    return _walk(data, nodes)[0]
+
+
+def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
+    return _walk(data, nodes)[1]
 
 
 def check_params_file(data: dict[str, Any], source: str) -> None:

@@ -275,11 +275,11 @@ def test_pip_only_runner_with_params_file_and_remaps(tiny_checkpoint: Path, tmp_
 
 def test_bad_params_file_and_missing_model_are_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
     params = tmp_path / "bad.yaml"
-    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"modle": "x.pt"}}}))
+    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"overlay_alpha": 2.0}}}))
     result = subprocess.run(
         [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 2 and "segmentation_node.modle: unknown parameter" in result.stderr
+    assert result.returncode == 2 and "segmentation_node.overlay_alpha: 2.0 is outside [0.0, 1.0]" in result.stderr
     params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"model": str(tmp_path / "none.pt")}}}))
     result = subprocess.run(
         [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
@@ -383,3 +383,32 @@ def test_transport_gaps_per_publisher(data: Any) -> None:
             info["publisher_gid"] = [publisher] * 24
         gaps.add(info, lambda: publishers)
     assert gaps.lost == sum(kept[-1] - len(kept) for kept in streams)
+
+
+def test_params_files_rcl_accepts_run_pip_only_and_typos_are_warned(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """`/**` wildcards, use_sim_time and a typo: `semseg node` starts (as `ros2 run` does) and names the typo."""
+    params = tmp_path / "wild.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "/**": {"ros__parameters": {"use_sim_time": False, "start_type_description_service": True}},
+                "/**/segmentation_node": {
+                    "ros__parameters": {"model": str(tiny_checkpoint), "backend": "torch", "warmup_runs": 0, "overlay_alpah": 0.3}
+                },
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in process.stdout or []:
+        lines.append(line)
+        if "ready:" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert process.returncode == 0 and "ready:" in output, output
+    assert "parameter overlay_alpah is given but no semseg_ros node declares it; ignored (did you mean overlay_alpha?)" in output
