@@ -390,3 +390,13 @@ def test_pairing_goes_by_stamp_whatever_the_arrival_order(data: Any) -> None:
         sync.add(arrivals[index].stream, arrivals[index])
     assert sorted(round(a.header.stamp.nanosec / 1e8) for a, _ in pairs) == sorted(round(s % 1 * 10) for s in stamps)
     assert all(a.header.stamp == b.header.stamp for a, b in pairs) and sync.stats.unmatched == {"a": 0, "b": 0}
+
+
+def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, drive: KittiDrive) -> None:
+    """use_sim_time with a paused or ended bag (no /clock): /diagnostics runs on a steady clock."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diagnostics: list[DiagnosticArray] = []
+    with running(drive, use_sim_time=True, diagnostics_period=0.2) as (_, probe):
+        probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        assert wait_for(lambda: sum(d.status[0].name.endswith("fusion_node") for d in diagnostics) >= 4, timeout=10)

@@ -412,3 +412,11 @@ def test_params_files_rcl_accepts_run_pip_only_and_typos_are_warned(tiny_checkpo
     output = "".join(lines) + rest
     assert process.returncode == 0 and "ready:" in output, output
     assert "parameter overlay_alpah is given but no semseg_ros node declares it; ignored (did you mean overlay_alpha?)" in output
+
+
+def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint, use_sim_time=True), Probe(outputs=("mask",))
+    with spinning(node, probe):
+        assert wait_for(lambda: sum(d.status[0].name.endswith("segmentation_node") for d in probe.diagnostics) >= 4, timeout=10)
+    node.destroy_node()
+    probe.destroy_node()
