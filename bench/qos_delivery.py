@@ -3,7 +3,8 @@
 A publisher process offers what the bag player offers (reliable, keep last 10) and sends `--count`
 messages at `--rate`; a subscriber process with the QoS under test counts the distinct ones it hears
 (its callback only counts: the consumer keeps up). Payloads: a KITTI Velodyne sweep (120k points x 16 B,
-1.9 MB PointCloud2), a KITTI colour image (1242x375 rgb8, 1.4 MB Image) and a 64 kB cloud.
+1.9 MB PointCloud2), a KITTI colour image (1242x375 rgb8, 1.4 MB Image), a 64 kB cloud and (`image48`)
+a 4000x4000 rgb8 image (48 MB).
 Fast DDS settings (--transports): `default` (the library's), `shipped` (config/fastdds.xml, 64 MiB
 shared-memory segments, in both processes), `sub_only` (config/fastdds.xml in the subscriber only: a
 publisher outside the stack, such as a camera driver, with Fast DDS defaults).
@@ -24,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PAYLOADS = {"cloud": 120_000, "image": (375, 1242), "small": 4_000}  # points, (rows, cols), points
+PAYLOADS = {"cloud": 120_000, "image": (375, 1242), "small": 4_000, "image48": (4000, 4000)}  # points or (rows, cols)
 
 
 def make_message(payload: str) -> Any:
     import numpy as np
     from sensor_msgs.msg import Image, PointCloud2, PointField
 
-    if payload == "image":
-        rows, cols = PAYLOADS["image"]  # type: ignore[misc]
+    if payload.startswith("image"):
+        rows, cols = PAYLOADS[payload]  # type: ignore[misc]
         msg = Image(height=rows, width=cols, encoding="rgb8", step=cols * 3)
         msg.data = np.random.default_rng(0).integers(0, 255, rows * cols * 3, dtype=np.uint8).tobytes()
         return msg
@@ -53,7 +54,7 @@ def run_role(role: str, payload: str, reliability: str, depth: int, count: int, 
 
     rclpy.init()
     node = Node(f"qos_bench_{role}")
-    kind = type(make_message("small" if payload != "image" else "image"))
+    kind = type(make_message("image" if payload.startswith("image") else "small"))
     if role == "pub":
         msg = make_message(payload)
         publisher = node.create_publisher(kind, "payload", qos("reliable", 10))

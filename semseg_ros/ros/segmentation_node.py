@@ -118,7 +118,7 @@ class SegmentationNode(Node):
         if c["warmup_runs"]:
             self.segmenter.warmup(runs=c["warmup_runs"])
         in_qos = qos(c["input_reliability"], c["input_depth"])
-        # rclpy passes MessageInfo to two-argument callbacks; its type hints only know the one-argument form.
+        # the guard keeps _on_image's two-argument signature, so rclpy passes MessageInfo (sequence numbers)
         on_image = guarded(self, self._on_image, "image callback failed", self._count_error)
         if c["input_transport"] == "compressed":
             self.input_sub = self.create_subscription(CompressedImage, "image/compressed", on_image, in_qos)
