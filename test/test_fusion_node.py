@@ -400,3 +400,23 @@ def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, drive: Ki
     with running(drive, use_sim_time=True, diagnostics_period=0.2) as (_, probe):
         probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
         assert wait_for(lambda: sum(d.status[0].name.endswith("fusion_node") for d in diagnostics) >= 4, timeout=10)
+
+
+def test_best_effort_masks_and_clouds_are_heard_when_the_parameters_say_so(ros: Any, drive: KittiDrive) -> None:
+    """segmentation_node with `output_reliability: best_effort` and a best-effort lidar driver: fusion_node
+    hears both with mask_reliability / points_reliability set to best_effort (reliable readers never would)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    xyz, mask = frame_data(drive, 0)
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    with running(drive, points_reliability="best_effort", mask_reliability="best_effort", points_depth=2, mask_depth=3) as (node, probe):
+        probe.points_pub = probe.create_publisher(PointCloud2, "points", best_effort)
+        probe.mask_pub = probe.create_publisher(Image, "mask", best_effort)
+        assert exchange(probe, cloud_msg(xyz, 1200.0), mask_msg(mask, 1200.0)) is not None
+        reliability = {
+            i.qos_profile.reliability
+            for t in ("/points", "/mask")
+            for i in node.get_subscriptions_info_by_topic(t)
+            if i.node_name == "fusion_node"
+        }
+        assert reliability == {ReliabilityPolicy.BEST_EFFORT}
