@@ -25,7 +25,6 @@ import rclpy  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from semseg_ros.ros.segmentation_node import STAGES, SegmentationNode  # noqa: E402
@@ -64,7 +63,7 @@ def main() -> None:
         arrived.set()
 
     probe.create_subscription(Image, "mask", on_mask, 10)
-    publisher = probe.create_publisher(Image, "image", qos_profile_sensor_data)
+    publisher = probe.create_publisher(Image, "image", 1)  # reliable, as segmentation_node subscribes by default
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     executor.add_node(probe)

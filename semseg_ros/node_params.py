@@ -7,6 +7,11 @@ no rclpy import, so the schema can be read and validated anywhere.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +19,68 @@ from semseg_ros.errors import SemsegError
 
 RELIABILITY = ("reliable", "best_effort")
 DURABILITY = ("volatile", "transient_local")
+CLUSTER_RADIUS_RANGE = (0.01, 10.0)  # metres; `cluster_radius` and every radius in `cluster_rules`
+CLUSTER_MIN_POINTS_RANGE = (1, 100000)  # `cluster_min_points` and every min_points in `cluster_rules`
+MAX_JSON_CHARS = 65536  # structured string parameters and the `labels` message
+
+
+def load_json(text: str, limit: int = MAX_JSON_CHARS) -> Any:
+    """`json.loads` bounded in size; any failure (syntax, nesting too deep for the parser) is a SemsegError."""
+    if len(text) > limit:
+        raise SemsegError(f"{len(text)} characters of JSON, more than {limit}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise SemsegError(f"not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_colors(colors: Any, what: str = "colours") -> list[tuple[int, int, int]]:
+    """A JSON list of 1-256 [r, g, b] integer triples, each 0-255 (SemsegError otherwise)."""
+    if not isinstance(colors, list) or not 1 <= len(colors) <= 256:
+        raise SemsegError(f"{what}: expected a list of 1-256 [r, g, b] entries")
+    for color in colors:
+        if not (
+            isinstance(color, list)
+            and len(color) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
+        ):
+            raise SemsegError(f"{what}: {str(color)[:40]} is not [r, g, b] with integers 0-255")
+    return [(c[0], c[1], c[2]) for c in colors]
+
+
+def parse_palette(text: str) -> list[tuple[int, int, int]] | None:
+    """The `palette` parameter: '' (None: the model's colours) or a JSON list of [r, g, b] (0-255, at most 256)."""
+    return parse_colors(load_json(text), "palette") if text.strip() else None
+
+
+def parse_class_names(text: str) -> list[str]:
+    """`cluster_classes`: comma-separated class names ('' = none)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def parse_cluster_rules(text: str) -> dict[str, dict[str, float | int]]:
+    """`cluster_rules`: JSON {class: {"radius": m, "min_points": n}}, either key optional, each value in the range
+    of its scalar sibling (`cluster_radius`, `cluster_min_points`)."""
+    rules = load_json(text) if text.strip() else {}
+    if not isinstance(rules, dict):
+        raise SemsegError('expected a JSON object {"class": {"radius": m, "min_points": n}}')
+    for name, rule in rules.items():
+        if not isinstance(rule, dict) or not set(rule) <= {"radius", "min_points"}:
+            raise SemsegError(f'{name}: expected {{"radius": m, "min_points": n}}, got {str(rule)[:60]}')
+        radius, points = rule.get("radius", CLUSTER_RADIUS_RANGE[0]), rule.get("min_points", 1)
+        if not is_number(radius) or not CLUSTER_RADIUS_RANGE[0] <= radius <= CLUSTER_RADIUS_RANGE[1]:
+            raise SemsegError(f"{name}: radius {radius!r} is not a number in {list(CLUSTER_RADIUS_RANGE)} m")
+        if (
+            not isinstance(points, int)
+            or isinstance(points, bool)
+            or not CLUSTER_MIN_POINTS_RANGE[0] <= points <= CLUSTER_MIN_POINTS_RANGE[1]
+        ):
+            raise SemsegError(f"{name}: min_points {points!r} is not an integer in {list(CLUSTER_MIN_POINTS_RANGE)}")
+    return rules
 
 
 @dataclass(frozen=True)
@@ -24,12 +91,13 @@ class Param:
     live: bool = False  # may change at run time (`ros2 param set`); otherwise read-only
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    parse: Callable[[Any], object] | None = None  # structured content (JSON strings): raises SemsegError
 
     def check(self, value: Any) -> str | None:
         """Why `value` is not acceptable, or None."""
         if isinstance(self.default, list):
-            if not isinstance(value, list | tuple) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-                return f"{self.name}: expected a list of numbers, got {value!r}"
+            if not isinstance(value, list | tuple) or not all(is_number(v) for v in value):
+                return f"{self.name}: expected a list of finite numbers, got {str(value)[:80]}"
             if self.default and len(value) != len(self.default):
                 return f"{self.name}: expected {len(self.default)} numbers, got {len(value)}"
             return None
@@ -42,6 +110,11 @@ class Param:
             return f"{self.name}: {value} is outside [{self.range[0]}, {self.range[1]}]"
         if self.choices is not None and value not in self.choices:
             return f"{self.name}: {value!r} is not one of {', '.join(self.choices)}"
+        if self.parse is not None:
+            try:
+                self.parse(value)
+            except SemsegError as exc:
+                return f"{self.name}: {exc}"
         return None
 
 
@@ -74,8 +147,9 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "input_reliability",
-        "best_effort",
-        "QoS reliability of the image subscription (best_effort also hears reliable publishers)",
+        "reliable",
+        "QoS reliability of the image subscription (reliable: every frame of a reliable publisher arrives; "
+        "best_effort: also hears best-effort publishers, loses large frames; see docs/reliability.md)",
         choices=RELIABILITY,
     ),
     Param("input_depth", 1, "QoS depth of the image subscription", range=(1, 100)),
@@ -92,7 +166,9 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
     Param("publish_overlay", True, "publish `overlay` (rgb8 blend of image and colours)", live=True),
     Param("publish_confidence", True, "publish `confidence` (mono8, max softmax * 255)", live=True),
     Param("overlay_alpha", 0.5, "weight of the class colours in `overlay`", live=True, range=(0.0, 1.0)),
-    Param("palette", "", "JSON list of [r, g, b] per class overriding the model's colours ('' = the model's)", live=True),
+    Param(
+        "palette", "", "JSON list of [r, g, b] per class overriding the model's colours ('' = the model's)", live=True, parse=parse_palette
+    ),
     Param("max_rate_hz", 0.0, "process at most this many frames per second (0 = as fast as frames come)", live=True, range=(0.0, 1000.0)),
     Param("warmup_runs", 2, "dummy frames run before the node reports ready", range=(0, 100)),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
@@ -128,6 +204,17 @@ FUSION_PARAMS: tuple[Param, ...] = (
     ),
     Param("slop", 0.05, "largest stamp difference (s) between a cloud and the mask fused with it", live=True, range=(0.0, 1.0)),
     Param("queue_size", 10, "messages kept per stream while waiting for a partner", range=(1, 100)),
+    Param("points_reliability", "reliable", "QoS reliability of the `points` subscription (see docs/reliability.md)", choices=RELIABILITY),
+    Param("points_depth", 5, "QoS depth of the `points` subscription", range=(1, 100)),
+    Param("mask_reliability", "reliable", "QoS reliability of the `mask` and `confidence` subscriptions", choices=RELIABILITY),
+    Param("mask_depth", 10, "QoS depth of the `mask` and `confidence` subscriptions", range=(1, 100)),
+    Param(
+        "camera_info_reliability",
+        "best_effort",
+        "QoS reliability of the `camera_info` subscription (best_effort also hears reliable publishers)",
+        choices=RELIABILITY,
+    ),
+    Param("camera_info_depth", 1, "QoS depth of the `camera_info` subscription", range=(1, 100)),
     Param("use_confidence", False, "subscribe `confidence` and add a per-point confidence field"),
     Param("min_depth", 0.5, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)),
     Param("max_depth", 0.0, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)),
@@ -139,17 +226,20 @@ FUSION_PARAMS: tuple[Param, ...] = (
     Param(
         "cluster_classes",
         "car,truck,bus,person,rider,bicycle,motorcycle,pedestrian,bicyclist",
-        "comma-separated class names to cluster, any case; names the model's label set lacks are skipped ('' = none)",
+        "comma-separated class names to cluster, any case ('' = none); at start names of other label sets are skipped, "
+        "names of none warned about; set live, names the model's label set lacks are refused",
         live=True,
+        parse=parse_class_names,
     ),
-    Param("cluster_radius", 0.6, "default linking distance (m) of a cluster", live=True, range=(0.01, 10.0)),
-    Param("cluster_min_points", 10, "default smallest cluster", live=True, range=(1, 100000)),
+    Param("cluster_radius", 0.6, "default linking distance (m) of a cluster", live=True, range=CLUSTER_RADIUS_RANGE),
+    Param("cluster_min_points", 10, "default smallest cluster", live=True, range=CLUSTER_MIN_POINTS_RANGE),
     Param(
         "cluster_rules",
         '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}, '
         '"pedestrian": {"radius": 0.4, "min_points": 5}, "bicyclist": {"radius": 0.4, "min_points": 5}}',
-        "JSON per-class overrides: {class: {radius, min_points}}",
+        "JSON per-class overrides: {class: {radius, min_points}}, in the ranges of cluster_radius and cluster_min_points",
         live=True,
+        parse=parse_cluster_rules,
     ),
     Param("voxel_size", 0.0, "voxel downsampling (m) before linking (0 = off)", live=True, range=(0.0, 5.0)),
     Param("publish_markers", True, "publish `clusters` (MarkerArray: boxes and class names)", live=True),
@@ -159,23 +249,73 @@ FUSION_PARAMS: tuple[Param, ...] = (
 NODES: dict[str, tuple[Param, ...]] = {SEGMENTATION_NODE: SEGMENTATION_PARAMS, FUSION_NODE: FUSION_PARAMS}
 
 
-def validate_params_file(data: dict[str, Any], nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
-    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`), checked against the schema."""
-    problems = []
-    for node, section in data.items():
-        if node not in nodes:
-            problems.append(f"{node}: no such node (known: {', '.join(nodes)})")
+ROS_OWN_PARAMS = ("use_sim_time", "start_type_description_service")  # declared by every rclpy node
+ROS_OWN_PREFIXES = ("qos_overrides.",)  # `ros2 param dump` writes these for publishers that allow them
+
+
+def is_ros_own(name: str) -> bool:
+    return name in ROS_OWN_PARAMS or name.startswith(ROS_OWN_PREFIXES)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as rcl reads them: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, name + ".")
+        else:
+            flat[name] = value
+    return flat
+
+
+def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """The nodes a params-file section applies to, as rcl matches them: `segmentation_node`,
+    `/segmentation_node`, `/ns/segmentation_node`, `/**/fusion_node`, `/**` (all), `/*` (all in /)."""
+    last = str(section).rstrip("/").rsplit("/", 1)[-1]
+    if last in ("*", "**"):
+        return list(nodes)
+    return [node for node in nodes if fnmatch.fnmatchcase(node, last)]
+
+
+def _walk(data: Any, nodes: dict[str, tuple[Param, ...]]) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(data, dict):
+        return ["expected a mapping of node names to {ros__parameters: {...}}"], warnings
+    known = {p.name for params in nodes.values() for p in params}
+    for section, body in data.items():
+        if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
+            problems.append(f"{section}: expected a key ros__parameters holding a mapping")
             continue
-        if not isinstance(section, dict) or set(section) != {"ros__parameters"} or not isinstance(section["ros__parameters"], dict):
-            problems.append(f"{node}: expected exactly one key, ros__parameters, holding a mapping")
+        targets = section_nodes(section, nodes)
+        if not targets:
+            warnings.append(f"{section}: matches no semseg_ros node ({', '.join(nodes)}); ignored here")
             continue
-        schema = {p.name: p for p in nodes[node]}
-        for name, value in section["ros__parameters"].items():
-            if name not in schema:
-                problems.append(f"{node}.{name}: unknown parameter")
-            elif (why := schema[name].check(value)) is not None:
-                problems.append(f"{node}.{why}")
-    return problems
+        for name, value in flatten(body["ros__parameters"]).items():
+            if is_ros_own(name):
+                continue
+            declared = [nodes[node] for node in targets if any(p.name == name for p in nodes[node])]
+            if not declared and name not in known:
+                hint = difflib.get_close_matches(name, sorted(known), n=1)
+                warnings.append(f"{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            for params in declared:
+                why = next(p for p in params if p.name == name).check(value)
+                if why is not None and f"{section}.{why}" not in problems:
+                    problems.append(f"{section}.{why}")
+    return problems, warnings
+
+
+def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes would refuse.
+    Accepts what rcl accepts: wildcard and namespaced sections, nested keys, `ros2 param dump` output,
+    rclpy's own parameters, sections for other nodes and unknown keys (see params_file_warnings)."""
+    return _walk(data, nodes)[0]
+
+
+def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+    """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
+    return _walk(data, nodes)[1]
 
 
 def check_params_file(data: dict[str, Any], source: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,13 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rosutil import isolate_ros_domain, spinning, wait_for
 
 isolate_ros_domain()
 
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -88,7 +90,7 @@ def decode(msg: PointCloud2) -> dict[str, np.ndarray]:
 class Probe(Node):
     def __init__(self) -> None:
         super().__init__(f"fusion_probe_{int(time.monotonic() * 1e6)}")
-        self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
+        self.points_pub = self.create_publisher(PointCloud2, "points", 10)  # reliable, as the bag player offers
         self.mask_pub = self.create_publisher(Image, "mask", 10)
         self.clouds: list[PointCloud2] = []
         self.markers: list[MarkerArray] = []
@@ -174,7 +176,7 @@ def test_stamps_beyond_the_slop_are_never_fused(ros: Any, drive: KittiDrive) -> 
         fused = node.counts["fused"]
         assert exchange(probe, cloud_msg(xyz, 201.0), mask_msg(mask, 201.1), expect=False) is None
         assert node.counts["fused"] == fused
-        exchange(probe, cloud_msg(xyz, 202.0), mask_msg(mask, 202.0))  # a good pair flushes the stale ones
+        exchange(probe, cloud_msg(xyz, 202.5), mask_msg(mask, 202.5))  # a pair 1 s newer flushes the stale ones
         assert node.counts["fused"] > fused and sum(node.sync.stats.unmatched.values()) >= 1
 
 
@@ -332,3 +334,166 @@ def test_raw_masks_need_a_camera_info_source(ros: Any, drive: KittiDrive) -> Non
 
     with pytest.raises(SemsegError, match="mask_image raw needs a camera_info calibration source"):
         make_node(drive, mask_image="raw")
+
+
+def remote_set(probe: Node, node_name: str, name: str, value: Any) -> Any:
+    """`ros2 param set NODE NAME VALUE` through the node's parameter service; the SetParametersResult."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe, node_name)
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter(name, value=value)])
+    assert wait_for(future.done, timeout=10.0), f"{name}: the parameter service did not answer"
+    return future.result().results[0]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("cluster_rules", '{"car": {"radius": "x"}}', "radius 'x'"),
+        ("cluster_rules", '{"car": 5}', "expected {"),
+        ("cluster_rules", '{"car": {"radius": -1}}', "radius -1"),
+        ("cluster_rules", '{"car": {"radius": NaN}}', "radius nan"),
+        ("cluster_rules", '{"car": {"radius": 1e400}}', "radius inf"),
+        ("cluster_rules", '{"car": {"min_points": 0}}', "min_points 0"),
+        ("cluster_rules", '{"car": {"min_points": 2.5}}', "min_points 2.5"),
+        ("cluster_rules", '{"car": {"radius": 0.5, "extra": 1}}', "expected {"),
+        ("cluster_rules", '{"unicorn": {"radius": 0.5}}', "unknown class unicorn"),
+        ("cluster_rules", "[" * 100_000 + "]" * 100_000, "characters of JSON"),
+        ("cluster_rules", "[" * 5_000 + "]" * 5_000, "not valid JSON"),
+        ("cluster_classes", "car,unicorn", "unknown class unicorn; the label set has road, sidewalk"),
+    ],
+)
+def test_bad_structured_parameters_are_refused_and_the_node_lives(ros: Any, drive: KittiDrive, name: str, value: str, reason: str) -> None:
+    xyz, mask = frame_data(drive, 0)
+    with running(drive) as (node, probe):
+        before = (node.config[name], node.clustering)
+        result = remote_set(probe, "fusion_node", name, value)
+        assert not result.successful and reason in result.reason, result.reason
+        assert (node.config[name], node.clustering) == before and node.counts["rejected_parameters"] == 1
+        assert remote_set(probe, "fusion_node", "cluster_rules", '{"car": {"radius": 0.5}}').successful  # still answering
+        assert node.clustering.rules[TRAIN.classes.index("car")].radius == 0.5
+        assert exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0)) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128], [300, 0, 0]]}),  # OverflowError before
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128], [1e400, 0, 0]]}).replace("Infinity", "1e400"),
+        json.dumps({"classes": ["road", "car"], "colors": [[128, 64, 128]]}),
+        json.dumps({"classes": ["x"] * 300, "colors": [[0, 0, 0]] * 300}),
+        json.dumps({"classes": [5], "colors": [[0, 0, 0]]}),
+        '{"classes": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError before
+        "[" * 3_000 + "]" * 3_000,
+        "not json",
+    ],
+)
+def test_malformed_latched_labels_never_end_the_node(ros: Any, drive: KittiDrive, text: str) -> None:
+    """`labels` is transient local: a bad one reaches every restart, so it must be refused, not fatal."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+
+    xyz, mask = frame_data(drive, 0)
+    latch = Node(f"labels_latch_{int(time.monotonic() * 1e6)}")
+    publisher = latch.create_publisher(String, "labels", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    publisher.publish(String(data=text))  # before the node starts: delivered on subscription
+    try:
+        with running(drive) as (node, probe):
+            assert wait_for(lambda: node.counts["rejected_labels"] == 1)
+            assert node.classes == TRAIN.classes and node.counts["callback_errors"] == 0
+            assert exchange(probe, cloud_msg(xyz, 950.0), mask_msg(mask, 950.0)) is not None
+    finally:
+        latch.destroy_node()
+
+
+def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, drive: KittiDrive) -> None:
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
+
+    latch = Node(f"labels_good_{int(time.monotonic() * 1e6)}")
+    publisher = latch.create_publisher(String, "labels", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    publisher.publish(String(data=json.dumps({"classes": ["road", "car"], "colors": [[1, 2, 3], [4, 5, 6]]})))
+    try:
+        with running(drive) as (node, probe):
+            assert wait_for(lambda: node.classes == ("road", "car"))
+            assert node.palette[1].tolist() == [4, 5, 6] and list(node.clustering.rules) == [1]  # car is id 1 now
+            result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")
+            assert not result.successful and "unknown class person; the label set has road, car" in result.reason
+    finally:
+        latch.destroy_node()
+
+
+def test_a_mask_arriving_before_an_older_one_is_still_fused(ros: Any, drive: KittiDrive) -> None:
+    """Masks for t+0.5 then t+0.1, clouds for t+0.1 then t+0.5: both pairs fuse, whatever the arrival order."""
+    xyz, mask = frame_data(drive, 0)
+    with running(drive) as (node, probe):
+        exchange(probe, cloud_msg(xyz, 1100.0), mask_msg(mask, 1100.0))  # discovery done, one pair fused
+        before = len(probe.clouds)
+        probe.mask_pub.publish(mask_msg(mask, 1100.5))
+        probe.mask_pub.publish(mask_msg(mask, 1100.1))
+        assert wait_for(lambda: len(node.sync.queues["b"]) == 2)  # both masks wait, in stamp order
+        probe.points_pub.publish(cloud_msg(xyz, 1100.1))
+        assert wait_for(lambda: len(probe.clouds) == before + 1)
+        probe.points_pub.publish(cloud_msg(xyz, 1100.5))
+        assert wait_for(lambda: len(probe.clouds) == before + 2)
+        stamps = [(c.header.stamp.sec, c.header.stamp.nanosec) for c in probe.clouds[before:]]
+        assert stamps == [(1100, 100_000_000), (1100, 500_000_000)] and node.sync.stats.unmatched == {"a": 0, "b": 0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_pairing_goes_by_stamp_whatever_the_arrival_order(data: Any) -> None:
+    """Frames 0.1 s apart, each stream delivered in any order within the 1 s reorder window: every frame pairs
+    with its own partner exactly once."""
+    from types import SimpleNamespace
+
+    from semseg_ros.ros.sync import ApproximateSync
+
+    frames = data.draw(st.integers(1, 8))
+    stamps = [500.0 + 0.1 * i for i in range(frames)]
+
+    def msg(stream: str, stamp: float) -> Any:
+        return SimpleNamespace(stream=stream, header=SimpleNamespace(stamp=SimpleNamespace(sec=int(stamp), nanosec=round(stamp % 1 * 1e9))))
+
+    arrivals = [msg("a", s) for s in data.draw(st.permutations(stamps))] + [msg("b", s) for s in data.draw(st.permutations(stamps))]
+    order = data.draw(st.permutations(range(len(arrivals))))
+    a_order = [i for i in order if i < frames]
+    b_order = [i for i in order if i >= frames]
+    assert len(a_order) == len(b_order) == frames
+    pairs: list[tuple[Any, Any]] = []
+    sync = ApproximateSync(lambda a, b: pairs.append((a, b)), slop=0.02, queue_size=frames)
+    for index in order:
+        sync.add(arrivals[index].stream, arrivals[index])
+    assert sorted(round(a.header.stamp.nanosec / 1e8) for a, _ in pairs) == sorted(round(s % 1 * 10) for s in stamps)
+    assert all(a.header.stamp == b.header.stamp for a, b in pairs) and sync.stats.unmatched == {"a": 0, "b": 0}
+
+
+def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, drive: KittiDrive) -> None:
+    """use_sim_time with a paused or ended bag (no /clock): /diagnostics runs on a steady clock."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diagnostics: list[DiagnosticArray] = []
+    with running(drive, use_sim_time=True, diagnostics_period=0.2) as (_, probe):
+        probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        assert wait_for(lambda: sum(d.status[0].name.endswith("fusion_node") for d in diagnostics) >= 4, timeout=10)
+
+
+def test_best_effort_masks_and_clouds_are_heard_when_the_parameters_say_so(ros: Any, drive: KittiDrive) -> None:
+    """segmentation_node with `output_reliability: best_effort` and a best-effort lidar driver: fusion_node
+    hears both with mask_reliability / points_reliability set to best_effort (reliable readers never would)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    xyz, mask = frame_data(drive, 0)
+    best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    with running(drive, points_reliability="best_effort", mask_reliability="best_effort", points_depth=2, mask_depth=3) as (node, probe):
+        probe.points_pub = probe.create_publisher(PointCloud2, "points", best_effort)
+        probe.mask_pub = probe.create_publisher(Image, "mask", best_effort)
+        assert exchange(probe, cloud_msg(xyz, 1200.0), mask_msg(mask, 1200.0)) is not None
+        reliability = {
+            i.qos_profile.reliability
+            for t in ("/points", "/mask")
+            for i in node.get_subscriptions_info_by_topic(t)
+            if i.node_name == "fusion_node"
+        }
+        assert reliability == {ReliabilityPolicy.BEST_EFFORT}

@@ -4,7 +4,10 @@ and node callbacks fed the same garbage count it and keep answering good message
 from __future__ import annotations
 
 import functools
+import importlib
+import json
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,14 +25,13 @@ isolate_ros_domain()
 
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 
 from semseg_ros import schema  # noqa: E402
 from semseg_ros.calibration import Calibration  # noqa: E402
 from semseg_ros.errors import SemsegError  # noqa: E402
 from semseg_ros.fusion.label_points import FusionSettings, label_points  # noqa: E402
-from semseg_ros.node_params import check_params_file  # noqa: E402
+from semseg_ros.node_params import FUSION_PARAMS, SEGMENTATION_PARAMS, check_params_file  # noqa: E402
 from semseg_ros.paths import resolve_data_file  # noqa: E402
 from semseg_ros.ros.conversions import ENCODINGS, compressed_to_rgb, image_to_rgb  # noqa: E402
 from semseg_ros.ros.fusion_node import FusionNode  # noqa: E402
@@ -283,7 +285,7 @@ def test_corrupt_training_configs_load_or_fail_clearly(tmp_path_factory: pytest.
 class Listener(Node):
     def __init__(self) -> None:
         super().__init__(f"fuzz_listener_{int(time.monotonic() * 1e6)}")
-        self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.image_pub = self.create_publisher(Image, "image", 10)
         self.masks: list[Image] = []
         self.create_subscription(Image, "mask", self.masks.append, 10)
 
@@ -362,3 +364,147 @@ def test_fusion_node_fuses_a_good_pair_after_the_fuzzing(fusion: Any) -> None:
     fused = fusion.counts["fused"]
     fusion._fuse(cloud, make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8"))
     assert fusion.counts["fused"] == fused + 1 and fusion.counts["failed"] == 0
+
+
+# ---------------------------------------------------------------- every subscription and every parameter
+JSON_KEYS = ["classes", "colors", "radius", "min_points", "car", "person", "label_set", "ids", ""]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(JSON_KEYS) | st.text(max_size=6), inner, max_size=4),
+    max_leaves=30,
+)
+json_texts = st.one_of(
+    json_values.map(lambda value: json.dumps(value, allow_nan=True)),
+    st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
+    st.text(alphabet='[]{}",:0123456789e.-NaInfity ', max_size=60),
+)
+BASIC_TYPES = {
+    "boolean": st.booleans(),
+    "octet": st.integers(0, 255),
+    "uint8": st.integers(0, 255),
+    "char": st.integers(0, 255),
+    "int8": st.integers(-(2**7), 2**7 - 1),
+    "uint16": st.integers(0, 2**16 - 1),
+    "int16": st.integers(-(2**15), 2**15 - 1),
+    "uint32": st.integers(0, 2**32 - 1),
+    "int32": st.integers(-(2**31), 2**31 - 1),
+    "uint64": st.integers(0, 2**64 - 1),
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "float": st.floats(width=32),
+    "double": st.floats(),
+    "string": st.one_of(st.text(max_size=40), json_texts),
+}
+
+
+def field_values(kind: str) -> Any:
+    """Any value of a rosidl field type ('uint32', 'double[12]', 'sequence<uint8>', 'std_msgs/Header' ...)."""
+    if match := re.fullmatch(r"sequence<(.+?)(?:, (\d+))?>", kind):
+        inner, bound = match.group(1), int(match.group(2) or 12)
+        if inner in ("uint8", "octet"):
+            return st.binary(max_size=min(bound, 400))
+        return st.lists(field_values(inner), max_size=min(bound, 12))
+    if match := re.fullmatch(r"(.+)\[(\d+)\]", kind):
+        return st.lists(field_values(match.group(1)), min_size=int(match.group(2)), max_size=int(match.group(2)))
+    if kind.startswith("string<="):
+        return st.text(max_size=int(kind[8:]))
+    if kind in BASIC_TYPES:
+        return BASIC_TYPES[kind]
+    package, name = kind.split("/")
+    return ros_messages(getattr(importlib.import_module(f"{package}.msg"), name))
+
+
+def ros_messages(kind: Any) -> Any:
+    """Messages of any rosidl type with every field drawn at random (bounded sizes)."""
+    fields = kind.get_fields_and_field_types()
+
+    def build(values: dict[str, Any]) -> Any:
+        msg = kind()
+        for name, value in values.items():
+            setattr(msg, name, value)
+        return msg
+
+    return st.fixed_dictionaries({name: st.deferred(lambda kind=kind_: field_values(kind)) for name, kind_ in fields.items()}).map(build)
+
+
+def parameter_values(param: Any) -> Any:
+    """Any value rclpy can carry, weighted towards the parameter's own type and structure."""
+    own = {bool: st.booleans(), int: st.integers(-(2**63), 2**63 - 1), float: st.floats(), str: st.one_of(st.text(max_size=30), json_texts)}
+    anything = st.one_of(
+        *own.values(),
+        st.lists(st.floats(), max_size=20),
+        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=5),
+        st.lists(st.text(max_size=5), max_size=3),
+        st.lists(st.booleans(), max_size=3),
+    )
+    if isinstance(param.default, list):
+        return st.one_of(st.lists(st.floats(), min_size=len(param.default), max_size=len(param.default)), anything)
+    return st.one_of(own[type(param.default)], anything)
+
+
+def drive_parameter(node: Any, schema: Any, data: Any, errors: Any) -> None:
+    param = data.draw(st.sampled_from(schema))
+    value = data.draw(parameter_values(param))
+    original = node.get_parameter(param.name).value
+    before = errors()
+    result = node.set_parameters([Parameter(param.name, value=value)])[0]
+    event("accepted" if result.successful else "refused")
+    try:
+        assert errors() == before, f"{param.name}={value!r} reached the safety net instead of a check"
+        if result.successful:
+            assert param.check(value) is None and param.live
+            assert node.config[param.name] == value
+        else:
+            assert result.reason and node.config[param.name] == original
+    finally:
+        node.set_parameters([Parameter(param.name, value=original)])
+
+
+def drive_subscriptions(node: Any, data: Any, errors: Any) -> None:
+    for subscription in node.subscriptions:
+        msg = data.draw(ros_messages(subscription.msg_type), label=subscription.topic_name)
+        before = errors()
+        if subscription._callback_type == subscription.CallbackType.WithMessageInfo:
+            info = data.draw(
+                st.dictionaries(st.sampled_from(["publication_sequence_number", "publisher_gid", "x"]), st.integers(-5, 2**64) | st.none())
+            )
+            subscription.callback(msg, info)
+        else:
+            subscription.callback(msg)
+        assert errors() == before, f"{subscription.topic_name}: {msg!r:.300} reached the safety net instead of a check"
+
+
+@pytest.fixture(scope="module")
+def fusion_everything(ros: Any) -> Any:
+    """A fusion node with every subscription: points, mask, labels, confidence, camera_info."""
+    node = FusionNode(parameter_overrides=[Parameter("calibration_source", value="camera_info"), Parameter("use_confidence", value=True)])
+    assert {s.topic_name for s in node.subscriptions} == {"/points", "/mask", "/labels", "/confidence", "/camera_info"}
+    yield node
+    node.destroy_node()
+
+
+@NODE_FUZZ
+@given(st.data())
+def test_every_segmentation_parameter_takes_any_value_or_refuses_it(segmentation: Any, data: Any) -> None:
+    node, _ = segmentation
+    drive_parameter(node, SEGMENTATION_PARAMS, data, lambda: node.stats.callback_errors)
+
+
+@NODE_FUZZ
+@given(st.data())
+def test_every_fusion_parameter_takes_any_value_or_refuses_it(fusion_everything: Any, data: Any) -> None:
+    node = fusion_everything
+    drive_parameter(node, FUSION_PARAMS, data, lambda: node.counts["callback_errors"])
+
+
+@NODE_FUZZ
+@given(st.data())
+def test_every_segmentation_subscription_survives_any_message(segmentation: Any, data: Any) -> None:
+    node, _ = segmentation
+    drive_subscriptions(node, data, lambda: node.stats.callback_errors)
+
+
+@NODE_FUZZ
+@given(st.data())
+def test_every_fusion_subscription_survives_any_message(fusion_everything: Any, data: Any) -> None:
+    node = fusion_everything
+    drive_subscriptions(node, data, lambda: node.counts["callback_errors"] + node.counts["failed"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.node_params import NODES, SEGMENTATION_PARAMS, check_params_file, validate_params_file
+from semseg_ros.node_params import NODES, SEGMENTATION_PARAMS, check_params_file, params_file_warnings, validate_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +34,13 @@ def test_defaults_pass_their_own_checks() -> None:
         ({"segmentation_node": {"ros__parameters": {"overlay_alpha": 3.0}}}, "outside [0.0, 1.0]"),
         ({"segmentation_node": {"ros__parameters": {"backend": "cuda"}}}, "not one of auto"),
         ({"segmentation_node": {"ros__parameters": {"fp16": "yes"}}}, "expected bool"),
-        ({"segmentation_node": {"parameters": {}}}, "exactly one key, ros__parameters"),
-        ({"segmentaton_node": {"ros__parameters": {}}}, "no such node"),
+        ({"segmentation_node": {"parameters": {}}}, "expected a key ros__parameters"),
+        ({"/**": {"ros__parameters": {"overlay_alpha": 3.0}}}, "/**.overlay_alpha: 3.0 is outside"),
+        ({"/robot/fusion_node": {"ros__parameters": {"slop": "x"}}}, "/robot/fusion_node.slop: expected float"),
     ],
 )
 def test_problems_are_named(section: dict, problem: str) -> None:
-    with pytest.raises(SemsegError, match=problem.replace("[", r"\[")):
+    with pytest.raises(SemsegError, match=re.escape(problem)):
         check_params_file(section, "params.yaml")
 
 
@@ -56,3 +59,71 @@ def test_declared_parameters_equal_the_schema(ros: None, tiny_checkpoint: Path) 
     declared = {name for name in node._parameters if name not in ("use_sim_time", "start_type_description_service")}  # rclpy's own
     assert declared == {p.name for p in SEGMENTATION_PARAMS}
     node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("cluster_rules", '{"car": {"radius": -1}}', "radius -1 is not a number in [0.01, 10.0]"),
+        ("cluster_rules", '{"car": {"radius": NaN}}', "radius nan"),
+        ("cluster_rules", '{"car": {"min_points": 0}}', "min_points 0 is not an integer in [1, 100000]"),
+        ("cluster_rules", '{"car": 5}', 'expected {"radius"'),
+        ("cluster_rules", "{", "not valid JSON"),
+        ("lidar_to_camera", [float("nan")] * 16, "expected a list of finite numbers"),
+    ],
+)
+def test_structured_values_in_params_files_get_the_scalar_ranges(name: str, value: object, problem: str) -> None:
+    with pytest.raises(SemsegError, match=re.escape(f"fusion_node.{name}: ") + ".*" + re.escape(problem)):
+        check_params_file({"fusion_node": {"ros__parameters": {name: value}}}, "params.yaml")
+
+
+def test_palettes_in_params_files_are_checked() -> None:
+    assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": json.dumps([[1, 2, 3]] * 256)}}}) == []
+    for bad in (json.dumps([[1, 2, 3]] * 257), "[[1e400, 0, 0]]", "[[0, 0, 256]]"):
+        assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": bad}}}), bad
+
+
+def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
+    data = {
+        "/**": {"ros__parameters": {"use_sim_time": True, "start_type_description_service": False, "diagnostics_period": 2.0}},
+        "/**/segmentation_node": {"ros__parameters": {"overlay_alpah": 0.3, "backend": "torch"}},
+        "/robot/fusion_node": {"ros__parameters": {"slop": 0.07, "qos_overrides": {"/points": {"subscription": {"depth": 5}}}}},
+        "camera_driver": {"ros__parameters": {"fps": 10}},
+    }
+    assert validate_params_file(data) == []
+    assert params_file_warnings(data) == [
+        "/**/segmentation_node.overlay_alpah: no node declares it (did you mean overlay_alpha?)",
+        "camera_driver: matches no semseg_ros node (segmentation_node, fusion_node); ignored here",
+    ]
+
+
+def test_ros2_param_dump_output_is_accepted(ros: None, tiny_checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """What `ros2 param dump /fusion_node` writes (every declared parameter, rclpy's own included) loads
+    back through rcl unchanged, without a warning."""
+    from rclpy.parameter import Parameter
+
+    from semseg_ros.ros.fusion_node import FusionNode
+
+    node = FusionNode(parameter_overrides=[Parameter("calibration_source", value="camera_info"), Parameter("slop", value=0.07)])
+    dump = {"/fusion_node": {"ros__parameters": {name: p.value for name, p in node._parameters.items()}}}
+    node.destroy_node()
+    assert {"use_sim_time", "start_type_description_service"} <= set(dump["/fusion_node"]["ros__parameters"])
+    path = tmp_path / "dump.yaml"
+    path.write_text(yaml.safe_dump(dump))
+    assert validate_params_file(dump) == [] and params_file_warnings(dump) == []
+    capfd.readouterr()
+    again = FusionNode(cli_args=["--ros-args", "--params-file", str(path)])
+    assert again.config == {name: value for name, value in dump["/fusion_node"]["ros__parameters"].items() if name in again.config}
+    again.destroy_node()
+    assert "WARN" not in capfd.readouterr().err
+
+
+def test_a_typo_in_a_wildcard_section_is_warned_by_the_node(ros: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from semseg_ros.ros.fusion_node import FusionNode
+
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"use_sim_time": False, "calibration_source": "camera_info", "slpo": 0.1}}}))
+    capfd.readouterr()
+    node = FusionNode(cli_args=["--ros-args", "--params-file", str(path)])
+    node.destroy_node()
+    assert "parameter slpo is given but no semseg_ros node declares it; ignored (did you mean slop?)" in capfd.readouterr().err

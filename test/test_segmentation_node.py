@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rosutil import image_from_msg, isolate_ros_domain, make_image_msg, spinning, wait_for
 
 isolate_ros_domain()
@@ -23,7 +25,7 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -39,12 +41,12 @@ class Probe(Node):
 
     def __init__(
         self,
-        reliability: ReliabilityPolicy = ReliabilityPolicy.BEST_EFFORT,
+        reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
         outputs: tuple[str, ...] = ("mask", "color_mask", "overlay", "confidence"),
     ):
         super().__init__(f"probe_{int(time.monotonic() * 1e6)}")
         self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=5, reliability=reliability))
-        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", QoSProfile(depth=5, reliability=reliability))
         self.received: dict[str, list[Any]] = {name: [] for name in outputs}
         self.subs = [self.create_subscription(Image, name, lambda msg, name=name: self.received[name].append(msg), 10) for name in outputs]
         self.labels: list[String] = []
@@ -116,7 +118,7 @@ def test_every_encoding_gives_the_segmenter_labels_with_the_header(ros: Any, tin
 def test_outputs_are_lazy(ros: Any, tiny_checkpoint: Path) -> None:
     node = make_node(tiny_checkpoint)
     quiet = Node("quiet_publisher")
-    publisher = quiet.create_publisher(Image, "image", qos_profile_sensor_data)
+    publisher = quiet.create_publisher(Image, "image", 5)
     with spinning(node, quiet):
         assert wait_for(lambda: publisher.get_subscription_count() > 0)
         for _ in range(5):
@@ -188,9 +190,13 @@ def test_bad_input_and_model_failures_are_survived(ros: Any, tiny_checkpoint: Pa
     probe.destroy_node()
 
 
-@pytest.mark.parametrize("reliability", [ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE])
-def test_qos_combinations_connect(ros: Any, tiny_checkpoint: Path, reliability: ReliabilityPolicy) -> None:
-    node, probe = make_node(tiny_checkpoint), Probe(reliability=reliability, outputs=("mask",))
+@pytest.mark.parametrize(
+    ("subscription", "reliability"),
+    [("best_effort", ReliabilityPolicy.BEST_EFFORT), ("best_effort", ReliabilityPolicy.RELIABLE), ("reliable", ReliabilityPolicy.RELIABLE)],
+)
+def test_qos_combinations_connect(ros: Any, tiny_checkpoint: Path, subscription: str, reliability: ReliabilityPolicy) -> None:
+    node = make_node(tiny_checkpoint, input_reliability=subscription)
+    probe = Probe(reliability=reliability, outputs=("mask",))
     with spinning(node, probe):
         assert send(probe, make_image_msg(RGB, "rgb8")).encoding == "mono8"
     node.destroy_node()
@@ -246,7 +252,7 @@ def test_pip_only_runner_with_params_file_and_remaps(tiny_checkpoint: Path, tmp_
     probe = Node("runner_probe", context=context)
     masks: list[Image] = []
     probe.create_subscription(Image, "/cam/mask", masks.append, 10)
-    publisher = probe.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+    publisher = probe.create_publisher(Image, "/cam/image", 10)
     from rclpy.executors import SingleThreadedExecutor
 
     executor = SingleThreadedExecutor(context=context)
@@ -269,11 +275,11 @@ def test_pip_only_runner_with_params_file_and_remaps(tiny_checkpoint: Path, tmp_
 
 def test_bad_params_file_and_missing_model_are_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
     params = tmp_path / "bad.yaml"
-    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"modle": "x.pt"}}}))
+    params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"overlay_alpha": 2.0}}}))
     result = subprocess.run(
         [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 2 and "segmentation_node.modle: unknown parameter" in result.stderr
+    assert result.returncode == 2 and "segmentation_node.overlay_alpha: 2.0 is outside [0.0, 1.0]" in result.stderr
     params.write_text(yaml.safe_dump({"segmentation_node": {"ros__parameters": {"model": str(tmp_path / "none.pt")}}}))
     result = subprocess.run(
         [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)], capture_output=True, text=True, timeout=60
@@ -295,3 +301,122 @@ def test_a_model_for_another_label_set_or_a_corrupt_file_is_a_one_line_start_err
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         errors = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and message in result.stderr and len(errors) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("palette", "reason"),
+    [
+        ("[[1e400, 0, 0]]", "is not [r, g, b]"),  # OverflowError before
+        (json.dumps([[0, 0, 0]] * 257), "1-256"),
+        (json.dumps([[0, 0, 300]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, 1.5]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, True]] * 19), "is not [r, g, b]"),
+        (json.dumps([[0, 0, 0]] * 18), "18 colours for 19 classes"),
+        ("[" * 100_000 + "]" * 100_000, "characters of JSON"),
+        ("[" * 5_000 + "]" * 5_000, "not valid JSON"),
+        ('{"a": 1}', "expected a list"),
+    ],
+)
+def test_bad_palettes_through_the_parameter_service_are_refused(ros: Any, tiny_checkpoint: Path, palette: str, reason: str) -> None:
+    """`ros2 param set /segmentation_node palette ...`: refused with the reason; the node keeps answering."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    node, probe = make_node(tiny_checkpoint), Probe(outputs=("color_mask",))
+    with spinning(node, probe):
+        client = AsyncParameterClient(probe, "segmentation_node")
+        assert client.wait_for_services(timeout_sec=10.0)
+        before = node.palette.copy()
+        future = client.set_parameters([Parameter("palette", value=palette)])
+        assert wait_for(future.done), "the parameter service did not answer"
+        result = future.result().results[0]  # type: ignore[union-attr]
+        assert not result.successful and reason in result.reason, result.reason
+        np.testing.assert_array_equal(node.palette, before)
+        assert node.stats.rejected_parameters == 1 and node.stats.callback_errors == 0
+        assert send(probe, make_image_msg(RGB, "rgb8"), "color_mask") is not None
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def test_two_publishers_are_counted_apart(ros: Any, tiny_checkpoint: Path) -> None:
+    """50 frames from two reliable publishers: nothing lost (subtracting one writer's sequence numbers from
+    the other's counted 290 lost before)."""
+    node = make_node(tiny_checkpoint, input_depth=10)  # depth 1 may overwrite a frame before the callback takes it
+    first, second = Probe(outputs=("mask",)), Probe(outputs=("mask",))
+    with spinning(node, first, second):
+        assert wait_for(lambda: node.count_publishers("/image") == 2 and first.image_pub.get_subscription_count() == 1)
+        assert wait_for(lambda: second.image_pub.get_subscription_count() == 1)
+        for index in range(25):
+            first.image_pub.publish(make_image_msg(RGB, "rgb8", stamp=(300, index)))
+            second.image_pub.publish(make_image_msg(RGB, "rgb8", stamp=(400 + index, 0)))
+            time.sleep(0.02)
+        assert wait_for(lambda: node.stats.received == 50)
+        assert node.stats.gaps.lost == 0 and len(node.stats.gaps.streams) == 2
+    for probe in (first, second):
+        probe.destroy_node()
+    node.destroy_node()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_transport_gaps_per_publisher(data: Any) -> None:
+    """Skipped sequence numbers: exact per GID; without GIDs exact for lossless publishers in any interleaving
+    and for one lossy publisher."""
+    from semseg_ros.ros.diagnostics import TransportGaps
+
+    publishers = data.draw(st.integers(1, 4))
+    lossy = data.draw(st.booleans())
+    with_gid = data.draw(st.booleans())
+    if lossy and not with_gid:
+        publishers = 1
+    streams = []
+    for _ in range(publishers):
+        length = data.draw(st.integers(1, 30))
+        kept = [s for s in range(1, length + 1) if not lossy or s == 1 or data.draw(st.booleans())]
+        streams.append(kept)
+    labels = data.draw(st.permutations([p for p, kept in enumerate(streams) for _ in kept]))  # any interleaving
+    pending = [iter(kept) for kept in streams]  # each publisher's own order
+    merged = [(p, next(pending[p])) for p in labels]
+    gaps = TransportGaps()
+    for publisher, sequence in merged:
+        info: dict[str, Any] = {"publication_sequence_number": sequence}
+        if with_gid:
+            info["publisher_gid"] = [publisher] * 24
+        gaps.add(info, lambda: publishers)
+    assert gaps.lost == sum(kept[-1] - len(kept) for kept in streams)
+
+
+def test_params_files_rcl_accepts_run_pip_only_and_typos_are_warned(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """`/**` wildcards, use_sim_time and a typo: `semseg node` starts (as `ros2 run` does) and names the typo."""
+    params = tmp_path / "wild.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "/**": {"ros__parameters": {"use_sim_time": False, "start_type_description_service": True}},
+                "/**/segmentation_node": {
+                    "ros__parameters": {"model": str(tiny_checkpoint), "backend": "torch", "warmup_runs": 0, "overlay_alpah": 0.3}
+                },
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "semseg_ros", "node", "segmentation", "--params", str(params)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in process.stdout or []:
+        lines.append(line)
+        if "ready:" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert process.returncode == 0 and "ready:" in output, output
+    assert "parameter overlay_alpah is given but no semseg_ros node declares it; ignored (did you mean overlay_alpha?)" in output
+
+
+def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, tiny_checkpoint: Path) -> None:
+    node, probe = make_node(tiny_checkpoint, use_sim_time=True), Probe(outputs=("mask",))
+    with spinning(node, probe):
+        assert wait_for(lambda: sum(d.status[0].name.endswith("segmentation_node") for d in probe.diagnostics) >= 4, timeout=10)
+    node.destroy_node()
+    probe.destroy_node()

@@ -8,7 +8,6 @@ the cloud's stamp), `clusters` (MarkerArray) and /diagnostics.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -18,9 +17,10 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
@@ -29,36 +29,59 @@ from semseg_ros.calibration import Calibration
 from semseg_ros.errors import CalibrationError, SemsegError
 from semseg_ros.fusion.cluster import ClassRule, Cluster, ClusterSettings, cluster_points
 from semseg_ros.fusion.label_points import FusionSettings, label_points
-from semseg_ros.labels import get_label_set, palette_array
-from semseg_ros.node_params import FUSION_NODE, FUSION_PARAMS
+from semseg_ros.labels import LABEL_SETS, get_label_set, palette_array
+from semseg_ros.node_params import FUSION_NODE, FUSION_PARAMS, load_json, parse_class_names, parse_cluster_rules, parse_colors
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import mask_from_image
 from semseg_ros.ros.diagnostics import diagnostics_message, latency_values
+from semseg_ros.ros.guard import guarded, guarded_parameters, shutting_down
+from semseg_ros.ros.params import qos
 from semseg_ros.ros.pointcloud import labelled_cloud, read_points
 from semseg_ros.ros.sync import ApproximateSync
 
 STAGES = ("decode", "label", "cluster", "publish", "total")
 
 
-def cluster_settings(config: dict[str, Any], classes: tuple[str, ...]) -> ClusterSettings:
-    """The clustering rules the parameters describe, for a label set's class names."""
+def cluster_settings(config: dict[str, Any], classes: tuple[str, ...], strict: str | None = None) -> tuple[ClusterSettings, list[str]]:
+    """The clustering rules the parameters describe, for a label set's class names (matched in any case),
+    and the names in `cluster_classes` / `cluster_rules` that no known label set has (skipped, worth a
+    warning). Names of other label sets' classes (the defaults list Cityscapes' and CamVid's objects) are
+    skipped quietly. `strict` names the parameter being changed live: names in `cluster_classes` that this
+    label set lacks, or rule names no label set has, are a SemsegError listing the classes."""
     try:
-        overrides = json.loads(config["cluster_rules"]) if config["cluster_rules"].strip() else {}
-    except ValueError as exc:
-        raise SemsegError(f"cluster_rules: not valid JSON ({exc})") from None
-    if not isinstance(overrides, dict):
-        raise SemsegError("cluster_rules: expected a JSON object {class: {radius, min_points}}")
+        overrides = {name.lower(): rule for name, rule in parse_cluster_rules(config["cluster_rules"]).items()}
+        names = [name.lower() for name in parse_class_names(config["cluster_classes"])]
+    except SemsegError as exc:
+        raise SemsegError(f"cluster_rules: {exc}") from None
+    own = [c.lower() for c in classes]
+    known = {c.lower() for label_set in LABEL_SETS.values() for c in label_set.classes} | set(own)
+    unknown = list(dict.fromkeys(name for name in [*names, *overrides] if name not in known))
+    refused = [n for n in names if n not in own] if strict == "cluster_classes" else unknown if strict else []
+    if refused:
+        raise SemsegError(f"unknown class {', '.join(dict.fromkeys(refused))}; the label set has {', '.join(classes)}")
     rules = {}
-    lower = [c.lower() for c in classes]
-    overrides = {str(k).lower(): v for k, v in overrides.items()}
-    for name in (n.strip().lower() for n in config["cluster_classes"].split(",") if n.strip()):
-        if name not in lower:
-            continue  # a class the current label set lacks
-        rule = overrides.get(name, {})
-        rules[lower.index(name)] = ClassRule(
-            float(rule.get("radius", config["cluster_radius"])), int(rule.get("min_points", config["cluster_min_points"]))
-        )
-    return ClusterSettings(rules, config["voxel_size"])
+    for name in names:
+        if name in own:
+            rule = overrides.get(name, {})
+            rules[own.index(name)] = ClassRule(
+                float(rule.get("radius", config["cluster_radius"])), int(rule.get("min_points", config["cluster_min_points"]))
+            )
+    return ClusterSettings(rules, config["voxel_size"]), unknown
+
+
+def parse_labels(text: str) -> tuple[tuple[str, ...], list[tuple[int, int, int]]]:
+    """The `labels` message of segmentation_node: JSON {"classes": [1-255 names], "colors": [[r, g, b] per
+    class, 0-255]} (at most 64 KiB). Returns (classes, colours); SemsegError says what is wrong."""
+    data = load_json(text)
+    if not isinstance(data, dict):
+        raise SemsegError('expected a JSON object {"classes": [...], "colors": [...]}')
+    classes = data.get("classes")
+    if not isinstance(classes, list) or not 1 <= len(classes) <= 255 or not all(isinstance(c, str) and 0 < len(c) <= 64 for c in classes):
+        raise SemsegError("classes: expected a list of 1-255 names (1-64 characters)")
+    colors = parse_colors(data.get("colors"), "colors")
+    if len(colors) < len(classes):
+        raise SemsegError(f"colors: {len(colors)} colours for {len(classes)} classes")
+    return tuple(classes), colors
 
 
 def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
@@ -74,10 +97,20 @@ class FusionNode(Node):
         labels = get_label_set("cityscapes19")
         self.classes: tuple[str, ...] = labels.classes
         self.palette = palette_array(labels.colors)
-        self.clustering = cluster_settings(c, self.classes)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.counts = {"fused": 0, "rejected_cloud": 0, "rejected_mask": 0, "no_calibration": 0, "bad_camera_info": 0, "failed": 0}
+        self.counts = {
+            "fused": 0,
+            "rejected_cloud": 0,
+            "rejected_mask": 0,
+            "rejected_labels": 0,
+            "rejected_parameters": 0,
+            "callback_errors": 0,
+            "no_calibration": 0,
+            "bad_camera_info": 0,
+            "failed": 0,
+        }
         self.distortion = "none"  # whether camera_info's D is applied: on /diagnostics
+        self.clustering = self._cluster_settings()
+        self.add_on_set_parameters_callback(guarded_parameters(self, self._on_set_parameters, self._count))
         self.latency: dict[str, deque[float]] = {s: deque(maxlen=200) for s in STAGES}
         self.sync = ApproximateSync(self._fuse, slop=c["slop"], queue_size=c["queue_size"])
         self.confidences: OrderedDict[tuple[int, int], Any] = OrderedDict()
@@ -86,16 +119,27 @@ class FusionNode(Node):
         self.cloud_pub = self.create_publisher(PointCloud2, "labelled_points", 2)
         self.marker_pub = self.create_publisher(MarkerArray, "clusters", 2)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(PointCloud2, "points", lambda m: self.sync.add("a", m), qos_profile_sensor_data)
-        self.create_subscription(Image, "mask", lambda m: self.sync.add("b", m), QoSProfile(depth=c["queue_size"]))
-        self.create_subscription(String, "labels", self._on_labels, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        points_qos, mask_qos = qos(c["points_reliability"], c["points_depth"]), qos(c["mask_reliability"], c["mask_depth"])
+
+        def subscribe(kind: Any, topic: str, callback: Any, profile: QoSProfile) -> None:
+            self.create_subscription(kind, topic, guarded(self, callback, f"{topic} callback failed", self._count), profile)
+
+        subscribe(PointCloud2, "points", lambda m: self.sync.add("a", m), points_qos)
+        subscribe(Image, "mask", lambda m: self.sync.add("b", m), mask_qos)
+        # latched by segmentation_node: reliable, transient local, so a late subscriber gets the last one
+        subscribe(String, "labels", self._on_labels, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         if c["use_confidence"]:
-            self.create_subscription(Image, "confidence", self._on_confidence, QoSProfile(depth=c["queue_size"]))
+            subscribe(Image, "confidence", self._on_confidence, mask_qos)
         if c["calibration_source"].startswith("camera_info"):
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
+            subscribe(CameraInfo, "camera_info", self._on_camera_info, qos(c["camera_info_reliability"], c["camera_info_depth"]))
         self.tf_buffer = self._tf_buffer() if c["calibration_source"] == "camera_info_tf" else None
         self._window = (time.monotonic(), 0)
-        self.create_timer(c["diagnostics_period"], self._publish_diagnostics)
+        # a steady clock: /diagnostics keeps coming while a bag (use_sim_time) is paused or has ended
+        self.create_timer(
+            c["diagnostics_period"],
+            guarded(self, self._publish_diagnostics, "diagnostics failed", self._count),
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         where = "waiting for camera_info" if self.calibration is None else f"calibration {c['calibration_source']}"
         self.get_logger().info(f"ready: {where}, slop {c['slop']} s, clustering {[self.classes[i] for i in self.clustering.rules]}")
 
@@ -177,14 +221,26 @@ class FusionNode(Node):
         return Calibration.from_camera_info(info, extrinsic, self.config["mask_image"])
 
     # ------------------------------------------------------------ inputs
+    def _count(self, what: str) -> None:
+        self.counts["rejected_parameters" if what == "rejected_parameters" else "callback_errors"] += 1
+
+    def _cluster_settings(self) -> ClusterSettings:
+        settings, unknown = cluster_settings(self.config, self.classes)
+        if unknown:
+            self.get_logger().warning(
+                f"not clustering {', '.join(unknown)}: not in the label set ({', '.join(self.classes)})", throttle_duration_sec=5.0
+            )
+        return settings
+
     def _on_labels(self, msg: String) -> None:
         try:
-            data = json.loads(msg.data)
-            self.classes = tuple(data["classes"])
-            self.palette = palette_array(data["colors"])
-            self.clustering = cluster_settings(self.config, self.classes)
-        except (ValueError, KeyError, TypeError, SemsegError) as exc:
+            self.classes, colors = parse_labels(msg.data)
+        except SemsegError as exc:
+            self.counts["rejected_labels"] += 1
             self.get_logger().warning(f"ignoring malformed labels message: {exc}", throttle_duration_sec=5.0)
+            return
+        self.palette = palette_array(colors)
+        self.clustering = self._cluster_settings()
 
     def _on_confidence(self, msg: Image) -> None:
         with self.lock:
@@ -196,14 +252,14 @@ class FusionNode(Node):
         def extra(update: Parameter) -> str | None:
             if update.name in ("cluster_rules", "cluster_classes"):
                 try:
-                    cluster_settings({**self.config, update.name: update.value}, self.classes)
+                    cluster_settings({**self.config, update.name: update.value}, self.classes, strict=update.name)
                 except SemsegError as exc:
-                    return str(exc)
+                    return f"{update.name}: {exc}"
             return None
 
         result = ros_params.apply_update(self.config, FUSION_PARAMS, updates, extra)
         if result.successful:
-            self.clustering = cluster_settings(self.config, self.classes)
+            self.clustering = self._cluster_settings()
             self.sync.slop = self.config["slop"]
         return result
 
@@ -218,6 +274,8 @@ class FusionNode(Node):
         try:
             self._fuse_pair(cloud, mask_msg)
         except Exception as exc:  # a callback must never take the node down
+            if shutting_down(self):
+                return  # publishers are gone: nothing left to do, nothing to report
             self.counts["failed"] += 1
             self.get_logger().error(f"fusion failed: {exc!r}", throttle_duration_sec=5.0)
 

@@ -3,11 +3,58 @@ wired like launch/kitti.launch.py (the topic table in semseg_ros.topics) with th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from semseg_ros.errors import SemsegError
 from semseg_ros.ros.runner import run_nodes
 from semseg_ros.topics import remap_arguments
+
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def launch_flag(name: str, value: str) -> bool | None:
+    """A launch argument as a bool: true/false (also 1/0, yes/no, on/off; any case); '' = not given (None)."""
+    text = value.strip().lower()
+    if not text:
+        return None
+    if text not in TRUE + FALSE:
+        raise SemsegError(f"{name}:={value}: expected true or false")
+    return text in TRUE
+
+
+def launch_overrides(model: str, use_sim_time: str) -> dict[str, dict[str, Any]]:
+    """Per node, the parameters that launch arguments set: only arguments actually given (non-empty), so
+    that the params file's `model` and `use_sim_time` hold unless the command line says otherwise."""
+    common: dict[str, Any] = {}
+    sim = launch_flag("use_sim_time", use_sim_time)
+    if sim is not None:
+        common["use_sim_time"] = sim
+    return {"segmentation_node": {**common, **({"model": model} if model.strip() else {})}, "fusion_node": dict(common)}
+
+
+def missing_for_launch(rviz: bool, bag: str) -> list[str]:
+    """What `ros2 launch semseg_ros kitti.launch.py` needs but this install lacks, each with what to install;
+    checked before anything starts, so a missing rviz2 never leaves the nodes running orphaned."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    def installed(package: str) -> bool:
+        try:
+            get_package_prefix(package)
+        except (PackageNotFoundError, LookupError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH
+            return False
+        return True
+
+    missing = []
+    if rviz and not installed("rviz2"):
+        missing.append("rviz:=true needs rviz2 (sudo apt install ros-jazzy-rviz2), or leave rviz:=false")
+    if bag and not (shutil.which("ros2") and installed("ros2bag") and installed("rosbag2_storage_mcap")):
+        missing.append(
+            "bag:=... needs ros2 bag with mcap storage (sudo apt install ros-jazzy-rosbag2 ros-jazzy-rosbag2-storage-mcap), "
+            "or play it with `ros2 run semseg_ros semseg play BAG --clock` next to the launch"
+        )
+    return missing
 
 
 def kitti_nodes(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.node_params import Param
+from semseg_ros.node_params import NODES, Param, is_ros_own
 
 
 def descriptor(param: Param) -> ParameterDescriptor:
@@ -37,7 +39,20 @@ def declare(node: Node, params: tuple[Param, ...]) -> dict[str, Any]:
         if problem is not None:
             raise SemsegError(f"parameter {problem}")
         values[param.name] = value
+    warn_undeclared(node)
     return values
+
+
+def warn_undeclared(node: Node) -> None:
+    """Warn about parameters given to this node (params files, wildcards, -p) that no semseg_ros node
+    declares: rcl ignores them silently, so a typo such as `overlay_alpah` would go unnoticed."""
+    known = sorted({p.name for params in NODES.values() for p in params})
+    for name in sorted(getattr(node, "_parameter_overrides", {})):
+        if name not in known and not is_ros_own(name):
+            hint = difflib.get_close_matches(name, known, n=1)
+            node.get_logger().warning(
+                f"parameter {name} is given but no semseg_ros node declares it; ignored" + (f" (did you mean {hint[0]}?)" if hint else "")
+            )
 
 
 def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: list[Parameter], extra: Any = None) -> SetParametersResult:
@@ -57,3 +72,13 @@ def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: lis
         if update.name in schema:
             config[update.name] = update.value
     return SetParametersResult(successful=True)
+
+
+def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
+    """Keep-last QoS from parameter values (`reliable`/`best_effort`, `volatile`/`transient_local`)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if durability == "transient_local" else DurabilityPolicy.VOLATILE,
+    )

@@ -116,6 +116,8 @@ class BagPlayer(Node):
                 self.publishers_by_id[connection.id].publish(bytes(raw))
                 self.published += 1
         except Exception as exc:  # a truncated or corrupt bag: report, keep what was played
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down: publishers are going away, nothing is wrong with the bag
             message = f"{self.bag}: playback stopped after {self.published} messages ({' '.join(str(exc).split())[:200]})"
             self.errors.append(message)
             self.get_logger().error(message)

@@ -1,8 +1,11 @@
-"""Start nodes in one process: rclpy init, a multi-threaded executor, clean shutdown, fatal errors as one line."""
+"""Start nodes in one process: rclpy init, a multi-threaded executor, quiet orderly shutdown, fatal errors as one line."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +13,20 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.paths import resolve_data_file
+
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def use_shipped_fastdds_profile() -> None:
+    """Point Fast DDS at config/fastdds.xml (shared memory big enough for whole frames; docs/reliability.md)
+    unless another RMW is chosen or a profiles file is already set. Call before the first node exists."""
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp" or any(os.environ.get(v) for v in PROFILE_VARIABLES):
+        return
+    try:
+        os.environ[PROFILE_VARIABLES[0]] = str(resolve_data_file("fastdds.xml", "config"))
+    except SemsegError:
+        pass  # an install without the file: Fast DDS defaults
 
 
 def run_nodes(
@@ -18,32 +35,49 @@ def run_nodes(
     started: Callable[[list[Any]], None] | None = None,
     done: Callable[[], bool] | None = None,
 ) -> int:
-    """Create the nodes (fatal start-up errors: one line, exit 2) and spin them until shutdown,
-    or until `done()` turns true (checked twice a second). `started(nodes)` runs once all exist."""
+    """Create the nodes (fatal start-up errors: one line, exit 2) and spin them until shutdown (Ctrl-C,
+    SIGTERM: exit 0, nothing printed), or until `done()` turns true (checked twice a second).
+    `started(nodes)` runs once all exist."""
+    use_shipped_fastdds_profile()
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     rclpy.init(args=args)
-    nodes = []
+    nodes: list[Any] = []
+    executor = MultiThreadedExecutor()
     try:
         for factory in factories:
             nodes.append(factory())
-    except SemsegError as exc:
-        print(f"semseg: fatal: {exc}", file=sys.stderr)
         for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    if started is not None:
-        started(nodes)
-    try:
+            executor.add_node(node)
+        if started is not None:
+            started(nodes)
         while rclpy.ok() and not (done is not None and done()):
             executor.spin_once(timeout_sec=0.5)
+    except SemsegError as exc:
+        print(f"semseg: fatal: {exc}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        stop(executor, nodes, handlers)
     return 0
+
+
+def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, Any]) -> None:
+    """Orderly and quiet: further Ctrl-C ignored (`ros2 launch` and the terminal both send SIGINT to the
+    process group), our own threads stopped first, running callbacks finished, then nodes destroyed;
+    `handlers` (the signal handlers from before rclpy.init) are put back at the end."""
+    for signum in handlers:
+        signal.signal(signum, signal.SIG_IGN)
+    for node in nodes:
+        if hasattr(node, "stop"):
+            node.stop()  # worker and player threads: no publishing from them after this
+    executor.shutdown(timeout_sec=5.0)
+    pool = getattr(executor, "_executor", None)  # rclpy's shutdown does not wait for callbacks in flight
+    if pool is not None:
+        pool.shutdown(wait=True)
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown()
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
@@ -28,22 +28,16 @@ from semseg_ros.eval.pictures import overlay
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import palette_array
 from semseg_ros.node_params import SEGMENTATION_NODE, SEGMENTATION_PARAMS
+from semseg_ros.node_params import parse_palette as parse_palette_text
 from semseg_ros.paths import resolve_data_file
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import compressed_to_rgb, fill_image, image_to_rgb
-from semseg_ros.ros.diagnostics import diagnostics_message, latency_values
+from semseg_ros.ros.diagnostics import TransportGaps, diagnostics_message, latency_values
+from semseg_ros.ros.guard import guarded, guarded_parameters, shutting_down
+from semseg_ros.ros.params import qos
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish", "total")
 OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
-
-
-def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if durability == "transient_local" else DurabilityPolicy.VOLATILE,
-    )
 
 
 @dataclass
@@ -54,24 +48,24 @@ class Stats:
     rejected: int = 0  # bad input
     failed: int = 0  # model errors
     idle: int = 0  # nobody subscribed: no work done
-    lost_in_transport: int = 0  # gaps in the publisher's sequence numbers: frames DDS dropped before we saw them
-    first_sequence: int | None = None  # publication sequence numbers of the first and last frame heard
-    last_sequence: int | None = None
+    callback_errors: int = 0  # exceptions caught around callbacks (a bug or an input no check foresaw)
+    rejected_parameters: int = 0  # parameter changes refused
+    gaps: TransportGaps = field(default_factory=TransportGaps)  # frames DDS dropped before we saw them, per publisher
     latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
 
 
 def parse_palette(text: str, classes: int) -> np.ndarray | None:
-    """The `palette` parameter: '' or a JSON list of [r, g, b] (at least one per class)."""
-    if not text.strip():
-        return None
+    """The `palette` parameter: '' (None) or a JSON list of 1-256 [r, g, b] (0-255), at least one per class,
+    as a 256x3 uint8 lookup table. SemsegError names what is wrong."""
     try:
-        colors = json.loads(text)
-        array = np.asarray(colors, dtype=np.int64)
-    except (ValueError, TypeError) as exc:
-        raise SemsegError(f"palette: not a JSON list of [r, g, b] ({exc})") from None
-    if array.ndim != 2 or array.shape[1] != 3 or len(array) < classes or array.min() < 0 or array.max() > 255:
-        raise SemsegError(f"palette: need at least {classes} [r, g, b] entries with values 0-255")
-    return palette_array(array.tolist())
+        colors = parse_palette_text(text)
+    except SemsegError as exc:
+        raise SemsegError(f"palette: {exc}") from None
+    if colors is None:
+        return None
+    if len(colors) < classes:
+        raise SemsegError(f"palette: {len(colors)} colours for {classes} classes; give one [r, g, b] per class")
+    return palette_array(colors)
 
 
 class SegmentationNode(Node):
@@ -92,8 +86,8 @@ class SegmentationNode(Node):
                 f"parameter asks for {c['label_set']}; use a model trained on {c['label_set']} or set label_set to ''"
             )
         self.palette = self._palette(c["palette"])
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = Stats()
+        self.add_on_set_parameters_callback(guarded_parameters(self, self._on_set_parameters, self._count_error))
         self._slot: Any = None
         self._cond = threading.Condition()
         self._running = True
@@ -124,15 +118,21 @@ class SegmentationNode(Node):
         if c["warmup_runs"]:
             self.segmenter.warmup(runs=c["warmup_runs"])
         in_qos = qos(c["input_reliability"], c["input_depth"])
-        # rclpy passes MessageInfo to two-argument callbacks; its type hints only know the one-argument form.
+        # the guard keeps _on_image's two-argument signature, so rclpy passes MessageInfo (sequence numbers)
+        on_image = guarded(self, self._on_image, "image callback failed", self._count_error)
         if c["input_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, in_qos)  # type: ignore[arg-type]
+            self.input_sub = self.create_subscription(CompressedImage, "image/compressed", on_image, in_qos)
         else:
-            self.create_subscription(Image, "image", self._on_image, in_qos)  # type: ignore[arg-type]
+            self.input_sub = self.create_subscription(Image, "image", on_image, in_qos)
         self._worker = threading.Thread(target=self._work, name="segmentation_worker", daemon=True)
         self._worker.start()
         self._diag_window = (time.monotonic(), 0, 0)
-        self.create_timer(c["diagnostics_period"], self._publish_diagnostics)
+        # a steady clock: /diagnostics keeps coming while a bag (use_sim_time) is paused or has ended
+        self.create_timer(
+            c["diagnostics_period"],
+            guarded(self, self._publish_diagnostics, "diagnostics failed", self._count_error),
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         backend = self.segmenter.backend
         self.get_logger().info(
             f"ready: {model_path.name} ({card.label_set}, {len(card.classes)} classes) on {backend.name} {backend.device}, network {self.segmenter.input_size}"
@@ -153,6 +153,12 @@ class SegmentationNode(Node):
             self.palette = self._palette(self.config["palette"])
         return result
 
+    def _count_error(self, what: str) -> None:
+        if what == "rejected_parameters":
+            self.stats.rejected_parameters += 1
+        else:
+            self.stats.callback_errors += 1
+
     def _palette(self, text: str) -> np.ndarray:
         parsed = parse_palette(text, len(self.segmenter.card.classes))
         return parsed if parsed is not None else palette_array(self.segmenter.card.colors)
@@ -162,22 +168,11 @@ class SegmentationNode(Node):
         """Newest frame into the slot (rclpy passes MessageInfo because this takes two arguments)."""
         with self._cond:
             self.stats.received += 1
-            self._count_gap(info.get("publication_sequence_number"))
+            self.stats.gaps.add(info, lambda: self.count_publishers(self.input_sub.topic_name))
             if self._slot is not None:
                 self.stats.dropped += 1
             self._slot = msg
             self._cond.notify()
-
-    def _count_gap(self, sequence: int | None) -> None:
-        """Frames a best-effort transport dropped: skipped publication sequence numbers (a lower number
-        means a new or restarted publisher and starts counting afresh)."""
-        stats = self.stats
-        if sequence is not None:
-            if stats.last_sequence is None or sequence <= stats.last_sequence:
-                stats.first_sequence = sequence
-            elif sequence > stats.last_sequence + 1:
-                stats.lost_in_transport += sequence - stats.last_sequence - 1
-            stats.last_sequence = sequence
 
     def _work(self) -> None:
         while self._running:
@@ -199,6 +194,8 @@ class SegmentationNode(Node):
             try:
                 self._process(msg)
             except Exception as exc:  # the worker must survive anything
+                if shutting_down(self) or not self._running:
+                    return  # publishers are gone: nothing left to do, nothing to report
                 self.stats.failed += 1
                 self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
 
@@ -265,20 +262,28 @@ class SegmentationNode(Node):
             "rejected": str(stats.rejected),
             "failed": str(stats.failed),
             "idle_no_subscribers": str(stats.idle),
-            "lost_in_transport": str(stats.lost_in_transport),
-            "first_sequence": str(stats.first_sequence),
-            "last_sequence": str(stats.last_sequence),
+            "callback_errors": str(stats.callback_errors),
+            "rejected_parameters": str(stats.rejected_parameters),
+            "lost_in_transport": str(stats.gaps.lost),
+            "publishers_heard": str(len(stats.gaps.streams)),
+            "first_sequence": str(stats.gaps.first),
+            "last_sequence": str(stats.gaps.last),
         }
         values |= latency_values(stats.latency)
         self.diagnostics_pub.publish(
             diagnostics_message(self, values, "model failures" if stats.failed else None, str(self.segmenter.device))
         )
 
-    def destroy_node(self) -> None:
+    def stop(self) -> None:
+        """Stop the worker thread (it finishes the frame in hand): nothing is published after this."""
         self._running = False
         with self._cond:
             self._cond.notify_all()
-        self._worker.join(timeout=2.0)
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        self.stop()
         super().destroy_node()
 
 

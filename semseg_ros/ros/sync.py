@@ -1,15 +1,16 @@
 """Approximate-time pairing of two streams by header stamp (message_filters is not always installable).
 
 Each stream keeps a bounded queue; when a message arrives, the closest-stamped message of the other
-stream within `slop` seconds is paired with it, both are removed, and older ones on both sides are
-discarded as unmatched. Pairs are never further apart than `slop`. Stamps that jump backwards
-(a looped bag, a clock reset) clear the queues.
+stream within `slop` seconds is paired with it and removed. Pairing goes by stamp, whatever the arrival
+order: a message waits for its partner until its queue overflows (the oldest stamp goes first) or until
+it is more than REORDER_WINDOW seconds older than the newest pair. Pairs are never further apart than
+`slop`. A stamp more than REORDER_WINDOW older than its own stream's newest (a looped bag, a clock reset)
+clears the queues.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,54 +27,51 @@ class SyncStats:
     resets: int = 0
 
 
+REORDER_WINDOW = 1.0  # seconds of stamps within which messages may arrive out of order
+
+
 class ApproximateSync:
     """Pairs messages of streams "a" and "b"; calls `callback(a_msg, b_msg)` for each pair."""
 
     def __init__(self, callback: Callable[[Any, Any], None], slop: float = 0.05, queue_size: int = 10):
         self.callback = callback
         self.slop = slop
-        self.queues: dict[str, deque[tuple[float, Any]]] = {"a": deque(), "b": deque()}
+        self.queues: dict[str, list[tuple[float, Any]]] = {"a": [], "b": []}
         self.queue_size = queue_size
         self.stats = SyncStats(unmatched={"a": 0, "b": 0})
         self.lock = threading.Lock()
-        self.latest = float("-inf")
+        self.latest = {"a": float("-inf"), "b": float("-inf")}  # newest stamp per stream
+        self.paired = float("-inf")  # newest stamp of a pair
 
     def add(self, stream: str, msg: Any) -> None:
         stamp = stamp_seconds(msg)
         pair = None
         with self.lock:
-            if stamp < self.latest - 1.0:  # time went backwards: start over
+            if stamp < self.latest[stream] - REORDER_WINDOW:  # time went backwards: start over
                 self._reset()
-            self.latest = max(self.latest, stamp)
+            self.latest[stream] = max(self.latest[stream], stamp)
             other = "b" if stream == "a" else "a"
             candidates = self.queues[other]
             best = min(range(len(candidates)), key=lambda i: abs(candidates[i][0] - stamp), default=None)
             if best is not None and abs(candidates[best][0] - stamp) <= self.slop:
-                _, match = candidates[best]
-                self._discard(other, best + 1)  # the match and everything older than it
-                self._discard_older(stream, stamp)
+                _, match = candidates.pop(best)
                 pair = (msg, match) if stream == "a" else (match, msg)
                 self.stats.pairs += 1
+                self.paired = max(self.paired, stamp)
             else:
                 queue = self.queues[stream]
                 queue.append((stamp, msg))
+                queue.sort(key=lambda item: item[0])
                 while len(queue) > self.queue_size:
-                    queue.popleft()
+                    queue.pop(0)
                     self._count(stream)
+            for name in ("a", "b"):  # too old to be paired any more
+                queue = self.queues[name]
+                while queue and queue[0][0] < self.paired - REORDER_WINDOW:
+                    queue.pop(0)
+                    self._count(name)
         if pair is not None:
             self.callback(*pair)
-
-    def _discard(self, stream: str, count: int) -> None:
-        queue = self.queues[stream]
-        for _ in range(count):
-            queue.popleft()
-        self._count(stream, count - 1)
-
-    def _discard_older(self, stream: str, stamp: float) -> None:
-        queue = self.queues[stream]
-        while queue and queue[0][0] < stamp - self.slop:
-            queue.popleft()
-            self._count(stream)
 
     def _count(self, stream: str, count: int = 1) -> None:
         assert self.stats.unmatched is not None
@@ -82,5 +80,6 @@ class ApproximateSync:
     def _reset(self) -> None:
         self.queues["a"].clear()
         self.queues["b"].clear()
-        self.latest = float("-inf")
+        self.latest = {"a": float("-inf"), "b": float("-inf")}
+        self.paired = float("-inf")
         self.stats.resets += 1
