@@ -97,3 +97,55 @@ def test_eval_pipeline_keeps_full_resolution_masks(cityscapes_root: Path) -> Non
     )
     images, masks = collate_eval([dataset[0], dataset[1]])
     assert images.shape == (2, 3, 32, 64) and [m.shape for m in masks] == [(96, 192), (96, 192)]
+
+
+def write_camvid(root: Path, split: str, names: list[str], rng: np.random.Generator, colour_coded: bool = False) -> list[np.ndarray]:
+    """A CamVid tree in the SegNet layout; returns the class-index labels written (11 = void)."""
+    from semseg_ros.labels import CAMVID32_COLORS
+
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+    labels = []
+    for name in names:
+        cv2.imwrite(str(root / split / f"{name}.png"), rng.integers(0, 255, (36, 48, 3), dtype=np.uint8))
+        label = rng.integers(0, 12, (36, 48), dtype=np.uint8)
+        labels.append(label)
+        if colour_coded:  # one original class per 11-class id: Sky, Wall, Column_Pole, LaneMkgsDriv, ...
+            originals = ["Sky", "Wall", "Column_Pole", "LaneMkgsDriv", "ParkingBlock", "VegetationMisc", "Misc_Text", "Fence",
+                         "SUVPickupTruck", "Child", "MotorcycleScooter", "Void"]
+            rgb = np.array([CAMVID32_COLORS[o] for o in originals], np.uint8)[label]
+            cv2.imwrite(str(root / f"{split}annot" / f"{name}_L.png"), rgb[..., ::-1])
+        else:
+            cv2.imwrite(str(root / f"{split}annot" / f"{name}.png"), label)
+    return labels
+
+
+@pytest.mark.parametrize("colour_coded", [False, True])
+def test_camvid_reads_class_index_and_original_colour_labels(tmp_path: Path, colour_coded: bool) -> None:
+    rng = np.random.default_rng(0)
+    written = {split: write_camvid(tmp_path, split, [f"0001TP_{i:06d}" for i in range(3)], rng, colour_coded) for split in ("train", "val", "test")}
+    for split in ("train", "val", "test"):
+        dataset = build_dataset(DataConfig(format="camvid", root=str(tmp_path)), split)
+        assert dataset.label_set.name == "camvid" and len(dataset) == 3
+        for index, label in enumerate(written[split]):
+            image, mask = dataset.load(index)
+            assert image.shape == (36, 48, 3)
+            np.testing.assert_array_equal(mask, np.where(label == 11, IGNORE, label))
+
+
+def test_camvid_errors_name_the_file(tmp_path: Path) -> None:
+    write_camvid(tmp_path, "train", ["a", "b"], np.random.default_rng(1))
+    with pytest.raises(SemsegError, match=r"valannot.*CamVid annotation folder missing"):
+        (tmp_path / "val").mkdir()
+        build_dataset(DataConfig(format="camvid", root=str(tmp_path)), "val")
+    (tmp_path / "trainannot" / "b.png").unlink()
+    with pytest.raises(SemsegError, match=r"1 of 2 CamVid train images have no label file, e.g. .*b.png"):
+        build_dataset(DataConfig(format="camvid", root=str(tmp_path)), "train")
+    cv2.imwrite(str(tmp_path / "trainannot" / "b.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(SemsegError, match=r"b.png: label size \(10, 10\) differs from image"):
+        build_dataset(DataConfig(format="camvid", root=str(tmp_path)), "train").load(1)
+    cv2.imwrite(str(tmp_path / "trainannot" / "b.png"), np.full((36, 48, 3), (1, 2, 3), np.uint8))
+    with pytest.raises(SemsegError, match="#030201 are not CamVid 32-class colours"):
+        build_dataset(DataConfig(format="camvid", root=str(tmp_path)), "train").load(1)
+    with pytest.raises(SemsegError, match="not a CamVid root"):
+        build_dataset(DataConfig(format="camvid", root=str(tmp_path / "nothing")), "train")

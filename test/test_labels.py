@@ -52,3 +52,19 @@ def test_palettes_and_unknown_names() -> None:
     assert s.colorize(np.array([[0, 255]])).tolist() == [[[128, 64, 128], [0, 0, 0]]]
     with pytest.raises(KeyError, match="unknown label set 'nope'"):
         get_label_set("nope")
+
+
+def test_camvid_label_set_maps_cityscapes_and_groups_the_32_classes() -> None:
+    from semseg_ros.labels import CAMVID32_COLORS, CITYSCAPES_ID, camvid32_color_lut
+
+    camvid = get_label_set("camvid")
+    assert camvid.classes == ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")
+    assert camvid.colors[3] == (128, 64, 128) and camvid.colors[8] == (64, 0, 128)  # SegNet's Road and Car
+    ids = np.array([CITYSCAPES_ID[n] for n in ("sky", "wall", "traffic light", "sidewalk", "truck", "rider", "person", "parking")])
+    np.testing.assert_array_equal(camvid.map_cityscapes_ids(ids), [0, 1, 6, 4, 8, 10, 9, IGNORE])
+    lut = camvid32_color_lut()
+    assert len(lut) == len(CAMVID32_COLORS) == 32
+    grouped = [sum(1 for v in lut.values() if v == i) for i in range(camvid.num_classes)]
+    assert sum(grouped) == 31 and min(grouped) >= 1  # every original class but Void lands in one of the 11
+    assert camvid.class_id("car") == camvid.class_id("Car") == 8
+    assert camvid.category_ids() == [4, 1, 2, 0, 0, 3, 2, 1, 6, 5, 5]
