@@ -121,6 +121,58 @@ class OnnxRuntimeBackend:
         return torch.from_numpy(np.asarray(logits)).to(self.device)
 
 
+class OpenVinoBackend:
+    """OpenVINO on the CPU, from an ONNX file (fp32 or INT8 QDQ).
+
+    `precision` is the CPU plugin's INFERENCE_PRECISION_HINT: "" keeps the plugin's default (bf16 on
+    CPUs with AVX512-BF16 or AMX, f32 elsewhere), "f32" forces fp32. Each input shape is compiled once
+    (static shapes run faster than a dynamic model); a fixed-size model refuses other sizes.
+    """
+
+    name = "openvino"
+    max_shapes = 4  # compiled shapes kept (each holds its own buffers)
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int = 0, precision: str = ""):
+        if device.type != "cpu":
+            raise SemsegError(f"backend openvino runs on the CPU, not {device}; use device cpu, or backend torch/tensorrt on CUDA")
+        try:
+            import openvino as ov
+        except ImportError:
+            raise SemsegError("backend openvino needs the openvino package (pip install openvino); or use backend onnxruntime") from None
+        self._ov = ov
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(str(path))
+        except Exception as exc:
+            raise SemsegError(f"{path}: OpenVINO cannot read the model ({' '.join(str(exc).split())[:200]})") from None
+        self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            self._config["INFERENCE_PRECISION_HINT"] = precision
+        self._shape = self._model.input(0).get_partial_shape()
+        self._requests: dict[tuple[int, ...], Any] = {}
+        self.device = device
+        self.dtype = torch.float16 if self._model.input(0).get_element_type() == ov.Type.f16 else torch.float32
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self._requests:
+            if not self._shape.compatible(self._ov.PartialShape(list(shape))):
+                raise SemsegError(f"the ONNX model takes input {self._shape}, got {list(shape)}; export it with --dynamic for other sizes")
+            model = self._model.clone()
+            model.reshape({0: list(shape)})
+            if len(self._requests) >= self.max_shapes:
+                self._requests.pop(next(iter(self._requests)))
+            self._requests[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        return self._requests[shape]
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.to(self.dtype).cpu().numpy())
+        request = self._request(tuple(array.shape))
+        request.infer({0: array})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The model card embedded in an ONNX file by `semseg export`."""
     import onnx
