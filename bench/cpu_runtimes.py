@@ -131,6 +131,33 @@ def speed(args: argparse.Namespace) -> None:
             print(f"semseg auto stages (ms p50): {timings}")
 
 
+def postprocess(args: argparse.Namespace) -> None:
+    """Labels at the camera size from the network's logits: each way of upsampling, timed interleaved."""
+    from semseg_ros.inference.segmenter import _cpu_labels
+
+    size = tuple(int(v) for v in args.size.split(","))
+    image = _street_image()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = cached_onnx(args.model, tmp, size, dynamic=True) if not args.model.endswith(".onnx") else Path(args.model)
+        seg = Segmenter.from_path(onnx_path, backend="openvino", input_size=size, threads=args.threads)
+        batch, _ = seg._preprocess([image])
+        logits = seg.backend.infer(batch)
+        functions = {
+            "network alone (OpenVINO default)": lambda: seg.backend.infer(batch),
+            "network + bilinear upsampling + argmax in the graph": lambda: seg.backend.infer_labels(batch, CAMERA, "bilinear"),
+            "network + argmax in the graph, OpenCV nearest": lambda: seg.backend.infer_labels(batch, CAMERA, "nearest"),
+        } | {f"OpenCV {mode}": (lambda m=mode: _cpu_labels(logits, CAMERA, m)) for mode in UPSAMPLING}
+        functions["torch bilinear + argmax"] = lambda: torch.nn.functional.interpolate(
+            logits, size=CAMERA, mode="bilinear", align_corners=False
+        ).argmax(1)
+        samples = timed_interleaved(functions, args.runs)
+    print(f"logits {tuple(logits.shape)} -> labels {CAMERA[1]}x{CAMERA[0]}, {args.runs} interleaved runs, {args.threads} threads")
+    print("| step | p50 ms |")
+    print("|---|---|")
+    for name, values in samples.items():
+        print(f"| {name} | {np.median(values):.2f} |")
+
+
 def _stage_times(segmenter: Segmenter, image: np.ndarray, runs: int) -> dict[str, list[float]]:
     stages: dict[str, list[float]] = {}
     for _ in range(runs):
@@ -228,14 +255,14 @@ def _float_openvino(model: str, common: dict[str, Any]) -> Segmenter:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("speed", "accuracy"):
+    for name in ("speed", "accuracy", "postprocess"):
         p = sub.add_parser(name)
         p.add_argument("--model", default="models/synthetic_unet_mobilenet.pt", help="checkpoint or ONNX model")
         p.add_argument("--calibration", type=Path, help="folder of calibration images for INT8")
         p.add_argument("--threads", type=int, default=2)
-        p.add_argument("--size", default="256,832" if name == "speed" else "", help="network height,width (accuracy: the card's)")
+        p.add_argument("--size", default="" if name == "accuracy" else "256,832", help="network height,width (accuracy: the card's)")
+        p.add_argument("--runs", type=int, default=20)
     speed_p, accuracy_p = sub.choices["speed"], sub.choices["accuracy"]
-    speed_p.add_argument("--runs", type=int, default=20)
     speed_p.add_argument("--student", action="store_true", help="also the KD student's architecture (random weights)")
     speed_p.add_argument("--image", help="a camera image (default: a synthetic KITTI frame)")
     accuracy_p.add_argument("--config", required=True, help="training config YAML naming the dataset")
@@ -248,7 +275,7 @@ def main() -> None:
     if args.command == "accuracy" and args.calibration is None:
         raise SystemExit("accuracy needs --calibration DIR (training images, not the evaluated split)")
     try:
-        speed(args) if args.command == "speed" else accuracy(args)
+        {"speed": speed, "accuracy": accuracy, "postprocess": postprocess}[args.command](args)
     except SemsegError as exc:
         raise SystemExit(f"cpu_runtimes: error: {exc}") from None
 

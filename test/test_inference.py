@@ -45,6 +45,7 @@ def test_torch_backend_matches_a_manual_forward_pass(tiny_checkpoint: Path) -> N
         logits = F.interpolate(model(x), size=(75, 250), mode="bilinear", align_corners=False)
     expected = logits.argmax(1)[0].numpy()
     assert (result.labels == expected).mean() > 0.999
+    assert (segmenter.predict(picture).labels == expected).mean() > 0.999  # labels only: OpenCV, same result
     assert len(np.unique(result.labels)) > 1  # a real, input-dependent output
 
 
@@ -199,6 +200,18 @@ def test_openvino_backend_agrees_with_torch(tiny_checkpoint: Path, tmp_path: Pat
         seg = Segmenter.from_path(dynamic_path, backend="openvino", precision="fp32", input_size=size)
         ref = Segmenter.from_path(tiny_checkpoint, backend="torch", input_size=size)
         assert (seg.predict(image(seed=4)).labels == ref.predict(image(seed=4)).labels).mean() >= 0.999
+    # Labels computed inside the compiled graph agree with the host-side postprocessing of the same logits.
+    batch, _ = from_checkpoint._preprocess([image(seed=5)])
+    logits = from_checkpoint.backend.infer(batch)
+    backend = from_checkpoint.backend
+    assert isinstance(backend, OpenVinoBackend)
+    for mode in ("bilinear", "nearest"):
+        fused = backend.infer_labels(batch, (75, 250), mode)
+        assert fused.shape == (1, 75, 250) and fused.dtype == np.uint8
+        assert (fused[0] == _cpu_labels(logits, (75, 250), mode)[0]).mean() >= 0.999
+        from_checkpoint.upsampling = mode
+        result = from_checkpoint.predict(image(seed=5))
+        assert np.array_equal(result.labels, fused[0]) and result.timings["postprocess"] == 0.0
     other_size = Segmenter.from_path(tmp_path / "fixed.onnx", backend="openvino", precision="fp32", input_size=(96, 320))
     with pytest.raises(SemsegError, match=r"takes input \[\?,3,64,192\].*export it with --dynamic"):
         other_size.predict(image())

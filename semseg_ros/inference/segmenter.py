@@ -87,7 +87,9 @@ class Segmenter:
         self.input_size = tuple(input_size) if input_size else card.input_size
         self.keep_aspect = keep_aspect
         self.selection: dict[str, float] = {}  # backend/precision -> network ms, when `from_path` chose by timing
-        self.upsampling = "bilinear"  # labels-only CPU postprocessing, one of UPSAMPLING
+        # Labels-only postprocessing on a CPU, one of UPSAMPLING: bilinear is the reference (evaluation,
+        # `semseg predict`); nearest, the fastest, costs 0.4 mIoU point (docs/benchmarks.md), the node's default.
+        self.upsampling = "bilinear"
         device = backend.device
         self._mean = torch.tensor(card.mean, device=device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(card.std, device=device).view(1, 3, 1, 1) * 255.0
@@ -246,11 +248,17 @@ class Segmenter:
         batch, valid = self._preprocess(images)
         timings["preprocess"] = self._sync_time(start)
         start = time.perf_counter()
-        output = self.backend.infer(batch)
-        timings["infer"] = self._sync_time(start)
-        start = time.perf_counter()
-        results = self._postprocess(output, valid, (int(size[0]), int(size[1])), confidence, road_probability)
-        timings["postprocess"] = self._sync_time(start)
+        fused = getattr(self.backend, "infer_labels", None)
+        labels_only = not (confidence or road_probability or self.card.argmax_in_graph)
+        if fused and labels_only and self.upsampling in ("bilinear", "nearest") and valid == tuple(batch.shape[2:]):
+            results = [Prediction(labels) for labels in fused(batch, (int(size[0]), int(size[1])), self.upsampling)]
+            timings["infer"], timings["postprocess"] = self._sync_time(start), 0.0  # upsampling and argmax run in the graph
+        else:
+            output = self.backend.infer(batch)
+            timings["infer"] = self._sync_time(start)
+            start = time.perf_counter()
+            results = self._postprocess(output, valid, (int(size[0]), int(size[1])), confidence, road_probability)
+            timings["postprocess"] = self._sync_time(start)
         for result in results:
             result.timings = dict(timings)
         return results

@@ -219,6 +219,7 @@ class SegmentationNode(Node):
             return
         converted = time.perf_counter()
         try:
+            self.segmenter.upsampling = self.config["upsampling"]
             prediction = self.segmenter.predict(image, confidence=wanted["confidence"])
         except Exception as exc:
             self.stats.failed += 1
