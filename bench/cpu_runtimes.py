@@ -91,8 +91,9 @@ def speed(args: argparse.Namespace) -> None:
     size = tuple(int(v) for v in args.size.split(","))
     image = cv2.resize(cv2.imread(args.image)[:, :, ::-1], CAMERA[::-1]) if args.image else _street_image()
     print(f"network {size[1]}x{size[0]}, camera image {CAMERA[1]}x{CAMERA[0]}, {args.runs} interleaved runs, {args.threads} threads")
-    with tempfile.TemporaryDirectory() as tmp:
-        models = [Path(args.model)] + ([_student(Path(tmp), size)] if args.student else [])
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.cache_dir or scratch
+        models = [Path(args.model)] + ([_student(Path(scratch), size)] if args.student else [])
         for model in models:
             segs = variants(model, tmp, args.calibration, size, args.threads)
             plain = PlainOpenVino(
@@ -265,6 +266,7 @@ def main() -> None:
     speed_p, accuracy_p = sub.choices["speed"], sub.choices["accuracy"]
     speed_p.add_argument("--student", action="store_true", help="also the KD student's architecture (random weights)")
     speed_p.add_argument("--image", help="a camera image (default: a synthetic KITTI frame)")
+    speed_p.add_argument("--cache-dir", help="model cache holding accuracy records, for the `semseg auto` row (default: a new one)")
     accuracy_p.add_argument("--config", required=True, help="training config YAML naming the dataset")
     accuracy_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     accuracy_p.add_argument("--split", default="val")

@@ -262,6 +262,14 @@ def test_int8_is_calibrated_cached_and_used_by_default_only_when_verified(
     auto = Segmenter.from_path(tiny_checkpoint, device="cpu", cache_dir=cache)
     assert set(auto.selection) == {"onnxruntime int8", "onnxruntime fp32", "openvino default precision"}
     assert quantize.find_verified_int8(cache / next(cache.glob("*-dynamic.onnx")).name, cache) == (int8_file, ["onnxruntime"])
+    # The INT8 file is dynamic: it serves the same model at another network size too (the node runs 256x832).
+    other_size = Segmenter.from_path(tiny_checkpoint, device="cpu", cache_dir=cache, input_size=(96, 320))
+    assert "onnxruntime int8" in other_size.selection
+    fixed = export_onnx(tiny_checkpoint, tmp_path / "fixed" / "tiny.onnx")
+    fixed_int8 = quantize.cached_int8(fixed, calibration, cache)
+    quantize.write_accuracy_record(fixed_int8, {"openvino": {"fp32": 0.7, "int8": 0.7}}, "t")
+    assert quantize.find_verified_int8(fixed, cache, (96, 320)) == (int8_file, ["onnxruntime"])  # fixed 64x192: not for 96x320
+    assert quantize.find_verified_int8(fixed, cache, (64, 192)) == (fixed_int8, ["openvino"])
 
 
 def test_int8_of_the_shipped_model_stays_close_to_fp32(cityscapes_root: Path, tmp_path: Path) -> None:

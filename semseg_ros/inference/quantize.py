@@ -155,19 +155,28 @@ def verified_runtimes(int8_model: str | Path) -> list[str]:
         return []
 
 
-def find_verified_int8(onnx_path: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, list[str]] | None:
-    """The newest cached INT8 model of this model (any calibration set) that some runtime is verified for."""
+def find_verified_int8(
+    onnx_path: str | Path, cache_dir: str | Path | None = None, size: tuple[int, int] | None = None
+) -> tuple[Path, list[str]] | None:
+    """The newest cached INT8 model of the same source model (any export, any calibration set) that
+    takes input `size` (height, width; None: any) and that some runtime is verified for."""
     from semseg_ros.inference.backends import onnx_metadata
     from semseg_ros.inference.export import sha256
 
     model_sha = onnx_metadata(onnx_path)["source_sha256"] or sha256(onnx_path)
-    pattern = int8_path(onnx_path, model_sha, "*", cache_dir).name
-    found = sorted(cache_root(cache_dir).glob(pattern), key=os.path.getmtime, reverse=True)
+    found = sorted(cache_root(cache_dir).glob(f"*-int8-{model_sha[:16]}-*.onnx"), key=os.path.getmtime, reverse=True)
     for path in found:
         runtimes = verified_runtimes(path)
-        if runtimes:
+        if runtimes and (size is None or _takes_size(path, size)):
             return path, runtimes
     return None
+
+
+def _takes_size(path: Path, size: tuple[int, int]) -> bool:
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return all(not d.HasField("dim_value") or d.dim_value == want for d, want in zip(dims[2:], size, strict=True))
 
 
 def write_accuracy_record(int8_model: str | Path, runtimes: dict[str, dict[str, float]], dataset: str) -> Path:

@@ -380,7 +380,7 @@ def _cpu_candidates(
         if calibration is not None:
             int8 = quantize.cached_int8(onnx_path, calibration, cache_dir, size)
         else:
-            found = quantize.find_verified_int8(onnx_path, cache_dir)
+            found = quantize.find_verified_int8(onnx_path, cache_dir, size)
             if found is None:
                 raise SemsegError(
                     f"{onnx_path.name}: precision int8 needs calibration images (calibration=DIR) or a verified INT8 model in the cache "
@@ -388,7 +388,7 @@ def _cpu_candidates(
                 )
             int8 = found[0]
         return [(r, int8, True) for r in runtimes]
-    found = quantize.find_verified_int8(onnx_path, cache_dir)
+    found = quantize.find_verified_int8(onnx_path, cache_dir, size)
     verified = [(r, found[0], True) for r in runtimes if found and r in found[1]]
     return verified + [(r, onnx_path, False) for r in runtimes]
 
