@@ -8,8 +8,8 @@
     .venv/bin/python bench/cpu_runtimes.py accuracy --model M.pt --config CONFIG.yaml [--set k=v] --calibration DIR
 
 The reference for the ratios is plain OpenVINO: its default settings (bf16 on CPUs that have it),
-resize with OpenCV, argmax at network size, nearest upsampling of the ids. The row `semseg auto`
-is what the node and the CLI run by default (`Segmenter.from_path(model)`).
+resize with OpenCV, argmax at network size, nearest upsampling of the ids. The `semseg auto` rows
+are what the CLI (bilinear logits) and the node (`upsampling: nearest`) run by default.
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def speed(args: argparse.Namespace) -> None:
                 args.threads,
             )
             auto = Segmenter.from_path(model, device="cpu", cache_dir=tmp, input_size=size, threads=args.threads)
-            segs["semseg auto"] = auto
+            segs["semseg auto (CLI: bilinear)"] = auto
+            node = Segmenter(auto.backend, auto.card, size)
+            node.upsampling = "nearest"
+            segs["semseg auto, nearest ids (node default)"] = node
             network_input = {name: seg._preprocess([image])[0] for name, seg in segs.items()}
             plain_input = plain.input(image)
             net = timed_interleaved(

@@ -86,7 +86,7 @@ class Segmenter:
         self.card = card
         self.input_size = tuple(input_size) if input_size else card.input_size
         self.keep_aspect = keep_aspect
-        self.selection: dict[str, float] = {}  # backend/precision -> network ms, when `from_path` chose by timing
+        self.selection: dict[str, float] = {}  # backend/precision -> image-to-labels ms, when `from_path` timed candidates
         # Labels-only postprocessing on a CPU, one of UPSAMPLING: bilinear is the reference (evaluation,
         # `semseg predict`); nearest, the fastest, costs 0.4 mIoU point (docs/benchmarks.md), the node's default.
         self.upsampling = "bilinear"
@@ -116,8 +116,8 @@ class Segmenter:
         """Load a checkpoint (.pt), ONNX model (.onnx) or TensorRT engine (.engine) with the chosen backend.
 
         backend: auto | torch | onnxruntime | openvino | tensorrt. auto picks TensorRT on CUDA when it is
-        installed, else torch on CUDA; on a CPU it times ONNX Runtime and OpenVINO (when installed) on the
-        model at its network size and keeps the faster (`selection` holds the ms measured). A .pt is
+        installed, else torch on CUDA; on a CPU it times ONNX Runtime and OpenVINO (when installed), image
+        to labels, and keeps the fastest (`selection` holds the ms measured). A .pt is
         exported once to an ONNX file in `cache_dir` for ONNX Runtime and OpenVINO.
         precision (ONNX Runtime and OpenVINO): fp32 | int8 | auto. int8 runs the QDQ INT8 model
         calibrated on the images under `calibration` (made once, cached; see inference.quantize). auto
@@ -180,7 +180,7 @@ class Segmenter:
         if len(candidates) == 1:
             return cls(build(*candidates[0]), model_card, input_size, keep_aspect)
         built = [cls(build(*c), model_card, input_size, keep_aspect) for c in candidates]
-        timings = _time_network([s.backend for s in built], (1, 3, *(input_size or model_card.input_size)))
+        timings = _time_predict(built, input_size or model_card.input_size)
         best = int(np.argmin(timings))
         chosen = built[best]
         chosen.selection = {_variant_name(c[0], c[2], precision): round(t, 2) for c, t in zip(candidates, timings, strict=True)}
@@ -393,15 +393,17 @@ def _cpu_candidates(
     return verified + [(r, onnx_path, False) for r in runtimes]
 
 
-def _time_network(backends: list[Backend], shape: tuple[int, ...], runs: int = 3) -> list[float]:
-    """Median ms of each backend on a zero input of `shape`, runs interleaved (fair under shared load)."""
-    batch = torch.zeros(shape)
-    samples: list[list[float]] = [[] for _ in backends]
-    for backend in backends:
-        backend.infer(batch.to(backend.dtype))  # compile / allocate outside the timing
+def _time_predict(segmenters: list[Segmenter], network_size: tuple[int, int], runs: int = 3) -> list[float]:
+    """Median ms of each segmenter's labels-only `predict` on a blank image 1.5 times the network size
+    (about KITTI's 1242x375 for 256x832), runs interleaved (fair under shared load). End to end, since
+    runtimes differ in postprocessing too (OpenVINO fuses upsampling and argmax into its graph)."""
+    image = np.zeros((network_size[0] * 3 // 2, network_size[1] * 3 // 2, 3), np.uint8)
+    samples: list[list[float]] = [[] for _ in segmenters]
+    for segmenter in segmenters:
+        segmenter.predict(image)  # compile / allocate outside the timing
     for _ in range(runs):
-        for backend, times in zip(backends, samples, strict=True):
+        for segmenter, times in zip(segmenters, samples, strict=True):
             start = time.perf_counter()
-            backend.infer(batch.to(backend.dtype))
+            segmenter.predict(image)
             times.append((time.perf_counter() - start) * 1e3)
     return [float(np.median(t)) for t in samples]
