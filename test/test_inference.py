@@ -21,7 +21,7 @@ from semseg_ros.inference.export import export_onnx, parity_check, sha256
 from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter, _cpu_labels, preprocess_cpu
 from semseg_ros.models.checkpoint import model_from_checkpoint
 
-INT8_AGREEMENT = 0.97  # label agreement of the shipped model's INT8 with its fp32 (see test_int8_of_the_shipped_model...)
+INT8_AGREEMENT = 0.99  # shipped model, INT8 vs fp32 labels on the fixture val images: measured 0.997 (both runtimes)
 
 
 def image(height: int = 75, width: int = 250, seed: int = 0) -> np.ndarray:
