@@ -166,11 +166,14 @@ class Segmenter:
             return cls(trt_backend, ModelCard.from_dict(card_dict), input_size, keep_aspect)
         if kind == ".engine":
             raise SemsegError(f"{path}: a TensorRT engine needs backend tensorrt (or auto)")
-        onnx_path = path if kind == ".onnx" else cached_onnx(path, cache_dir, input_size, dynamic=True)
-        model_card = ModelCard.from_dict(onnx_metadata(onnx_path))
-        candidates = _cpu_candidates(onnx_path, backend, precision, calibration, cache_dir, input_size or model_card.input_size)
         if backend == "openvino" and resolved.type != "cpu":
             raise SemsegError(f"backend openvino runs on the CPU, not {resolved}; use device cpu, or backend torch/tensorrt on CUDA")
+        onnx_path = path if kind == ".onnx" else cached_onnx(path, cache_dir, input_size, dynamic=True)
+        model_card = ModelCard.from_dict(onnx_metadata(onnx_path))
+        if resolved.type == "cpu":
+            candidates = _cpu_candidates(onnx_path, backend, precision, calibration, cache_dir, input_size or model_card.input_size)
+        else:  # ONNX Runtime's CUDA provider: the fp32 model as exported
+            candidates = [(backend, onnx_path, False)]
 
         def build(runtime: str, model: Path, int8: bool) -> Backend:
             if runtime == "openvino":
