@@ -68,8 +68,8 @@ SEGMENTATION_PARAMS: tuple[Param, ...] = (
     Param(
         "upsampling",
         "nearest",
-        "CPU, mask only: nearest (argmax at network size, fastest) or bilinear (logits upsampled: +0.4 mIoU point) or present",
-        choices=("nearest", "bilinear", "present"),
+        "CPU, mask only: nearest (argmax at network size, fastest) or bilinear (logits upsampled: +0.4 mIoU point)",
+        choices=("nearest", "bilinear"),
         live=True,
     ),
     Param("device", "auto", "auto, cpu, cuda or cuda:N"),
