@@ -83,11 +83,20 @@ def main() -> None:
     mask_msg = Image(height=mask.shape[0], width=mask.shape[1], encoding="mono8", step=mask.shape[1], data=mask.tobytes())
     palette = labels_set.palette()
 
+    stages: dict[str, list[float]] = {"decode": [], "label + occlusion": [], "cluster": [], "encode": []}
+
     def callback() -> None:
+        t0 = time.perf_counter()
         cloud_xyz, intensity, _ = read_points(cloud)
+        t1 = time.perf_counter()
         labels = label_points(cloud_xyz, mask_from_image(mask_msg), calib, on)
+        t2 = time.perf_counter()
         _, ids = cluster_points(cloud_xyz, labels.labels, ClusterSettings(classes))
+        t3 = time.perf_counter()
         labelled_cloud(PointCloud2(), cloud.header, cloud_xyz, intensity, labels.labels, palette[labels.labels], ids)
+        t4 = time.perf_counter()
+        for times, (a, b) in zip(stages.values(), ((t0, t1), (t1, t2), (t2, t3), (t3, t4)), strict=True):
+            times.append((b - a) * 1e3)
 
     full = timed(callback, args.runs)
     print(f"{'stage':<44}{'p50 ms':>9}{'p95 ms':>9}")
@@ -96,6 +105,8 @@ def main() -> None:
     print(f"{'label points + occlusion handling':<44}{occluded[0]:9.2f}{occluded[1]:9.2f}   (+{occluded[0] - plain[0]:.2f} ms)")
     print(f"{f'clustering ({len(clusters)} clusters)':<44}{clustering[0]:9.2f}{clustering[1]:9.2f}")
     print(f"{'node callback: decode, label, cluster, encode':<44}{full[0]:9.2f}{full[1]:9.2f}")
+    for name, times in stages.items():
+        print(f"{'  of which ' + name:<44}{np.percentile(times, 50):9.2f}{np.percentile(times, 95):9.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 For each model (random weights: speed does not depend on them) at 1248x384: p50/p99 of
 `Segmenter.predict` end to end (pre/post included, 1242x375 camera image in, labels out) and of
-the bare network call, plus images/s at batch 8. On CPU: torch vs onnxruntime. On CUDA: torch fp32,
+the bare network call, plus images/s at batch 8. On CPU: torch vs onnxruntime vs openvino (fp32;
+INT8 and the side-by-side against plain OpenVINO: bench/cpu_runtimes.py). On CUDA: torch fp32,
 fp16, fp16 + CUDA graphs, torch.compile, and TensorRT fp16 where installed.
 """
 
@@ -73,7 +74,11 @@ def measure(segmenter: Segmenter, image: np.ndarray, runs: int, batch: int, cuda
 
 def variants(cuda: bool) -> list[tuple[str, dict]]:
     if not cuda:
-        return [("torch cpu fp32", {"backend": "torch", "device": "cpu"}), ("onnxruntime cpu", {"backend": "onnxruntime", "device": "cpu"})]
+        return [
+            ("torch cpu fp32", {"backend": "torch", "device": "cpu"}),
+            ("onnxruntime cpu", {"backend": "onnxruntime", "device": "cpu", "precision": "fp32"}),
+            ("openvino cpu fp32", {"backend": "openvino", "device": "cpu", "precision": "fp32"}),
+        ]
     found = [
         ("torch cuda fp32", {"backend": "torch", "device": "cuda"}),
         ("torch cuda fp16", {"backend": "torch", "device": "cuda", "fp16": True}),

@@ -285,7 +285,8 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--checkpoint", "--model", dest="model", type=Path, required=required, help="model file: .pt checkpoint, .onnx or .engine"
     )
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="onnxruntime/openvino (int8: where verified)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
     p.add_argument("--input-size", type=_size, help="network input height,width (default: the model's)")
@@ -294,7 +295,9 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _segmenter(args: argparse.Namespace) -> Segmenter:
     from semseg_ros.inference.segmenter import Segmenter
 
-    return Segmenter.from_path(args.model, backend=args.backend, device=args.device, fp16=args.fp16, input_size=args.input_size)
+    return Segmenter.from_path(
+        args.model, backend=args.backend, device=args.device, fp16=args.fp16, input_size=args.input_size, precision=args.precision
+    )
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

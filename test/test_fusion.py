@@ -5,10 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semseg_ros.data.kitti_raw import KittiDrive, read_point_labels, read_velodyne
 from semseg_ros.fusion.cluster import ClassRule, ClusterSettings, cluster_points
-from semseg_ros.fusion.label_points import UNKNOWN, FusionSettings, label_points
+from semseg_ros.fusion.label_points import UNKNOWN, FusionSettings, hidden_points, label_points
 from semseg_ros.labels import get_label_set
 from semseg_ros.synth import writers
 
@@ -130,3 +132,100 @@ def test_oriented_boxes_follow_the_points() -> None:
     assert abs(np.sin(box.yaw - yaw)) < 0.05
     assert box.size[0] == pytest.approx(4.0, abs=0.2) and box.size[1] == pytest.approx(1.6, abs=0.15)
     np.testing.assert_allclose(box.center[:2], [10, 5], atol=0.15)
+
+
+# ------------------------------------------------------------ speed rewrites keep the results (issue 18)
+
+
+def _hidden_reference(rows, cols, depth, mask, window, tolerance, ratio):  # type: ignore[no-untyped-def]
+    """The straightforward version: pad the depth buffer and the mask, test every window offset."""
+    height, width = mask.shape
+    buffer = np.full((height, width), np.inf, np.float32)
+    for r, c, d in zip(rows, cols, depth, strict=True):
+        buffer[r, c] = min(buffer[r, c], d)
+    limit = (depth / (1.0 + ratio) - tolerance).astype(np.float32)
+    padded_depth = np.pad(buffer, window, constant_values=np.inf)
+    padded_mask = np.pad(mask, window, constant_values=UNKNOWN)
+    hidden = np.zeros(len(depth), bool)
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        near = padded_depth[r : r + 2 * window + 1, c : c + 2 * window + 1]
+        same = padded_mask[r : r + 2 * window + 1, c : c + 2 * window + 1] == mask[r, c]
+        hidden[i] = bool(((near < limit[i]) & same).any())
+    return hidden
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    count=st.integers(1, 60),
+    window=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_hidden_points_match_the_padded_reference(height: int, width: int, count: int, window: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, height, count), rng.integers(0, width, count)
+    depth = rng.choice([2.0, 5.0, 5.05, 20.0], count).astype(np.float32)  # ties and near-ties included
+    mask = rng.integers(0, 3, (height, width)).astype(np.uint8)
+    expected = _hidden_reference(rows, cols, depth, mask, window, 0.3, 0.1)
+    assert np.array_equal(hidden_points(rows, cols, depth, mask, window, 0.3, 0.1), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.integers(0, 300), seed=st.integers(0, 2**16), voxel=st.sampled_from([0.0, 0.3]))
+def test_cluster_boxes_match_a_per_cluster_computation(count: int, seed: int, voxel: float) -> None:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-20, 20, (6, 3))
+    points = (centres[rng.integers(0, 6, count)] + rng.normal(0, 0.4, (count, 3))).astype(np.float32)
+    labels = rng.choice(np.array([1, 2, 7], np.uint8), count)
+    clusters, ids = cluster_points(points, labels, ClusterSettings({1: ClassRule(0.6, 3), 2: ClassRule(1.0, 5)}, voxel))
+    assert set(np.unique(ids)) <= set(range(-1, len(clusters)))
+    for number, cluster in enumerate(clusters):
+        assert np.array_equal(cluster.indices, np.flatnonzero(ids == number)) and (labels[cluster.indices] == cluster.label).all()
+        xyz = points[cluster.indices].astype(np.float64)
+        np.testing.assert_allclose(cluster.centroid, xyz.mean(axis=0), atol=1e-9)
+        np.testing.assert_array_equal(cluster.box_min, xyz.min(axis=0))
+        np.testing.assert_array_equal(cluster.box_max, xyz.max(axis=0))
+        xy = xyz[:, :2] - xyz[:, :2].mean(axis=0)
+        yaw = 0.5 * np.arctan2(2 * xy[:, 0] @ xy[:, 1], xy[:, 0] @ xy[:, 0] - xy[:, 1] @ xy[:, 1])
+        assert cluster.yaw == pytest.approx(yaw, abs=1e-9)
+        rotation = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+        local = xyz[:, :2] @ rotation
+        lo, hi = local.min(axis=0), local.max(axis=0)
+        np.testing.assert_allclose(cluster.size, [*(hi - lo), np.ptp(xyz[:, 2])], atol=1e-9)
+        np.testing.assert_allclose(cluster.center, [*(rotation @ ((lo + hi) / 2)), (xyz[:, 2].min() + xyz[:, 2].max()) / 2], atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    width=st.integers(1, 40),
+    height=st.integers(1, 3),
+    padding=st.integers(0, 5),
+    step_extra=st.integers(0, 4),
+    nan_every=st.integers(0, 7),
+    seed=st.integers(0, 2**16),
+)
+def test_read_points_decodes_any_layout(width: int, height: int, padding: int, step_extra: int, nan_every: int, seed: int) -> None:
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from semseg_ros.ros.pointcloud import read_points
+
+    rng = np.random.default_rng(seed)
+    count = width * height
+    values = rng.normal(0, 10, (count, 4)).astype(np.float32)
+    if nan_every:
+        values[::nan_every, rng.integers(0, 3)] = np.nan
+    point_step = 16 + padding
+    row_step = width * point_step + step_extra
+    data = np.zeros(row_step * height, np.uint8)
+    for i in range(count):
+        start = (i // width) * row_step + (i % width) * point_step
+        data[start : start + 16] = values[i].view(np.uint8)  # x y z intensity at offsets 0, 4, 8, 12
+    fields = [PointField(name=n, offset=4 * k, datatype=7, count=1) for k, n in enumerate(("x", "y", "z", "intensity"))]
+    msg = PointCloud2(height=height, width=width, point_step=point_step, row_step=row_step, fields=fields, data=data.tobytes())
+    xyz, intensity, indices = read_points(msg)
+    finite = np.isfinite(values[:, :3]).all(axis=1)
+    assert np.array_equal(indices, np.flatnonzero(finite))
+    np.testing.assert_array_equal(xyz, values[finite, :3])
+    assert intensity is not None
+    np.testing.assert_array_equal(intensity, values[finite, 3])

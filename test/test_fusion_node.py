@@ -222,9 +222,10 @@ def test_camera_stream_stopping_and_resuming(ros: Any, drive: KittiDrive) -> Non
     xyz, mask = frame_data(drive, 0)
     with running(drive, queue_size=5) as (node, probe):
         exchange(probe, cloud_msg(xyz, 700.0), mask_msg(mask, 700.0))
-        while wait_for(lambda count=len(probe.clouds): len(probe.clouds) > count, timeout=1.0):
-            pass  # under load exchange() may have sent the pair twice, reliably: let every copy arrive first
-        before = len(probe.clouds)
+        before = 0
+        while before != len(probe.clouds):  # under load exchange() may have sent the pair twice, reliably: let every copy arrive
+            before = len(probe.clouds)
+            time.sleep(1.0)
         for step in range(1, 31):  # the camera stops: clouds only, for 3 s of stamps
             probe.points_pub.publish(cloud_msg(xyz, 700.0 + 0.1 * step))
             time.sleep(0.01)

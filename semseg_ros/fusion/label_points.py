@@ -45,7 +45,7 @@ def depth_buffer(
     """Per-pixel nearest depth of the projected points (inf where no point lands)."""
     height, width = shape
     buffer = np.full(height * width, np.inf, np.float32)
-    order = np.argsort(-depth, kind="stable")  # farthest first: the nearest write wins
+    order = np.argsort(-depth)  # farthest first: the nearest write wins (equal depths write equal values)
     buffer[(rows * width + cols)[order]] = depth[order]
     return buffer.reshape(height, width)
 
@@ -76,15 +76,16 @@ def hidden_points(
     hidden = np.zeros(len(depth), bool)
     if len(candidates) == 0:
         return hidden
-    padded_width = width + 2 * window
-    flat_depth = np.pad(buffer, window, constant_values=np.inf).ravel()
-    flat_labels = np.pad(mask, window, constant_values=UNKNOWN).ravel()
-    base = (rows[candidates] + window) * padded_width + cols[candidates] + window
-    own, bound = mask[rows[candidates], cols[candidates]], limit[candidates]
+    flat_depth, flat_labels = buffer.ravel(), np.ascontiguousarray(mask).ravel()
+    row, col = rows[candidates], cols[candidates]
+    own, bound = mask[row, col], limit[candidates]
     found = np.zeros(len(candidates), bool)
+    # Neighbours outside the image are clamped onto its border: a pixel of the window checked anyway,
+    # so no padded copies of the buffer and the mask are needed.
     for dy in range(-window, window + 1):
+        offset_rows = np.clip(row + dy, 0, height - 1) * width
         for dx in range(-window, window + 1):
-            index = base + dy * padded_width + dx
+            index = offset_rows + np.clip(col + dx, 0, width - 1)
             found |= (flat_depth[index] < bound) & (flat_labels[index] == own)
     hidden[candidates] = found
     return hidden

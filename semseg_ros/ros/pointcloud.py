@@ -59,17 +59,20 @@ def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | No
         raise CloudError(f"data holds {data.size} bytes, the layout needs {needed} (truncated message)")
     intensity_name = next((n for n in ("intensity", "reflectance", "i") if n in names), None)
     dtype = cloud_dtype(msg, ("x", "y", "z") + ((intensity_name,) if intensity_name else ()))
-    if row_step == width * point_step:
-        points = np.frombuffer(data[: count * point_step].tobytes(), dtype=dtype)
+    if row_step == width * point_step:  # a view of the message's bytes, no copy
+        points = np.frombuffer(data, dtype=dtype, count=count)
     else:
         rows = np.lib.stride_tricks.as_strided(data, shape=(height, width * point_step), strides=(row_step, 1))
-        points = np.frombuffer(np.ascontiguousarray(rows).tobytes(), dtype=dtype)
-    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf (points are then dropped)
-        xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float32)
+        points = np.frombuffer(np.ascontiguousarray(rows), dtype=dtype)
+    xyz = np.empty((count, 3), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 range becomes inf (points are then dropped)
+        for column, name in enumerate("xyz"):
+            xyz[:, column] = points[name]
         finite = np.isfinite(xyz).all(axis=1)
-        indices = np.flatnonzero(finite)
-        intensity = points[intensity_name][finite].astype(np.float32) if intensity_name else None
-    return xyz[finite], intensity, indices
+        intensity = points[intensity_name].astype(np.float32) if intensity_name else None
+    if finite.all():  # the usual dense cloud: no second copy
+        return xyz, intensity, np.arange(count)
+    return xyz[finite], None if intensity is None else intensity[finite], np.flatnonzero(finite)
 
 
 def pack_rgb(colors: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -103,7 +106,7 @@ def labelled_cloud(
     if confidence is not None:
         layout.append(("confidence", UINT8, "u1"))
     dtype = np.dtype({"names": [n for n, _, _ in layout], "formats": [f for _, _, f in layout]})
-    cloud = np.zeros(len(xyz), dtype=dtype)
+    cloud = np.empty(len(xyz), dtype=dtype)  # packed: every byte is one of the fields below
     cloud["x"], cloud["y"], cloud["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     cloud["intensity"] = 0.0 if intensity is None else intensity
     cloud["rgb"] = pack_rgb(colors)
@@ -119,5 +122,5 @@ def labelled_cloud(
     msg.point_step = dtype.itemsize
     msg.row_step = dtype.itemsize * len(cloud)
     msg.is_dense = True
-    msg.data = cloud.tobytes()
+    msg.data = cloud.tobytes()  # bytes: the setter copies them into its array with one memcpy (an array.array goes item by item)
     return msg

@@ -77,7 +77,7 @@ class SegmentationNode(Node):
         size = (c["input_height"], c["input_width"]) if c["input_height"] and c["input_width"] else None
         self.segmenter = Segmenter.from_path(
             model_path, backend=c["backend"], device=c["device"], fp16=c["fp16"], input_size=size, keep_aspect=c["keep_aspect"],
-            cuda_graphs=c["cuda_graphs"], cache_dir=c["cache_dir"] or None,
+            cuda_graphs=c["cuda_graphs"], cache_dir=c["cache_dir"] or None, precision=c["precision"],
         )  # fmt: skip
         card = self.segmenter.card
         if c["label_set"] and c["label_set"] != card.label_set:
@@ -217,6 +217,7 @@ class SegmentationNode(Node):
             return
         converted = time.perf_counter()
         try:
+            self.segmenter.upsampling = self.config["upsampling"]
             prediction = self.segmenter.predict(image, confidence=wanted["confidence"])
         except Exception as exc:
             self.stats.failed += 1
