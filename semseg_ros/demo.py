@@ -32,6 +32,7 @@ from semseg_ros.synth import writers
 from semseg_ros.topics import KITTI_REMAPS
 
 OUT = KITTI_REMAPS["segmentation_node"]
+PACE_TIMEOUT_S = 30.0  # longest wait for one frame's mask before the player moves on (the frame then counts as lost)
 FUSED = KITTI_REMAPS["fusion_node"]
 
 
@@ -115,6 +116,18 @@ def run_pipeline(
         while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub in player.publishers_by_id.values()):
             time.sleep(0.1)
         time.sleep(0.5)
+        images = 0
+
+        def pace(topic: str) -> None:
+            """Every camera frame is segmented and scored: the next image waits for the last one's mask."""
+            nonlocal images
+            if topic == TOPICS["image"]:
+                deadline = time.monotonic() + PACE_TIMEOUT_S
+                while len(recording.masks) < images and time.monotonic() < deadline and not player.stopping:
+                    time.sleep(0.005)
+                images += 1
+
+        player.pace = pace
         started = time.monotonic()
         player.start()
         player.finished.wait()

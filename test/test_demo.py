@@ -23,7 +23,7 @@ def test_short_demo_scores_the_shipped_model(tmp_path: Path) -> None:
     for name in ("report.md", "report.json", "overlay.png", "bev.png", "demo.mp4"):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     scores = json.loads((report / "report.json").read_text())["scores"]
-    assert scores["frames_scored"] >= 3
+    assert scores["frames_scored"] == 4  # the player waits for each mask: every frame is scored, whatever the load
     assert scores["pixel_mIoU"] >= 0.35 and scores["pixel_accuracy"] >= 0.8
     assert scores["point_label_accuracy"] >= 0.75 and scores["points_labelled"] > 10_000
     assert scores["cluster_recall"] >= 0.3

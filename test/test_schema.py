@@ -153,4 +153,4 @@ def test_aliases_load_as_pyyaml_loads_them_within_the_bound_and_are_refused_beyo
     else:
         event("loaded")
         assert schema.parse_yaml(text) == yaml.safe_load(text)
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 10  # loading or refusing, never the 24 s expansion of an unbounded load

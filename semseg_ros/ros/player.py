@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,12 @@ def qos_from(connection: Any) -> QoSProfile:
 
 
 class BagPlayer(Node):
-    """Plays `bag` on a background thread once started; `finished` is set when playback ends."""
+    """Plays `bag` on a background thread once started; `finished` is set when playback ends.
+
+    `pace(topic)`, when set, is called before each message is published and may block: a consumer that
+    must see every frame (the demo scores every one) holds the player back until it is ready. The
+    recorded timing then sets the fastest pace, the consumer the actual one.
+    """
 
     def __init__(
         self, bag: str | Path, rate: float = 1.0, loop: bool = False, clock: bool = False, topics: list[str] | None = None, **kwargs: Any
@@ -77,6 +83,7 @@ class BagPlayer(Node):
         if not self.connections:
             raise SemsegError(f"{bag}: nothing to play (topics: {', '.join(c.topic for c in self.reader.connections) or 'none'})")
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if clock else None
+        self.pace: Callable[[str], None] | None = None
         self.published = 0
         self.loops = 0
         self.errors: list[str] = []
@@ -109,6 +116,8 @@ class BagPlayer(Node):
                 delay = wall_start + (stamp - bag_start) / 1e9 / self.rate - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
+                if self.pace is not None:
+                    self.pace(connection.topic)
                 if self.clock_pub is not None:
                     clock = Clock()
                     clock.clock.sec, clock.clock.nanosec = stamp // 1_000_000_000, stamp % 1_000_000_000
@@ -121,6 +130,11 @@ class BagPlayer(Node):
             message = f"{self.bag}: playback stopped after {self.published} messages ({' '.join(str(exc).split())[:200]})"
             self.errors.append(message)
             self.get_logger().error(message)
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called (a `pace` callback should stop waiting then)."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
