@@ -40,6 +40,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from semseg_ros.calibration import RAW_IMU_TO_VELO, read_rigid_transform
+from semseg_ros.data.images import header_size, read_rgb
 from semseg_ros.data.kitti_raw import (
     MISSING_STAMP,
     KittiDrive,
@@ -278,10 +279,7 @@ def _oxts_messages(record: dict[str, float], first: dict[str, float], stamp: int
 
 def _camera_messages(drive: KittiDrive, name: str, stamp: int, calib: Any) -> Iterator[tuple[str, str, Any]]:
     t = TYPESTORE.types
-    bgr = cv2.imread(str(drive.image_path(name)), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SemsegError(f"{drive.image_path(name)}: unreadable image")
-    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    rgb = read_rgb(drive.image_path(name))  # header size checked before decoding
     height, width = rgb.shape[:2]
     header = _header(stamp, CAMERA_FRAME)
     yield (
@@ -300,6 +298,7 @@ def _camera_messages(drive: KittiDrive, name: str, stamp: int, calib: Any) -> It
     yield "camera_info", "sensor_msgs/msg/CameraInfo", info
     semantic = drive.image_dir / "semantic" / f"{name}.png"
     if semantic.is_file():
+        header_size(semantic, name=str(semantic))
         ids = cv2.imread(str(semantic), cv2.IMREAD_UNCHANGED)
         if ids is None:
             raise SemsegError(f"{semantic}: unreadable GT image")

@@ -191,8 +191,8 @@ def test_image_bombs_are_refused_from_their_header_everywhere_images_are_read(ti
     import cv2
     import numpy as np
 
-    from semseg_ros.data.datasets import read_label_png, read_rgb
-    from semseg_ros.data.images import ImageTooLarge
+    from semseg_ros.data.datasets import read_label_png
+    from semseg_ros.data.images import ImageTooLarge, read_rgb
     from semseg_ros.eval.predict import PredictFailures, run_predict
     from semseg_ros.inference.segmenter import Segmenter
     from semseg_ros.ros.conversions import compressed_to_rgb, image_to_rgb
@@ -222,3 +222,17 @@ def test_image_bombs_are_refused_from_their_header_everywhere_images_are_read(ti
     with pytest.raises(PredictFailures, match=r"1 of 2 images .* skipped .*bomb\.png: 8000x8000") as failure:
         run_predict(segmenter, photos, tmp_path / "out", progress=False)
     assert [p.name for p in failure.value.written] == ["good.png"]
+
+
+def test_image_bombs_in_a_drive_are_refused_by_kitti2bag(tmp_path: Path) -> None:
+    """kitti2bag and the INT8/TensorRT calibration readers go through the same header check."""
+    from semseg_ros.bags import kitti_to_bag
+    from semseg_ros.data.images import ImageTooLarge
+    from semseg_ros.synth import writers
+
+    drive = writers.write_kitti_raw(tmp_path / "raw", frames=2, seed=0)
+    (drive / "image_02" / "data" / "0000000001.png").write_bytes(png_bomb())
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match=r"0000000001.png: 8000x8000 is 64\.0 MP"):
+        kitti_to_bag(drive, tmp_path / "bag")
+    assert time.perf_counter() - start < 30

@@ -11,29 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from semseg_ros.data.images import MAX_IMAGE_PIXELS, header_size
+from semseg_ros.data.images import MAX_IMAGE_PIXELS, header_size, read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, LabelSet, camvid32_color_lut, get_label_set
 
 Transform = Callable[[NDArray[np.uint8], NDArray[np.uint8]], tuple[Any, Any]]
-
-
-def read_rgb(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
-    """An image file as HxWx3 uint8 RGB; its header size is checked against `max_pixels` before decoding.
-
-    Raises SemsegError (ImageTooLarge for too many pixels) for missing, truncated or foreign files.
-    """
-    header_size(path, max_pixels, str(path))
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SemsegError(f"{path}: cannot read image (missing, truncated or not an image)")
-    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 LABEL_MODES = ("P", "L", "1", "I;16", "I;16B", "I")  # what np.array(Image.open(png)) turns into one id per pixel

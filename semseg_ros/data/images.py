@@ -12,6 +12,9 @@ import warnings
 from pathlib import Path
 from typing import IO
 
+import cv2
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from semseg_ros.errors import SemsegError
@@ -55,3 +58,15 @@ def check_pixels(width: int, height: int, max_pixels: int, name: str = "image") 
             f"{name}: {width}x{height} is {width * height / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:g} MP "
             "(raise max_image_pixels if such images are expected)"
         )
+
+
+def read_rgb(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """An image file as HxWx3 uint8 RGB; its header size is checked against `max_pixels` before decoding.
+
+    Raises SemsegError (ImageTooLarge for too many pixels) for missing, truncated or foreign files.
+    """
+    header_size(path, max_pixels, str(path))
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SemsegError(f"{path}: cannot read image (missing, truncated or not an image)")
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.inference.cache import atomic_write, cache_root
 
@@ -61,13 +61,6 @@ def int8_path(onnx_path: str | Path, model_sha256: str, calib_key: str, cache_di
     return cache_root(cache_dir) / f"{Path(onnx_path).stem}-int8-{model_sha256[:16]}-{calib_key[:12]}.onnx"
 
 
-def _read_rgb(path: Path) -> NDArray[np.uint8]:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SemsegError(f"{path}: not a readable image")
-    return np.ascontiguousarray(image[:, :, ::-1])
-
-
 def quantize_int8(
     onnx_path: str | Path, out: str | Path, files: Sequence[Path], card: dict[str, Any], size: tuple[int, int] | None = None
 ) -> Path:
@@ -94,7 +87,7 @@ def quantize_int8(
         def get_next(self) -> dict[str, NDArray[np.float32]] | None:
             if not self.pending:
                 return None
-            batch, _ = preprocess_cpu([_read_rgb(self.pending.pop(0))], (height, width), mean, std)
+            batch, _ = preprocess_cpu([read_rgb(self.pending.pop(0))], (height, width), mean, std)
             return {"image": batch}
 
     out = Path(out)

@@ -21,6 +21,7 @@ import cv2
 import tensorrt as trt
 import torch
 
+from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.inference.backends import onnx_metadata
 from semseg_ros.inference.cache import atomic_write, cached_onnx
@@ -108,13 +109,16 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
 
     def get_batch(self, names: list[str]) -> list[int]:
         while self.index < len(self.images):
-            image = cv2.imread(str(self.images[self.index]), cv2.IMREAD_COLOR)
+            path = self.images[self.index]
             self.index += 1
-            if image is not None:
-                image = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
-                tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float()
-                self.batch = ((tensor - self.mean) / self.std)[None].contiguous()
-                return [int(self.batch.data_ptr())]
+            try:
+                image = read_rgb(path)  # header size checked before decoding
+            except SemsegError:
+                continue  # unreadable or oversized: calibrate on the others
+            resized = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+            tensor = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
+            self.batch = ((tensor - self.mean) / self.std)[None].contiguous()
+            return [int(self.batch.data_ptr())]
         return []  # no more batches: calibration ends
 
     def read_calibration_cache(self) -> bytes:
