@@ -7,7 +7,7 @@ image (ONNX Runtime on CPU, the network at `--size`, as config/kitti.yaml runs i
 the default fusion settings, and score them against the boxes (semseg_ros.eval.object_points): recall =
 in-box points with the box's class, precision = object-labelled points inside a box of that class. The
 same with a mask drawn from the boxes themselves shows what perfect masks would give. Also prints the
-latency of one prediction at 1242x375.
+latency of one prediction at 1242x375, interleaved with the `--baseline` model's (the synthetic one).
 """
 
 from __future__ import annotations
@@ -55,20 +55,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "camvid_unet_mobilenet.pt"))
     parser.add_argument("--size", default="256,832", help="network input height,width")
+    parser.add_argument("--baseline", default=str(ROOT / "models" / "synthetic_unet_mobilenet.pt"), help="model timed side by side")
     parser.add_argument("--runs", type=int, default=10, help="timed predictions at 1242x375")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split(","))
     frames = sorted(p.stem for p in (OBJECT / "image_2").glob("*.png"))
     with tempfile.TemporaryDirectory() as cache:
         segmenter = Segmenter.from_path(args.model, input_size=(height, width), cache_dir=cache)
+        baseline = Segmenter.from_path(args.baseline, input_size=(height, width), cache_dir=cache)
         model, perfect = score_frames(segmenter, frames)
         image = cv2.cvtColor(cv2.imread(str(OBJECT / "image_2" / "000001.png")), cv2.COLOR_BGR2RGB)
-        segmenter.predict(image)
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            segmenter.predict(image)
-            times.append((time.perf_counter() - start) * 1e3)
+        times: dict[str, list[float]] = {"model": [], "baseline": []}
+        for _ in range(args.runs + 1):  # interleaved, the first round is warm-up
+            for name, timed in (("model", segmenter), ("baseline", baseline)):
+                start = time.perf_counter()
+                timed.predict(image)
+                times[name].append((time.perf_counter() - start) * 1e3)
     print(f"model {Path(args.model).name} ({type(segmenter.backend).__name__}), network {width}x{height}, {len(frames)} real KITTI frames")
     print(f"{'frame':<8}{'recall':>8}{'precision':>11}{'in-box pts':>12}{'object pts':>12}   box-mask recall / precision")
     for frame in frames:
@@ -76,7 +78,11 @@ def main() -> None:
         print(f"{frame:<8}{m.recall:8.3f}{m.precision:11.3f}{m.in_boxes:12d}{m.labelled_objects:12d}   {p.recall:.3f} / {p.precision:.3f}")
     total, best = sum(model.values(), ObjectPointCounts()), sum(perfect.values(), ObjectPointCounts())
     print(f"{'all':<8}{total.recall:8.3f}{total.precision:11.3f}{total.in_boxes:12d}{total.labelled_objects:12d}   {best.recall:.3f} / {best.precision:.3f}")
-    print(f"predict at 1242x375: p50 {statistics.median(times):.1f} ms over {args.runs} runs")
+    ours, theirs = statistics.median(times["model"][1:]), statistics.median(times["baseline"][1:])
+    print(
+        f"predict at 1242x375, p50 over {args.runs} interleaved runs: {ours:.1f} ms ({type(segmenter.backend).__name__}), "
+        f"baseline {Path(args.baseline).name} {theirs:.1f} ms ({type(baseline.backend).__name__}), ratio {ours / theirs:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from mcap.exceptions import McapError
 from mcap.opcode import Opcode as McapOpcode
@@ -40,7 +39,7 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from semseg_ros.calibration import RAW_IMU_TO_VELO, read_rigid_transform
-from semseg_ros.data.images import header_size, read_rgb
+from semseg_ros.data.images import read_label_png, read_rgb
 from semseg_ros.data.kitti_raw import (
     MISSING_STAMP,
     KittiDrive,
@@ -298,10 +297,9 @@ def _camera_messages(drive: KittiDrive, name: str, stamp: int, calib: Any) -> It
     yield "camera_info", "sensor_msgs/msg/CameraInfo", info
     semantic = drive.image_dir / "semantic" / f"{name}.png"
     if semantic.is_file():
-        header_size(semantic, name=str(semantic))
-        ids = cv2.imread(str(semantic), cv2.IMREAD_UNCHANGED)
-        if ids is None:
-            raise SemsegError(f"{semantic}: unreadable GT image")
+        ids = read_label_png(semantic)  # every PNG form the official evaluator reads (palette: its indices)
+        if ids.shape != (height, width):
+            raise SemsegError(f"{semantic}: GT size {ids.shape[1]}x{ids.shape[0]} differs from the image's {width}x{height}")
         yield (
             "semantic",
             "sensor_msgs/msg/Image",
@@ -323,6 +321,8 @@ def _lidar_messages(drive: KittiDrive, name: str, stamp: int) -> Iterator[tuple[
     label_path = drive.velodyne_dir / "labels" / f"{name}.label"
     if label_path.is_file():
         labels, instances = read_point_labels(label_path)
+        if len(labels) != len(points):
+            raise SemsegError(f"{label_path}: {len(labels)} point labels for the {len(points)} points of {drive.velodyne_path(name)}")
         packed = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u2"), ("instance", "<u2")])
         packed["x"], packed["y"], packed["z"], packed["label"], packed["instance"] = (
             points[:, 0],

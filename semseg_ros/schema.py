@@ -71,6 +71,8 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
         raise YamlSyntaxError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from None
     except (_TooDeep, RecursionError):
         raise SemsegError(f"{where}: YAML nested more than {MAX_YAML_DEPTH} levels deep") from None
+    except (ValueError, OverflowError) as exc:  # scalars PyYAML resolves but Python refuses: 2001-13-45, 5000-digit ints
+        raise YamlSyntaxError(f"{where}: a value YAML cannot hold ({' '.join(str(exc).split())[:120]})") from None
     finally:
         loader.dispose()
 

@@ -506,3 +506,65 @@ def test_timestamps_read_back_line_by_line(tmp_path: Path, stamps: list[int | No
     assert got == [MISSING_STAMP if s is None else parse_timestamp(writers.kitti_timestamp(s / 1e9)) for s in stamps]
     start = parse_timestamp(writers.kitti_timestamp(0.0))
     assert all(abs(g - (start + s)) <= 1000 for g, s in zip(got, stamps, strict=True) if s is not None)  # float seconds in between
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1969-12-31 23:59:58.5",  # before the epoch: a traceback before
+        "9999-12-31 00:00:00.0",  # past an int64 of nanoseconds: a traceback before
+        "2011-02-30 13:02:25.1",  # no such day: a bag 208 days long before
+        "2011-09-26 13:02:25.-5",  # a stamp 50 ms early before
+        "2011-09-26 25:61:99.0",
+        "\uff12011-09-26 13:02:25.0",  # full-width digit
+        "2_11-09-26 13:02:25.0",
+    ],
+)
+def test_impossible_timestamps_are_refused_with_file_and_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "timestamps.txt"
+    path.write_text(f"2011-09-26 13:02:25.000000000\n{line}\n")
+    with pytest.raises(SemsegError, match=r"timestamps.txt:2: '.*'"):
+        read_timestamps(path)
+
+
+def test_oxts_outside_the_globe_and_mismatched_point_labels_are_refused(drive: KittiDrive, tmp_path: Path) -> None:
+    from semseg_ros.data.kitti_raw import read_oxts
+
+    record = tmp_path / "oxts.txt"
+    values = ["95.0", "8.4"] + ["0.0"] * 28
+    record.write_text(" ".join(values) + "\n")
+    with pytest.raises(SemsegError, match=r"latitude 95\.0 / longitude 8\.4 outside"):
+        read_oxts(record)
+    copy = tmp_path / "drive" / drive.path.parent.name
+    shutil.copytree(drive.path.parent, copy)
+    short = KittiDrive(copy / drive.path.name)
+    name = short.frames()[1]
+    short.velodyne_path(name).write_bytes(short.velodyne_path(name).read_bytes()[:1600])  # 100 whole points
+    with pytest.raises(SemsegError, match=r"point labels for the 100 points"):
+        kitti_to_bag(short.path, tmp_path / "bag")
+
+
+def test_palette_ground_truth_pngs_go_into_the_bag_as_their_indices(drive: KittiDrive, tmp_path: Path) -> None:
+    """Found by an adversary: a palette GT PNG went in as 3-channel palette colours labelled mono8."""
+    from PIL import Image
+
+    from semseg_ros.bags import open_bag
+
+    copy = tmp_path / "drive" / drive.path.parent.name
+    shutil.copytree(drive.path.parent, copy)
+    gt_path = copy / drive.path.name / "image_02" / "semantic" / "0000000000.png"
+    ids = np.array(Image.open(gt_path))
+    palette_png = Image.fromarray(ids, mode="L").convert("P")
+    palette_png.putpalette(list(np.random.default_rng(0).integers(0, 255, 768)))
+    palette_png.save(gt_path)
+    assert Image.open(gt_path).mode == "P"
+    kitti_to_bag(copy / drive.path.name, tmp_path / "bag", frames="0:1")
+    reader = open_bag(tmp_path / "bag")
+    try:
+        semantic = [c for c in reader.connections if c.topic == TOPICS["semantic"]]
+        (_, _, raw), *_ = list(reader.messages(connections=semantic))
+        msg = TYPESTORE.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+        assert msg.encoding == "mono8" and len(msg.data) == msg.width * msg.height
+        np.testing.assert_array_equal(np.asarray(msg.data).reshape(msg.height, msg.width), ids)
+    finally:
+        reader.close()

@@ -299,7 +299,7 @@ def test_every_png_form_reads_as_the_official_evaluator_reads_it_or_is_refused_w
 ) -> None:
     from PIL import Image
 
-    from semseg_ros.data.datasets import read_label_png
+    from semseg_ros.data.images import read_label_png
     from semseg_ros.errors import SemsegError
 
     if mode != "I;16":
@@ -323,7 +323,7 @@ def test_every_png_form_reads_as_the_official_evaluator_reads_it_or_is_refused_w
     [(b"", "not a readable image"), (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, "not a readable image"), ("jpeg", "must be a PNG")],
 )
 def test_broken_and_foreign_label_files_are_refused_with_the_reason(tmp_path: Path, content: object, message: str) -> None:
-    from semseg_ros.data.datasets import read_label_png
+    from semseg_ros.data.images import read_label_png
     from semseg_ros.errors import SemsegError
 
     path = tmp_path / "label.png"

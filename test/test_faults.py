@@ -191,8 +191,7 @@ def test_image_bombs_are_refused_from_their_header_everywhere_images_are_read(ti
     import cv2
     import numpy as np
 
-    from semseg_ros.data.datasets import read_label_png
-    from semseg_ros.data.images import ImageTooLarge, read_rgb
+    from semseg_ros.data.images import ImageTooLarge, read_label_png, read_rgb
     from semseg_ros.eval.predict import PredictFailures, run_predict
     from semseg_ros.inference.segmenter import Segmenter
     from semseg_ros.ros.conversions import compressed_to_rgb, image_to_rgb

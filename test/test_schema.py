@@ -154,3 +154,18 @@ def test_aliases_load_as_pyyaml_loads_them_within_the_bound_and_are_refused_beyo
         event("loaded")
         assert schema.parse_yaml(text) == yaml.safe_load(text)
     assert time.perf_counter() - start < 10  # loading or refusing, never the 24 s expansion of an unbounded load
+
+
+@pytest.mark.parametrize("text", ["a: 2001-13-45\n", "a: " + "9" * 5000 + "\n", "x: 2001-02-30\n"])
+def test_yaml_values_python_cannot_hold_are_one_line_errors(text: str) -> None:
+    """Found by an adversary: PyYAML resolves these scalars, then Python raises ValueError (a traceback before)."""
+    with pytest.raises(SemsegError, match="a value YAML cannot hold"):
+        schema.parse_yaml(text)
+
+
+@pytest.mark.parametrize(("key", "value"), [("lr", "-1"), ("lr", ".nan"), ("lr", ".inf"), ("lr", "0"), ("weight_decay", "-0.1"), ("momentum", ".nan")])
+def test_optimizer_numbers_are_checked(key: str, value: str) -> None:
+    from semseg_ros.train.config import load_config
+
+    with pytest.raises(SemsegError, match=f"optim.{key}: .* must be a finite number"):
+        load_config(None, [f"optim.{key}={value}"])

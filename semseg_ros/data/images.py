@@ -70,3 +70,39 @@ def read_rgb(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8
     if image is None:
         raise SemsegError(f"{path}: cannot read image (missing, truncated or not an image)")
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+LABEL_MODES = ("P", "L", "1", "I;16", "I;16B", "I")  # what np.array(Image.open(png)) turns into one id per pixel
+
+
+def read_label_png(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """A label PNG as HxW uint8 ids, read as the official Cityscapes evaluator reads it (PIL, np.array).
+
+    Palette PNGs ("P") give their palette indices, 8-bit grey ("L") its values, 1-bit ("1") 0/1,
+    16-bit grey ("I;16") its values (refused above 255: no label set has such ids). RGB(A),
+    grey+alpha and palette+alpha images are no label ids and are refused with the reason, as are
+    non-PNG files and images over `max_pixels` (checked from the header). Errors: SemsegError.
+    """
+    header_size(path, max_pixels, str(path))
+    try:
+        with Image.open(path) as image:
+            kind, mode = image.format, image.mode
+            if kind != "PNG":
+                raise SemsegError(f"{path}: a label image must be a PNG (lossless), this is {kind}")
+            if mode not in LABEL_MODES:
+                why = (
+                    "colours, not label ids (write label ids, e.g. `semseg predict --format labelid`)"
+                    if mode.startswith("RGB")
+                    else "not one id per pixel"
+                )
+                raise SemsegError(f"{path}: a {mode} PNG holds {why}; save a single-channel (L, P or 16-bit grey) PNG")
+            label = np.array(image)
+    except SemsegError:
+        raise
+    except Exception as exc:  # truncated or corrupt pixel data: PIL raises OSError, SyntaxError, ValueError ...
+        raise SemsegError(f"{path}: cannot read the label PNG ({' '.join(str(exc).split())[:120]})") from None
+    if label.ndim != 2:
+        raise SemsegError(f"{path}: a {mode} PNG with {label.shape[2:]} channels is not one id per pixel")
+    if label.size and int(label.max()) > 255:
+        raise SemsegError(f"{path}: 16-bit label values up to {int(label.max())}; label ids must be 0..255")
+    return label.astype(np.uint8)

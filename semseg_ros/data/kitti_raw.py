@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import calendar
+import datetime
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,17 +30,29 @@ def read_point_labels(path: str | Path) -> tuple[NDArray[np.uint16], NDArray[np.
     return (raw & 0xFFFF).astype(np.uint16), (raw >> 16).astype(np.uint16)
 
 
+KITTI_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?", re.ASCII)
+LATEST_STAMP_YEAR = 2261  # int64 nanoseconds since 1970 reach into 2262
+
+
 def parse_timestamp(text: str) -> int:
-    """'2011-09-26 13:02:25.594360375' to integer nanoseconds since the Unix epoch (UTC)."""
+    """'2011-09-26 13:02:25.594360375' to integer nanoseconds since the Unix epoch (UTC).
+
+    Refuses (SemsegError) anything but that form with ASCII digits, a date or time that does not
+    exist (2011-02-30, 25:61:99), and instants before 1970 or past 2261 (a ROS stamp's range).
+    """
+    stripped = text.strip()
+    match = KITTI_TIMESTAMP.fullmatch(stripped)
+    if match is None:
+        raise SemsegError(f"'{stripped[:40]}' is not a KITTI timestamp like '2011-09-26 13:02:25.594360375'")
+    year, month, day, hour, minute, second = (int(v) for v in match.groups()[:6])
     try:
-        date, clock = text.strip().split(" ")
-        year, month, day = (int(v) for v in date.split("-"))
-        hms, _, fraction = clock.partition(".")
-        hour, minute, second = (int(v) for v in hms.split(":"))
-    except ValueError:
-        raise SemsegError(f"'{text.strip()}' is not a KITTI timestamp like '2011-09-26 13:02:25.594360375'") from None
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError as exc:
+        raise SemsegError(f"'{stripped}' is not a real date and time ({exc})") from None
+    if not 1970 <= year <= LATEST_STAMP_YEAR:
+        raise SemsegError(f"'{stripped}': years 1970-{LATEST_STAMP_YEAR} only (ROS stamps count nanoseconds from 1970 in an int64)")
     seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
+    return seconds * 1_000_000_000 + int((match.group(7) or "0").ljust(9, "0"))
 
 
 MISSING_STAMP = -1  # read_timestamps' value for a blank line: a frame the logger lost
@@ -57,7 +71,13 @@ def read_timestamps(path: str | Path) -> NDArray[np.int64]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()  # trailing blank lines carry no frame
-    return np.array([parse_timestamp(line) if line.strip() else MISSING_STAMP for line in lines], dtype=np.int64)
+    stamps = []
+    for number, line in enumerate(lines, 1):
+        try:
+            stamps.append(parse_timestamp(line) if line.strip() else MISSING_STAMP)
+        except SemsegError as exc:
+            raise SemsegError(f"{path}:{number}: {exc}") from None
+    return np.array(stamps, dtype=np.int64)
 
 
 OXTS_FIELDS = (
@@ -86,7 +106,10 @@ def read_oxts(path: str | Path) -> dict[str, float]:
         raise SemsegError(f"{path}: an OXTS value is not a number") from None
     if not all(np.isfinite(values)):
         raise SemsegError(f"{path}: an OXTS value is not finite")
-    return dict(zip(OXTS_FIELDS, values, strict=True))
+    record = dict(zip(OXTS_FIELDS, values, strict=True))
+    if not (-90.0 < record["lat"] < 90.0 and -180.0 <= record["lon"] <= 180.0):
+        raise SemsegError(f"{path}: latitude {record['lat']} / longitude {record['lon']} outside (-90, 90) / [-180, 180] degrees")
+    return record
 
 
 def oxts_rotation(roll: float, pitch: float, yaw: float) -> NDArray[np.float64]:

@@ -14,8 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from semseg_ros.data.datasets import read_label_png
-from semseg_ros.data.images import MAX_IMAGE_PIXELS, read_rgb
+from semseg_ros.data.images import MAX_IMAGE_PIXELS, read_label_png, read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.pictures import overlay
 from semseg_ros.inference.segmenter import Prediction, Segmenter

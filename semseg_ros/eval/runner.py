@@ -20,7 +20,8 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from semseg_ros.data.datasets import SegmentationDataset, read_label_png, read_road_gt
+from semseg_ros.data.datasets import SegmentationDataset, read_road_gt
+from semseg_ros.data.images import read_label_png
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.metrics import ConfusionMatrix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -128,6 +129,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def _check(config: Config) -> None:
     if config.train.epochs <= 0:
         raise SemsegError("train.epochs: must be positive")
+    optim = config.optim
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise SemsegError(f"optim.lr: {optim.lr} must be a finite number > 0")
+    for name in ("weight_decay", "momentum"):
+        value = getattr(optim, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise SemsegError(f"optim.{name}: {value} must be a finite number >= 0")
+    if optim.clip_grad is not None and not (math.isfinite(optim.clip_grad) and optim.clip_grad > 0):
+        raise SemsegError(f"optim.clip_grad: {optim.clip_grad} must be a finite number > 0 (or null for no clipping)")
     if config.optim.accumulate <= 0:
         raise SemsegError("optim.accumulate: must be at least 1")
     if config.data.batch_size <= 0 or config.data.val_batch_size <= 0:
