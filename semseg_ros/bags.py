@@ -19,6 +19,7 @@ timestamps.txt is refused: no stamp is ever made up. /tf_static carries the earl
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -214,42 +215,46 @@ def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", 
 
     t = TYPESTORE.types
     counts: dict[str, int] = {}
-    with Writer(out, version=9, storage_plugin=plugin) as writer:
-        connections: dict[str, Any] = {}
+    try:
+        with Writer(out, version=9, storage_plugin=plugin) as writer:
+            connections: dict[str, Any] = {}
 
-        def write(key: str, msgtype: str, msg: Any, stamp_ns: int, qos: Qos | None = None) -> None:
-            if key not in connections:
-                connections[key] = writer.add_connection(TOPICS[key], msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos or _qos()])
-            writer.write(connections[key], stamp_ns, bytes(TYPESTORE.serialize_cdr(msg, msgtype)))
-            counts[TOPICS[key]] = counts.get(TOPICS[key], 0) + 1
+            def write(key: str, msgtype: str, msg: Any, stamp_ns: int, qos: Qos | None = None) -> None:
+                if key not in connections:
+                    connections[key] = writer.add_connection(TOPICS[key], msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos or _qos()])
+                writer.write(connections[key], stamp_ns, bytes(TYPESTORE.serialize_cdr(msg, msgtype)))
+                counts[TOPICS[key]] = counts.get(TOPICS[key], 0) + 1
 
-        start_ns = plan[0][0]
-        rect = np.eye(4)
-        rect[:3, :3] = calib.rectification
-        camera = _transform(start_ns, VELO_FRAME, CAMERA_FRAME, np.linalg.inv(rect @ calib.velo_to_cam))
-        if imu_calib.is_file():
-            imu_to_velo = read_rigid_transform(imu_calib)
-            transforms = [
-                _transform(start_ns, BASE_FRAME, IMU_FRAME, np.eye(4)),
-                _transform(start_ns, IMU_FRAME, VELO_FRAME, np.linalg.inv(imu_to_velo)),
-                camera,
-            ]
-        else:
-            nominal = np.eye(4)
-            nominal[2, 3] = 1.73  # the HDL-64E above the ground
-            transforms = [_transform(start_ns, BASE_FRAME, VELO_FRAME, nominal), camera]
-        static = t["tf2_msgs/msg/TFMessage"](transforms=transforms)
-        write("tf_static", "tf2_msgs/msg/TFMessage", static, start_ns, _qos(QosDurability.TRANSIENT_LOCAL))
-        for stamp, _, sensor, name in plan:
-            if sensor == drive.image_dir.name:
-                messages = _camera_messages(drive, name, stamp, calib)
-            elif sensor == drive.velodyne_dir.name:
-                messages = _lidar_messages(drive, name, stamp)
+            start_ns = plan[0][0]
+            rect = np.eye(4)
+            rect[:3, :3] = calib.rectification
+            camera = _transform(start_ns, VELO_FRAME, CAMERA_FRAME, np.linalg.inv(rect @ calib.velo_to_cam))
+            if imu_calib.is_file():
+                imu_to_velo = read_rigid_transform(imu_calib)
+                transforms = [
+                    _transform(start_ns, BASE_FRAME, IMU_FRAME, np.eye(4)),
+                    _transform(start_ns, IMU_FRAME, VELO_FRAME, np.linalg.inv(imu_to_velo)),
+                    camera,
+                ]
             else:
-                assert first_oxts is not None
-                messages = _oxts_messages(read_oxts(drive.oxts_path(name)), first_oxts, stamp)
-            for key, msgtype, msg in messages:
-                write(key, msgtype, msg, stamp)
+                nominal = np.eye(4)
+                nominal[2, 3] = 1.73  # the HDL-64E above the ground
+                transforms = [_transform(start_ns, BASE_FRAME, VELO_FRAME, nominal), camera]
+            static = t["tf2_msgs/msg/TFMessage"](transforms=transforms)
+            write("tf_static", "tf2_msgs/msg/TFMessage", static, start_ns, _qos(QosDurability.TRANSIENT_LOCAL))
+            for stamp, _, sensor, name in plan:
+                if sensor == drive.image_dir.name:
+                    messages = _camera_messages(drive, name, stamp, calib)
+                elif sensor == drive.velodyne_dir.name:
+                    messages = _lidar_messages(drive, name, stamp)
+                else:
+                    assert first_oxts is not None
+                    messages = _oxts_messages(read_oxts(drive.oxts_path(name)), first_oxts, stamp)
+                for key, msgtype, msg in messages:
+                    write(key, msgtype, msg, stamp)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-written bag: the same command can simply be run again
+        raise
     return BagSummary(out, len(names), counts, (plan[-1][0] - plan[0][0]) / 1e9, skipped)
 
 

@@ -542,6 +542,7 @@ def test_oxts_outside_the_globe_and_mismatched_point_labels_are_refused(drive: K
     short.velodyne_path(name).write_bytes(short.velodyne_path(name).read_bytes()[:1600])  # 100 whole points
     with pytest.raises(SemsegError, match=r"point labels for the 100 points"):
         kitti_to_bag(short.path, tmp_path / "bag")
+    assert not (tmp_path / "bag").exists()  # no half-written bag left to block the next run
 
 
 def test_palette_ground_truth_pngs_go_into_the_bag_as_their_indices(drive: KittiDrive, tmp_path: Path) -> None:

@@ -378,3 +378,21 @@ def test_predict_skips_unreadable_images_and_lists_them(tiny_checkpoint: Path, t
     err = err[0]
     assert "2 of 4 images could not be read and were skipped (2 written" in err and "b.png" in err and "d.jpg" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_label_ids_that_fit_the_train_id_range_are_flagged(cityscapes_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by an adversary: a perfect label-id prediction holding only road, sidewalk and building (7, 8, 11)
+    read as trainIds scored 0.0 without a word; auto still reads it so, but says what label ids would score."""
+    from PIL import Image
+
+    gt_dir = cityscapes_root / "gtFine" / "val"
+    for gt in gt_dir.rglob("*_gtFine_labelIds.png"):
+        values = np.where(np.isin(cv2.imread(str(gt), cv2.IMREAD_UNCHANGED), [7, 8, 11]), cv2.imread(str(gt), cv2.IMREAD_UNCHANGED), 7)
+        target = tmp_path / "pred" / gt.parent.name / gt.name.replace("_gtFine_labelIds", "_pred")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(values.astype(np.uint8), "L").save(target)
+    result = evaluate_files(tmp_path / "pred", gt_dir, "cityscapes")
+    assert result["ids"] == "trainid" and result["ids_ambiguous"]["labelid_mIoU"] > result["mIoU"]
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(gt_dir), "--format", "cityscapes"]) == 0
+    assert "if the files hold label ids, use --ids labelid" in capsys.readouterr().out
+    assert "ids_ambiguous" not in evaluate_files(tmp_path / "pred", gt_dir, "cityscapes", ids="labelid")

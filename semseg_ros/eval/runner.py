@@ -179,7 +179,13 @@ def evaluate_files(pred_dir: str | Path, gt_dir: str | Path, fmt: str, ids: str 
         if ids == "auto":
             chosen = "trainid" if not seen[label_set.num_classes : IGNORE].any() else "labelid"
         result = (as_train_ids if chosen == "trainid" else as_label_ids).result()
-        return {**result, "ids": chosen, "ids_detected": ids == "auto"}
+        result.update(ids=chosen, ids_detected=ids == "auto")
+        if ids == "auto" and chosen == "trainid" and as_label_ids.images:
+            # values 0..18 are label ids too (road 7, building 11 ...): say when that reading scores higher
+            other = as_label_ids.result()["mIoU"]
+            if other > result["mIoU"]:
+                result["ids_ambiguous"] = {"labelid_mIoU": other}
+        return result
     if fmt == "kitti-road":
         label_set = get_label_set("road")
         accumulator = Accumulator(label_set, 1)
@@ -202,6 +208,11 @@ def format_table(result: dict[str, Any]) -> str:
     if "ids" in result:
         how = "detected from the values; --ids to force" if result["ids_detected"] else "as given by --ids"
         lines.append(f"predictions read as {'Cityscapes label ids' if result['ids'] == 'labelid' else 'trainIds 0..18'} ({how})")
+        if "ids_ambiguous" in result:
+            lines.append(
+                f"warning: every value also is a Cityscapes label id, and read so the mIoU would be "
+                f"{result['ids_ambiguous']['labelid_mIoU']:.4f}: if the files hold label ids, use --ids labelid"
+            )
     lines.append(f"{'class':<16}{'IoU':>8}")
     for name, value in result["classes"].items():
         lines.append(f"{name:<16}{'n/a' if value is None else f'{value:.4f}':>8}")

@@ -58,8 +58,8 @@ class BagPlayer(Node):
         self, bag: str | Path, rate: float = 1.0, loop: bool = False, clock: bool = False, topics: list[str] | None = None, **kwargs: Any
     ):
         super().__init__("semseg_player", **kwargs)
-        if rate <= 0:
-            raise SemsegError(f"--rate {rate}: must be positive")
+        if not (0 < rate < float("inf")):  # NaN fails too
+            raise SemsegError(f"--rate {rate}: must be a positive finite number")
         self.bag = Path(bag)
         self.reader = open_bag(self.bag)
         if isinstance(self.reader, TruncatedMcapReader):
