@@ -18,6 +18,10 @@ REAL = Path(__file__).parent / "data" / "kitti_real"
 OBJECT = REAL / "object"
 FRAMES = ("000000", "000001", "000002")
 RAW_2011_09_26 = REAL / "raw" / "2011_09_26"
+# The shipped CamVid model on these frames measured recall 0.343, precision 0.017 (bench/kitti_real.py;
+# docs/benchmarks.md); the synthetic model gives 0.069 / 0.005. The floors catch a fall back towards that.
+RECALL_FLOOR = 0.25
+PRECISION_FLOOR = 0.01
 
 
 def velodyne(frame: str) -> np.ndarray:
@@ -117,7 +121,8 @@ def test_mask_drawn_from_real_boxes_labels_the_points_inside_them(label_set_name
 
 def test_shipped_real_model_labels_the_points_of_real_objects(tmp_path: Path) -> None:
     """The real model plus fusion on real frames: recall and precision of object points (bench/kitti_real.py
-    prints them per frame; docs/benchmarks.md records them). Floors sit below the measured figures."""
+    prints them per frame; docs/benchmarks.md records them). Floors sit below the measured figures, far
+    below the goal (recall 0.8, precision 0.6): CamVid's 367 images do not carry over to KITTI yet."""
     from semseg_ros.eval.object_points import ObjectPointCounts, object_point_counts
     from semseg_ros.inference.segmenter import Segmenter
 
