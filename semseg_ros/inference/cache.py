@@ -26,18 +26,6 @@ def cache_root(cache_dir: str | Path | None) -> Path:
     return Path(base)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_onnx(
     checkpoint: str | Path, cache_dir: str | Path | None = None, input_size: tuple[int, int] | None = None, dynamic: bool = False
 ) -> Path:

@@ -27,7 +27,8 @@ from numpy.typing import NDArray
 
 from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
-from semseg_ros.inference.cache import atomic_write, cache_root
+from semseg_ros.files import atomic_write
+from semseg_ros.inference.cache import cache_root
 
 MAX_MIOU_DROP = 0.01  # INT8 may lose at most 1.0 mIoU point against fp32 to be used by default
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

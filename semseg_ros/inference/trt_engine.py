@@ -23,8 +23,9 @@ import torch
 
 from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
+from semseg_ros.files import atomic_write
 from semseg_ros.inference.backends import onnx_metadata
-from semseg_ros.inference.cache import atomic_write, cached_onnx
+from semseg_ros.inference.cache import cached_onnx
 from semseg_ros.inference.export import sha256
 
 Log = Callable[[str], None]

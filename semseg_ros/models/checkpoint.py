@@ -10,8 +10,6 @@ A checkpoint is a dict saved by torch.save and read with `weights_only=True`:
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 
 from semseg_ros import schema
 from semseg_ros.errors import SemsegError
+from semseg_ros.files import atomic_writer
 from semseg_ros.models.factory import ModelConfig, SegmentationNet, build_model
 
 FORMAT = "semseg_ros.checkpoint/1"
@@ -39,19 +38,9 @@ def model_card(model_config: ModelConfig, label_set: Any, input_size: tuple[int,
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through files.atomic_writer: the old file or the new one, never half."""
+    with atomic_writer(path) as handle:
+        torch.save(obj, handle)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, card: dict[str, Any], **extra: Any) -> None:

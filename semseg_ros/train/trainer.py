@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from semseg_ros.data.datasets import SegmentationDataset, build_dataset
 from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.evaluate import evaluate
+from semseg_ros.files import atomic_writer
 from semseg_ros.models.checkpoint import load_checkpoint, model_card, save_checkpoint
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
@@ -112,17 +112,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    """Copy to a temporary file beside `target` (named like atomic_save's, so resume cleans it up), fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
-            shutil.copyfileobj(original, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Copy through files.atomic_writer (its stray temporary files are what resume cleans up)."""
+    with atomic_writer(target) as handle, open(source, "rb") as original:
+        shutil.copyfileobj(original, handle)
 
 
 def _as_tuple(value: Any) -> Any:
