@@ -35,7 +35,10 @@ RAW_CAM_TO_CAM = "calib_cam_to_cam.txt"
 RAW_VELO_TO_CAM = "calib_velo_to_cam.txt"
 RAW_IMU_TO_VELO = "calib_imu_to_velo.txt"
 # ROS CameraInfo distortion models and how many coefficients each takes (shorter D is zero-padded).
-DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+# Most coefficients read per model: OpenCV (which image_geometry calls) reads D = k1 k2 p1 p2 k3 [k4 k5 k6]
+# the same way whatever the ROS model name, so plumb_bob takes 8 too; its thin-prism and tilt terms
+# (coefficients 9-14) are not implemented and refused.
+DISTORTION_MODELS = {"plumb_bob": 8, "rational_polynomial": 8, "equidistant": 4}
 
 
 def read_calib_file(path: str | Path) -> dict[str, list[str]]:
@@ -188,7 +191,10 @@ class Calibration:
             )
         values = np.asarray(self.distortion, dtype=np.float64).ravel()
         if len(values) > count or not np.all(np.isfinite(values)):
-            raise CalibrationError(f"{self.distortion_model} distortion takes at most {count} finite coefficients, got {values.tolist()}")
+            raise CalibrationError(
+                f"{self.distortion_model} distortion takes at most {count} finite coefficients (OpenCV's thin-prism and tilt "
+                f"terms are not supported), got {values.tolist()}"
+            )
         if np.any(self.projection[:, 3] != 0) or np.any(self.projection[2, :3] != (0.0, 0.0, 1.0)):
             raise CalibrationError("a distorted (raw image) calibration needs projection [K | 0] with K's last row 0 0 1")
         object.__setattr__(self, "distortion", np.pad(values, (0, count - len(values))))

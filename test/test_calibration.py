@@ -341,7 +341,7 @@ def test_rectified_masks_use_p_and_d_stays_out() -> None:
     seed=st.integers(0, 2**16),
 )
 def test_every_ros_distortion_model_matches_opencv(model: str, coefficients: list[float], seed: int) -> None:
-    count = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}[model]
+    count = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}[model]  # what ROS writes for each
     d = np.array(coefficients[:count])
     if model != "equidistant":
         d[2:4] *= 0.03  # tangential terms are small on real lenses
@@ -377,9 +377,27 @@ def test_points_where_the_distortion_folds_back_never_land_in_the_image() -> Non
 def test_unsupported_distortion_is_refused_not_ignored() -> None:
     with pytest.raises(CalibrationError, match="'kannala' is not supported"):
         Calibration.from_camera_info(Info(D_02, "kannala"), np.eye(4), "raw")
-    with pytest.raises(CalibrationError, match="at most 5"):
-        Calibration.from_camera_info(Info(np.ones(6) * 0.01), np.eye(4), "raw")
+    with pytest.raises(CalibrationError, match="at most 8"):
+        Calibration.from_camera_info(Info(np.ones(9) * 0.01), np.eye(4), "raw")
     # An all-zero D of any model is no distortion at all.
     assert Calibration.from_camera_info(Info(np.zeros(4), "kannala"), np.eye(4), "raw").distortion is None
     with pytest.raises(CalibrationError, match="camera rays"):
         Calibration.from_camera_info(Info(D_02), np.eye(4), "raw").camera_rays()
+
+
+def test_plumb_bob_with_eight_coefficients_projects_as_opencv_and_more_are_refused() -> None:
+    """Found by an adversary: OpenCV (and so image_geometry) reads 8 plumb_bob coefficients; they were refused."""
+    import cv2
+
+    from semseg_ros.calibration import Calibration, CalibrationError
+
+    k = np.array([[700.0, 0.0, 620.0], [0.0, 700.0, 190.0], [0.0, 0.0, 1.0]])
+    d = np.array([-0.3, 0.1, 0.001, -0.002, -0.02, 0.05, -0.01, 0.002])
+    points = np.random.default_rng(0).uniform([-5, -2, 4], [5, 2, 30], (500, 3))
+    extrinsic = np.eye(4)
+    calib = Calibration(np.column_stack([k, np.zeros(3)]), np.eye(3), extrinsic, (1240, 380), distortion=d, distortion_model="plumb_bob")
+    uv, _ = calib.project(points)
+    expected, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), k, d)
+    np.testing.assert_allclose(uv, expected.reshape(-1, 2), atol=1e-6)
+    with pytest.raises(CalibrationError, match="thin-prism and tilt terms are not supported"):
+        Calibration(np.column_stack([k, np.zeros(3)]), np.eye(3), extrinsic, (1240, 380), distortion=np.zeros(12), distortion_model="plumb_bob")
