@@ -38,7 +38,9 @@ pip_quiet() {  # pip, without the noise of local mirror folders that lack a pack
   "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 set -o pipefail
+echo "setup: installing the Python packages into $VENV (PyTorch with its CUDA libraries: about 7 GB, a few minutes)"
 pip_quiet "${requirements[@]}"
+echo "setup: installing semseg_ros itself"
 pip_quiet --no-deps tensorrt-stubs
 pip_quiet --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import torch, segmentation_models_pytorch, open3d, rclpy, semseg_ros" \
