@@ -130,12 +130,16 @@ def frame_data(drive: KittiDrive, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 def exchange(probe: Probe, cloud: PointCloud2, mask: Image, expect: bool = True, timeout: float = 8.0) -> PointCloud2 | None:
     before = len(probe.clouds)
+
+    def answer() -> PointCloud2 | None:  # the labelled cloud of `cloud`: reliable copies of earlier pairs may come first
+        return next((c for c in probe.clouds[before:] if c.header.stamp == cloud.header.stamp), None)
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe.mask_pub.publish(mask)
         probe.points_pub.publish(cloud)
-        if wait_for(lambda: len(probe.clouds) > before, timeout=0.4 if expect else 1.0):
-            return probe.clouds[-1]
+        if wait_for(lambda: answer() is not None, timeout=0.4 if expect else 1.0):
+            return answer()
         if not expect:
             return None
     raise AssertionError("no labelled cloud")
