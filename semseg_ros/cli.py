@@ -413,7 +413,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         args.zip,
         max_pixels=args.max_image_pixels,
     )
-    print(f"wrote {len(written)} {args.format} images to {args.output}" + (f" and {args.output.with_suffix('.zip')}" if args.zip else ""))
+    images = "image" if len(written) == 1 else "images"
+    print(f"wrote {len(written)} {args.format} {images} to {args.output}" + (f" and {args.output.with_suffix('.zip')}" if args.zip else ""))
     return 0
 
 

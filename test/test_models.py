@@ -123,3 +123,12 @@ def test_summary_reproduces_the_seed_fpn_row() -> None:
     assert summary.params == 25_588_808  # the seed's torchsummary figure for FPN-ResNeXt50 (8 classes)
     assert summary.params_mb == pytest.approx(97.61, abs=0.01)
     assert 3000 < summary.forward_backward_mb < 6000
+
+
+def test_atomic_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    """Exports and checkpoints were written 0600 (mkstemp's mode): other users could not read them."""
+    from semseg_ros.files import atomic_write
+
+    atomic_write(tmp_path / "a.onnx", b"x")
+    (tmp_path / "b.txt").write_bytes(b"x")
+    assert (tmp_path / "a.onnx").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777

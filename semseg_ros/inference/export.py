@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.files import atomic_write
 from semseg_ros.models.checkpoint import load_checkpoint, model_from_checkpoint
 
 OPSET = 17
@@ -86,8 +87,7 @@ def export_onnx(
         ):
             prop = proto.metadata_props.add()
             prop.key, prop.value = key, value
-        onnx.save(proto, tmp)
-        os.replace(tmp, onnx_path)
+        atomic_write(onnx_path, proto.SerializeToString())
     finally:
         Path(tmp).unlink(missing_ok=True)
     return onnx_path
