@@ -171,6 +171,49 @@ def test_hidden_points_match_the_padded_reference(height: int, width: int, count
     assert np.array_equal(hidden_points(rows, cols, depth, mask, window, 0.3, 0.1), expected)
 
 
+def _components_per_class(points, labels, rules, voxel):  # type: ignore[no-untyped-def]
+    """The straightforward version: one KD-tree per class, k = 10 nearest within the class radius."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    result = []
+    for label, rule in sorted(rules.items()):
+        members = np.flatnonzero(labels == label)
+        if len(members) < rule.min_points:
+            continue
+        xyz = points[members].astype(np.float64)
+        inverse = np.arange(len(xyz))
+        if voxel > 0:
+            _, first, inverse = np.unique(np.floor(xyz / voxel).astype(np.int64), axis=0, return_index=True, return_inverse=True)
+            xyz = xyz[first]
+        k = min(11, len(xyz))
+        distance, neighbour = cKDTree(xyz).query(xyz, k=k, distance_upper_bound=rule.radius)
+        linked = np.isfinite(distance.reshape(len(xyz), k))
+        rows = np.repeat(np.arange(len(xyz)), linked.sum(axis=1))
+        graph = coo_matrix((np.ones(len(rows)), (rows, neighbour.reshape(len(xyz), k)[linked])), shape=(len(xyz),) * 2)
+        components = connected_components(graph, directed=False)[1][inverse.ravel()]
+        for component in range(components.max() + 1):
+            indices = members[components == component]
+            if len(indices) >= rule.min_points:
+                result.append((label, indices))
+    return result
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(0, 400), seed=st.integers(0, 2**16), voxel=st.sampled_from([0.0, 0.3]), spread=st.sampled_from([0.1, 2.0, 50.0]))
+def test_one_query_for_all_classes_matches_one_tree_per_class(count: int, seed: int, voxel: float, spread: float) -> None:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-20, 20, (6, 3)) * [1, 1, spread / 20]  # flat scenes and tall ones (the class gap follows the height)
+    points = (centres[rng.integers(0, 6, count)] + rng.normal(0, 0.4, (count, 3))).astype(np.float32)
+    labels = rng.choice(np.array([1, 2, 5, 7], np.uint8), count)  # 7 has no rule
+    rules = {1: ClassRule(0.6, 3), 2: ClassRule(1.0, 5), 5: ClassRule(0.3, 2)}
+    clusters, ids = cluster_points(points, labels, ClusterSettings(rules, voxel))
+    expected = _components_per_class(points, labels, rules, voxel)
+    assert [(c.label, c.indices.tolist()) for c in clusters] == [(label, indices.tolist()) for label, indices in expected]
+    assert (ids[labels == 7] == -1).all()
+
+
 @settings(max_examples=30, deadline=None)
 @given(count=st.integers(0, 300), seed=st.integers(0, 2**16), voxel=st.sampled_from([0.0, 0.3]))
 def test_cluster_boxes_match_a_per_cluster_computation(count: int, seed: int, voxel: float) -> None:

@@ -1,8 +1,8 @@
 """Clustering priors: Euclidean clusters of the labelled points of object classes, with boxes.
 
 Per class, points (optionally voxel-downsampled) are linked when closer than the class radius
-(k nearest neighbours from a KD-tree, then connected components); clusters with fewer than `min_points` points are
-dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented box (PCA in x-y).
+(k nearest neighbours from a KD-tree, then connected components), all classes in one query;
+clusters with fewer than `min_points` points are dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented box (PCA in x-y).
 """
 
 from __future__ import annotations
@@ -40,20 +40,24 @@ class ClusterSettings:
     voxel: float = 0.0  # voxel size for downsampling before linking (0 = off)
 
 
-def euclidean_components(points: NDArray[np.floating], radius: float, neighbours: int = 10) -> NDArray[np.int64]:
+def euclidean_components(points: NDArray[np.floating], radius: float | NDArray[np.floating], neighbours: int = 10) -> NDArray[np.int64]:
     """Component id per point of the graph linking each point to its nearest neighbours within `radius`.
 
-    Linking the k nearest neighbours (not every pair within the radius) keeps the graph small on
-    dense scans; components only split where a gap wider than the radius, or than the k-th
-    neighbour, separates points.
+    `radius` is one distance in metres or one per point (a point links its neighbours closer than its
+    own radius). Linking the k nearest neighbours (not every pair within the radius) keeps the graph
+    small on dense scans; components only split where a gap wider than the radius, or than the k-th
+    neighbour, separates points. Component ids ascend with each component's first point.
     """
     count = len(points)
     if count == 0:
         return np.zeros(0, np.int64)
     k = min(neighbours + 1, count)
-    distances, indices = cKDTree(points).query(points, k=k, distance_upper_bound=radius)
+    bounds = np.broadcast_to(np.asarray(radius, np.float64), (count,))
+    # One query at the largest radius, then each point's own bound: the k nearest are the same points
+    # whatever the bound, which only prunes the search (cKDTree takes a scalar bound, strictly below).
+    distances, indices = cKDTree(points).query(points, k=k, distance_upper_bound=float(bounds.max()))
     distances, indices = distances.reshape(count, k), indices.reshape(count, k)
-    linked = np.isfinite(distances)
+    linked = distances < bounds[:, None]
     # Row-major order is CSR order already: build it directly (no COO conversion, no index sort).
     indptr = np.zeros(count + 1, np.int64)
     np.cumsum(linked.sum(axis=1), out=indptr[1:])
@@ -61,10 +65,13 @@ def euclidean_components(points: NDArray[np.floating], radius: float, neighbours
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
-def _voxel_components(points: NDArray[np.floating], radius: float, voxel: float) -> NDArray[np.int64]:
-    keys = np.floor(points / voxel).astype(np.int64)
+def _voxel_components(
+    xyz: NDArray[np.float64], separated: NDArray[np.float64], groups: NDArray[np.int64], radius: NDArray[np.float64], voxel: float
+) -> NDArray[np.int64]:
+    """Components of one representative point per (group, voxel of `xyz`), linked in `separated`, spread back to every point."""
+    keys = np.column_stack([groups, np.floor(xyz / voxel).astype(np.int64)])  # group first: groups stay in order
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return euclidean_components(points[first], radius)[inverse.ravel()]
+    return euclidean_components(separated[first], radius[first])[inverse.ravel()]
 
 
 def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
@@ -101,30 +108,48 @@ def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: 
 def cluster_points(
     points: NDArray[np.floating], labels: NDArray[np.integer], settings: ClusterSettings
 ) -> tuple[list[Cluster], NDArray[np.int32]]:
-    """(clusters, cluster id per point with -1 for none)."""
+    """(clusters, cluster id per point with -1 for none) of N x >=3 `points` (metres) and N class ids.
+
+    Clusters come in class-id order, then in order of their first point. All classes are linked in
+    one KD-tree query: each class is shifted along z by more than the scene's height plus twice the
+    largest radius, so no link crosses classes, and each point uses its class's radius.
+    """
     points = np.asarray(points)
     ids = np.full(len(points), -1, np.int32)
-    clusters: list[Cluster] = []
+    classes, member_lists = [], []
     for label, rule in sorted(settings.rules.items()):
         members = np.flatnonzero(labels == label)
-        if len(members) < rule.min_points:
-            continue
-        subset = points[members, :3].astype(np.float64)  # only the class's points in float64
-        components = (
-            _voxel_components(subset, rule.radius, settings.voxel) if settings.voxel > 0 else euclidean_components(subset, rule.radius)
-        )
-        counts = np.bincount(components)
-        kept = np.flatnonzero(counts >= rule.min_points)
-        if len(kept) == 0:
-            continue
-        local = np.flatnonzero(counts[components] >= rule.min_points)
-        local = local[np.argsort(components[local], kind="stable")]  # by cluster, ascending point index within
-        sizes = counts[kept]
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        boxes = _segment_boxes(subset[local], starts, sizes)
-        for j, (start, size) in enumerate(zip(starts, sizes, strict=True)):
-            indices = members[local[start : start + size]]
-            ids[indices] = len(clusters)
-            mean, low, high, yaw, extent, center = (values[j] for values in boxes)
-            clusters.append(Cluster(int(label), indices, mean, low, high, float(yaw), extent, center))
+        if len(members) >= rule.min_points:
+            classes.append((int(label), rule))
+            member_lists.append(members)
+    if not classes:
+        return [], ids
+    members = np.concatenate(member_lists)
+    groups = np.repeat(np.arange(len(classes)), [len(m) for m in member_lists])
+    radius = np.array([rule.radius for _, rule in classes])[groups]
+    min_points = np.array([rule.min_points for _, rule in classes])
+    xyz = points[members, :3].astype(np.float64)  # only the clustered points, in float64
+    gap = float(np.ptp(xyz[:, 2])) + 2 * float(radius.max()) + 1.0
+    separated = xyz + np.outer(groups * gap, (0.0, 0.0, 1.0))
+    components = (
+        _voxel_components(xyz, separated, groups, radius, settings.voxel) if settings.voxel > 0 else euclidean_components(separated, radius)
+    )
+    counts = np.bincount(components)
+    component_group = np.empty(len(counts), np.int64)
+    component_group[components] = groups
+    kept = np.flatnonzero(counts >= min_points[component_group])
+    if len(kept) == 0:
+        return [], ids
+    local = np.flatnonzero(counts[components] >= min_points[component_group[components]])
+    local = local[np.argsort(components[local], kind="stable")]  # by cluster, ascending point index within
+    sizes = counts[kept]
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    boxes = _segment_boxes(xyz[local], starts, sizes)
+    clusters: list[Cluster] = []
+    for j, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+        indices = members[local[start : start + size]]
+        ids[indices] = j
+        mean, low, high, yaw, extent, center = (values[j] for values in boxes)
+        label = classes[component_group[kept[j]]][0]
+        clusters.append(Cluster(label, indices, mean, low, high, float(yaw), extent, center))
     return clusters, ids

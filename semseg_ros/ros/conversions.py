@@ -26,8 +26,8 @@ class ImageError(SemsegError):
     """An image message that cannot be decoded."""
 
 
-def image_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
-    """sensor_msgs/Image to an HxWx3 uint8 RGB array (a copy; row padding and endianness honoured).
+def _pixel_rows(msg: Any, max_pixels: int) -> tuple[NDArray[np.uint8], int, int]:
+    """(height x row-bytes uint8 view of msg.data without the row padding, channels, bytes per channel).
 
     Raises ImageError for bad fields or data, ImageTooLarge beyond `max_pixels` (width * height).
     """
@@ -47,7 +47,16 @@ def image_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uin
     needed = step * (height - 1) + row_bytes
     if data.size < needed:
         raise ImageError(f"data holds {data.size} bytes, a {width}x{height} {encoding} image with step {step} needs {needed}")
-    rows = np.lib.stride_tricks.as_strided(data, shape=(height, row_bytes), strides=(step, 1))
+    return np.lib.stride_tricks.as_strided(data, shape=(height, row_bytes), strides=(step, 1)), channels, depth
+
+
+def image_to_rgb(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """sensor_msgs/Image to an HxWx3 uint8 RGB array (a copy; row padding and endianness honoured).
+
+    Raises ImageError for bad fields or data, ImageTooLarge beyond `max_pixels` (width * height).
+    """
+    rows, channels, depth = _pixel_rows(msg, max_pixels)
+    height, width, encoding = int(msg.height), int(msg.width), str(msg.encoding)
     if depth == 2:
         dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
         gray16 = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
@@ -103,8 +112,11 @@ def fill_image(msg: Any, header: Any, array: NDArray[np.uint8], encoding: str) -
     return msg
 
 
-def mask_from_image(msg: Any) -> NDArray[np.uint8]:
-    """A mono8 (or 8UC1) class-id mask as an HxW uint8 array."""
+def mask_from_image(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
+    """A mono8 (or 8UC1) class-id mask as an HxW uint8 view of msg.data (no copy; row padding skipped).
+
+    Raises ImageError for another encoding or bad fields, ImageTooLarge beyond `max_pixels`.
+    """
     if msg.encoding not in ("mono8", "8UC1"):
         raise ImageError(f"mask must be mono8 class ids, got encoding '{msg.encoding}'")
-    return image_to_rgb(msg)[..., 0]
+    return _pixel_rows(msg, max_pixels)[0]
