@@ -8,7 +8,7 @@ import pytest
 from rosutil import image_from_msg, make_image_msg
 from sensor_msgs.msg import CompressedImage
 
-from semseg_ros.ros.conversions import ImageError, compressed_to_rgb, fill_image, image_to_rgb
+from semseg_ros.ros.conversions import ImageError, compressed_to_rgb, fill_image, image_to_rgb, mask_from_image
 
 RGB = np.random.default_rng(0).integers(0, 255, (47, 124, 3), dtype=np.uint8)
 GRAY = cv2.cvtColor(RGB, cv2.COLOR_RGB2GRAY)
@@ -72,3 +72,20 @@ def test_fill_image_round_trip() -> None:
     assert out.header.frame_id == "cam" and out.header.stamp.sec == 5 and out.step == 124
     np.testing.assert_array_equal(image_from_msg(out), mask)
     np.testing.assert_array_equal(image_from_msg(fill_image(Image(), source.header, RGB, "rgb8")), RGB)
+
+
+@pytest.mark.parametrize("encoding", ["mono8", "8UC1"])
+@pytest.mark.parametrize("pad", [0, 7])
+def test_masks_are_read_in_place(encoding: str, pad: int) -> None:
+    msg = make_image_msg(RGB, "mono8", pad=pad)
+    msg.encoding = encoding
+    mask = mask_from_image(msg)
+    np.testing.assert_array_equal(mask, GRAY)  # row padding skipped
+    assert np.shares_memory(mask, np.frombuffer(msg.data, np.uint8))  # the fusion node's hot path copies nothing
+    for bad, reason in (("rgb8", "must be mono8"), ("mono16", "must be mono8")):
+        msg.encoding = bad
+        with pytest.raises(ImageError, match=reason):
+            mask_from_image(msg)
+    msg.encoding, msg.step = encoding, 3
+    with pytest.raises(ImageError, match="step 3 is too small"):
+        mask_from_image(msg)
