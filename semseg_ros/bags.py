@@ -52,24 +52,13 @@ from semseg_ros.data.kitti_raw import (
 )
 from semseg_ros.errors import SemsegError
 from semseg_ros.schema import parse_yaml
+from semseg_ros.topics import TOPICS
 
 CAMERA_FRAME = "camera_color_left"
 VELO_FRAME = "velo_link"
 BASE_FRAME = "base_link"
 IMU_FRAME = "imu_link"
 WORLD_FRAME = "world"
-TOPICS = {
-    "image": "/kitti/camera_color_left/image_raw",
-    "camera_info": "/kitti/camera_color_left/camera_info",
-    "points": "/kitti/velo/pointcloud",
-    "semantic": "/kitti/camera_color_left/semantic",
-    "point_labels": "/kitti/velo/labels",
-    "imu": "/kitti/oxts/imu",
-    "gps_fix": "/kitti/oxts/gps/fix",
-    "gps_vel": "/kitti/oxts/gps/vel",
-    "tf": "/tf",
-    "tf_static": "/tf_static",
-}
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
 

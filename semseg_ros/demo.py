@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from semseg_ros.bags import TOPICS, kitti_to_bag
+from semseg_ros.bags import kitti_to_bag
 from semseg_ros.data.kitti_raw import KittiDrive
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.metrics import ConfusionMatrix
@@ -29,7 +29,7 @@ from semseg_ros.fusion.bev import render_bev
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
 from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
 from semseg_ros.synth import writers
-from semseg_ros.topics import KITTI_REMAPS
+from semseg_ros.topics import KITTI_REMAPS, TOPICS
 
 OUT = KITTI_REMAPS["segmentation_node"]
 PACE_TIMEOUT_S = 30.0  # longest wait for one frame's mask before the player moves on (the frame then counts as lost)

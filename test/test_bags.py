@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from rosutil import spinning, wait_for
 from scipy.spatial.transform import Rotation
 
-from semseg_ros.bags import TOPICS, TYPESTORE, kitti_to_bag
+from semseg_ros.bags import TYPESTORE, kitti_to_bag
 from semseg_ros.data.kitti_raw import KittiDrive, read_timestamps, read_velodyne
 from semseg_ros.errors import SemsegError
 from semseg_ros.synth import writers
+from semseg_ros.topics import TOPICS
 
 # The player offers the recorded QoS (reliable): a listener that asks for it too cannot lose a sample
 # under load (a lidar cloud is hundreds of UDP fragments) and fail a test about timing.
