@@ -15,6 +15,7 @@ from semseg_ros.fusion.bev import (
     EGO,
     GRID,
     MIN_CONTRAST,
+    UNLABELLED,
     BevView,
     bev_picture,
     contrast_ratio,
@@ -52,6 +53,7 @@ def test_every_class_colour_of_the_shipped_label_sets_is_readable_on_the_backgro
     for colour in get_label_set(name).colors:
         drawn = readable(colour)
         assert contrast_ratio(drawn, BACKGROUND) >= MIN_CONTRAST, (colour, drawn)
+        assert contrast_ratio(drawn, UNLABELLED) >= 2.0, (colour, drawn)  # told apart from the unlabelled grey
         if contrast_ratio(colour, BACKGROUND) >= MIN_CONTRAST:
             assert drawn == tuple(colour)  # colours already readable are the palette's own
 

@@ -25,7 +25,7 @@ from semseg_ros.eval.pictures import CAPTION_HEIGHT, captioned
 from semseg_ros.labels import IGNORE
 
 BACKGROUND = (16, 16, 16)
-UNLABELLED = (72, 72, 72)  # points without a class: context, deliberately dim
+UNLABELLED = (48, 48, 48)  # points without a class: context, deliberately dim, darker than any class
 GRID = (52, 52, 52)
 GRID_TEXT = (150, 150, 150)
 EGO = (0, 230, 255)  # cyan: no class colour of either shipped palette
