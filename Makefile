@@ -10,8 +10,11 @@ MODEL_DATA ?= data/synthetic_cityscapes
 
 setup: $(STAMP)
 
+# CPU_ONLY=1 (make setup CPU_ONLY=1, on a fresh .venv): PyTorch's CPU wheels from its own index (tools/setup.sh).
+CPU_ONLY ?= 0
+
 $(STAMP): tools/setup.sh requirements.txt requirements-ros.txt requirements-dev.txt setup.py
-	bash tools/setup.sh
+	CPU_ONLY=$(CPU_ONLY) bash tools/setup.sh
 	touch $@
 
 test: lint pytest

@@ -8,6 +8,7 @@ PNG, a bird's-eye view of the labelled cloud with cluster boxes, and an MP4 of t
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import threading
@@ -21,11 +22,12 @@ import numpy as np
 import torch
 
 from semseg_ros.bags import kitti_to_bag
-from semseg_ros.data.kitti_raw import KittiDrive
+from semseg_ros.data.kitti_raw import KittiDrive, read_timestamps
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.metrics import ConfusionMatrix
+from semseg_ros.eval.pictures import captioned
 from semseg_ros.eval.predict import VideoWriter
-from semseg_ros.fusion.bev import render_bev
+from semseg_ros.fusion.bev import bev_picture
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
 from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
 from semseg_ros.synth import writers
@@ -204,11 +206,14 @@ def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
             produced += 1
             good += bool(np.bincount(owners).argmax() > 0 and np.bincount(owners).max() / len(owners) >= 0.5)
     iou = matrix.iou()
+    tp, fp, fn = matrix.counts()
     return {
         "frames_scored": len([s for s in recording.masks if s in recording.gt_semantic]),
         "pixel_mIoU": matrix.mean_iou(),
         "pixel_accuracy": matrix.pixel_accuracy(),
         "class_iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(label_set.classes, iou, strict=True)},
+        "class_gt_pixels": {c: int(n) for c, n in zip(label_set.classes, tp + fn, strict=True)},  # what a class's IoU rests on
+        "class_predicted_pixels": {c: int(n) for c, n in zip(label_set.classes, tp + fp, strict=True)},
         "point_label_accuracy": correct / max(labelled, 1),
         "points_labelled": labelled,
         "cluster_recall": matched / max(expected, 1),
@@ -217,50 +222,121 @@ def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
     }
 
 
-def _percentiles(samples: list[float]) -> str:
+def _latency(samples: list[float]) -> dict[str, float | int | None]:
+    """p50 / p95 in milliseconds and the sample count of one stage's latencies (seconds)."""
     if not samples:
-        return "n/a"
+        return {"p50_ms": None, "p95_ms": None, "samples": 0}
     ms = np.asarray(samples) * 1e3
-    return f"{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}"
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "samples": len(samples)}
 
 
-def write_report(out: Path, recording: Recording, stats: dict[str, Any], scores: dict[str, Any] | None, label_set: LabelSet) -> str:
-    """report.md, overlay.png, bev.png, demo.mp4 under `out`; returns the summary table."""
+def _ms(stage: dict[str, Any]) -> str:
+    return "n/a" if stage["p50_ms"] is None else f"{stage['p50_ms']:.1f} / {stage['p95_ms']:.1f}"
+
+
+def _stamp_text(stamp_ns: int) -> str:
+    """A stamp as UTC date and time to the millisecond, as KITTI's timestamps.txt writes it."""
+    when = datetime.datetime.fromtimestamp(stamp_ns // 1_000_000_000, datetime.timezone.utc)
+    return f"{when:%Y-%m-%d %H:%M:%S}.{stamp_ns % 1_000_000_000 // 1_000_000:03d}"
+
+
+def _frame_caption(what: str, stamps: list[int], stamp: int, drive_dir: Path | None, sensor: str, suffix: str) -> str:
+    """Which frame a picture shows: its place among the recorded ones, its file in the drive, its stamp."""
+    caption = f"{what}: frame {stamps.index(stamp) + 1} of {len(stamps)}"
+    timestamps = drive_dir / sensor / "timestamps.txt" if drive_dir is not None else None
+    if timestamps is not None and timestamps.is_file():
+        index = np.flatnonzero(read_timestamps(timestamps) == stamp)
+        if len(index):
+            caption += f", {sensor}/data/{int(index[0]):010d}{suffix}"
+    return f"{caption}, stamp {_stamp_text(stamp)} UTC"
+
+
+def write_report(
+    out: Path,
+    recording: Recording,
+    stats: dict[str, Any],
+    scores: dict[str, Any] | None,
+    label_set: LabelSet,
+    drive_dir: Path | None = None,
+    started: float | None = None,
+) -> str:
+    """report.md, report.json, overlay.png, bev.png, demo.mp4 under `out`; returns the summary table.
+
+    report.md is written from the same dict as report.json. `started` (time.perf_counter() at the
+    demo's start) gives the demo's wall time, measured once, after the pictures and the video.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    pictures: dict[str, str] = {}
     stamps = sorted(recording.overlays)
     if stamps:
-        middle = recording.overlays[stamps[len(stamps) // 2]]
-        cv2.imwrite(str(out / "overlay.png"), _image(middle)[..., ::-1])
+        middle = stamps[len(stamps) // 2]
+        pictures["overlay.png"] = _frame_caption("overlay", stamps, middle, drive_dir, "image_02", ".png")
+        cv2.imwrite(str(out / "overlay.png"), captioned(_image(recording.overlays[middle]), pictures["overlay.png"])[..., ::-1])
         writer = VideoWriter(out / "demo.mp4", fps=10.0)
         for stamp in stamps:
             writer.write(_image(recording.overlays[stamp]))
         writer.close()
     clouds = sorted(recording.clouds)
     if clouds:
-        fields = _cloud_fields(recording.clouds[clouds[len(clouds) // 2]])
+        middle = clouds[len(clouds) // 2]
+        fields = _cloud_fields(recording.clouds[middle])
         xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1)
-        colors = label_set.palette()[fields["label"]]
-        colors[fields["label"] == IGNORE] = (48, 48, 48)  # unlabelled: behind the camera, outside its view, or hidden
-        bev = render_bev(xyz, colors)
-        _draw_boxes(bev, xyz, fields["cluster"])
-        cv2.imwrite(str(out / "bev.png"), bev[..., ::-1])
+        pictures["bev.png"] = _frame_caption("labelled cloud", clouds, middle, drive_dir, "velodyne_points", ".bin")
+        bev = bev_picture(xyz, fields["label"], label_set.classes, label_set.colors, pictures["bev.png"], fields["cluster"])
+        cv2.imwrite(str(out / "bev.png"), bev.image[..., ::-1])
     seg, fusion = stats["segmentation"], stats["fusion"]
+    report = {
+        "run": {
+            "backend": stats["backend"],
+            "label_set": stats["labels"],
+            "messages_played": stats["published"],
+            "camera_frames": {k: seg[k] for k in ("received", "processed", "dropped")},
+            "clouds_fused": fusion["fused"],
+            "pipeline_wall_s": stats["wall_s"],
+            "segmentation_fps": seg["processed"] / max(stats["wall_s"], 1e-9),
+            "latency_ms": {
+                "segmentation": {k: _latency(v) for k, v in seg["latency"].items()},
+                "fusion": {k: _latency(v) for k, v in fusion["latency"].items()},
+            },
+            "demo_wall_s": None if started is None else time.perf_counter() - started,
+        },
+        "pictures": pictures,
+        "scores": scores,
+    }
+    table = _summary_table(report)
+    lines = ["# semseg_ros demo report", "", "```", table, "```", ""]
+    if scores is not None:
+        lines += ["## Per-class IoU", "", "| class | IoU | GT pixels | predicted pixels |", "|---|---|---|---|"]
+        for c, v in scores["class_iou"].items():
+            lines.append(
+                f"| {c} | {'n/a' if v is None else f'{v:.3f}'} | {scores['class_gt_pixels'][c]:,} | {scores['class_predicted_pixels'][c]:,} |"
+            )
+        lines.append("")
+    for name, caption in pictures.items():
+        lines += [f"![{name[:-4]}]({name})", "", f"*{caption}*", ""]
+    lines += ["Video: demo.mp4", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return table
+
+
+def _summary_table(report: dict[str, Any]) -> str:
+    """The console's and report.md's summary, from report.json's dict."""
+    run, scores = report["run"], report["scores"]
+    seg, fusion, frames = run["latency_ms"]["segmentation"], run["latency_ms"]["fusion"], run["camera_frames"]
     rows = [
-        ("backend", stats["backend"]),
-        ("messages played", str(stats["published"])),
-        ("camera frames processed / received (dropped)", f"{seg['processed']} / {seg['received']} ({seg['dropped']})"),
-        ("clouds fused", str(fusion["fused"])),
-        ("segmentation FPS", f"{seg['processed'] / max(stats['wall_s'], 1e-9):.2f}"),
-        ("segmentation ms p50/p95: total", _percentiles(seg["latency"]["total"])),
+        ("backend", run["backend"]),
+        ("messages played", str(run["messages_played"])),
+        ("camera frames processed / received (dropped)", f"{frames['processed']} / {frames['received']} ({frames['dropped']})"),
+        ("clouds fused", str(run["clouds_fused"])),
+        ("segmentation FPS", f"{run['segmentation_fps']:.2f} over {run['pipeline_wall_s']:.1f} s of playback"),
+        ("segmentation ms p50/p95: total", _ms(seg["total"])),
         (
             "  convert / preprocess / infer / postprocess / publish",
-            " | ".join(_percentiles(seg["latency"][k]) for k in ("convert", "preprocess", "infer", "postprocess", "publish")),
+            " | ".join(_ms(seg[k]) for k in ("convert", "preprocess", "infer", "postprocess", "publish")),
         ),
-        ("fusion ms p50/p95: total", _percentiles(fusion["latency"]["total"])),
-        (
-            "  decode / label / cluster / publish",
-            " | ".join(_percentiles(fusion["latency"][k]) for k in ("decode", "label", "cluster", "publish")),
-        ),
+        ("fusion ms p50/p95: total", _ms(fusion["total"])),
+        ("  decode / label / cluster / publish", " | ".join(_ms(fusion[k]) for k in ("decode", "label", "cluster", "publish"))),
     ]
     if scores is not None:
         rows += [
@@ -272,37 +348,10 @@ def write_report(out: Path, recording: Recording, stats: dict[str, Any], scores:
                 f"{scores['cluster_recall']:.3f} / {scores['cluster_precision']:.3f} ({scores['gt_instances']} GT instances)",
             ),
         ]
+    if run["demo_wall_s"] is not None:
+        rows.append(("demo wall time (drive, bag, pipeline, report)", f"{run['demo_wall_s']:.0f} s"))
     width = max(len(name) for name, _ in rows)
-    table = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-    lines = ["# semseg_ros demo report", "", "```", table, "```", ""]
-    if scores is not None:
-        lines += (
-            ["## Per-class IoU", "", "| class | IoU |", "|---|---|"]
-            + [f"| {c} | {'n/a' if v is None else f'{v:.3f}'} |" for c, v in scores["class_iou"].items()]
-            + [""]
-        )
-    lines += ["![overlay](overlay.png)", "", "![bird's-eye view](bev.png)", "", "Video: demo.mp4", ""]
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "report.json").write_text(
-        json.dumps({"stats": {k: v for k, v in stats.items() if k not in ("segmentation", "fusion")}, "scores": scores}, indent=2)
-    )
-    return table
-
-
-def _draw_boxes(
-    bev: np.ndarray,
-    xyz: np.ndarray,
-    clusters: np.ndarray,
-    x_range: tuple[float, float] = (-20.0, 60.0),
-    y_range: tuple[float, float] = (-30.0, 30.0),
-    mpp: float = 0.1,
-) -> None:
-    """White axis-aligned cluster boxes on the top view (same geometry as render_bev)."""
-    for cluster_id in np.unique(clusters[clusters >= 0]):
-        points = xyz[clusters == cluster_id]
-        top, bottom = (x_range[1] - points[:, 0].max()) / mpp, (x_range[1] - points[:, 0].min()) / mpp
-        left, right = (y_range[1] - points[:, 1].max()) / mpp, (y_range[1] - points[:, 1].min()) / mpp
-        cv2.rectangle(bev, (int(left), int(top)), (int(right), int(bottom)), (255, 255, 255), 1)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
 def run_demo(
@@ -314,11 +363,12 @@ def run_demo(
     drive: Path | None = None,
     params: Path | None = None,
 ) -> str:
-    """The end-to-end demo; returns the printed summary table.
+    """The end-to-end demo; returns the printed summary table (its wall time runs from this call).
 
     `model` defaults to the synthetic model on the synthetic drive (scored against its ground truth at
     all 19 classes) and to the real CamVid model on a real `drive`.
     """
+    started = time.perf_counter()
     out = Path(out)
     if model is None:
         model = SYNTHETIC_MODEL if drive is None else REAL_MODEL
@@ -342,4 +392,4 @@ def run_demo(
         raise SemsegError("no masks came back from segmentation_node; see the node messages above")
     label_set = get_label_set(stats["labels"])
     scores = score(recording, label_set) if recording.gt_semantic else None
-    return write_report(out / "report", recording, stats, scores, label_set)
+    return write_report(out / "report", recording, stats, scores, label_set, drive_dir, started)

@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from rosutil import isolate_ros_domain
+
+from semseg_ros.data.images import read_label_png
+from semseg_ros.eval.pictures import CAPTION_HEIGHT
+from semseg_ros.fusion.bev import LEGEND_WIDTH
+from semseg_ros.labels import get_label_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "synthetic_unet_mobilenet.pt"
@@ -27,7 +33,37 @@ def test_short_demo_scores_the_shipped_model(tmp_path: Path) -> None:
     assert scores["pixel_mIoU"] >= 0.35 and scores["pixel_accuracy"] >= 0.8
     assert scores["point_label_accuracy"] >= 0.75 and scores["points_labelled"] > 10_000
     assert scores["cluster_recall"] >= 0.3
-    assert "pixel mIoU" in table and cv2.imread(str(report / "bev.png")).shape == (800, 600, 3)
+    assert "pixel mIoU" in table
+    # The report: one source for its figures, pixel counts per class, pictures that name their frame.
+    data = json.loads((report / "report.json").read_text())
+    run, scores = data["run"], data["scores"]
+    # report.md's table is the console's, and its figures are report.json's.
+    assert f"```\n{table}\n```" in (report / "report.md").read_text()
+    assert run["camera_frames"]["processed"] == 4 and run["clouds_fused"] >= 3
+    assert f"{run['segmentation_fps']:.2f} over {run['pipeline_wall_s']:.1f} s" in table
+    assert run["latency_ms"]["segmentation"]["total"]["samples"] == 4
+    assert (
+        f"{run['latency_ms']['segmentation']['total']['p50_ms']:.1f} / {run['latency_ms']['segmentation']['total']['p95_ms']:.1f}" in table
+    )
+    assert run["demo_wall_s"] > run["pipeline_wall_s"] > 0
+    assert table.splitlines()[-1].endswith(f"  {run['demo_wall_s']:.0f} s")  # one wall-time measurement
+    # Per-class GT pixel counts, counted again from the drive's semantic PNGs.
+    label_set = get_label_set("cityscapes19")
+    drive = next((tmp_path / "data").rglob("*_sync"))
+    counts = np.zeros(256, np.int64)
+    for png in sorted((drive / "image_02" / "semantic").glob("*.png")):
+        counts += np.bincount(label_set.map_cityscapes_ids(read_label_png(png)).ravel(), minlength=256)
+    assert scores["class_gt_pixels"] == {c: int(counts[i]) for i, c in enumerate(label_set.classes)}
+    markdown = (report / "report.md").read_text()
+    car = label_set.classes.index("car")
+    assert f"| car | {scores['class_iou']['car']:.3f} | {counts[car]:,} | {scores['class_predicted_pixels']['car']:,} |" in markdown
+    # Both pictures say which frame they show: the middle one of four.
+    assert data["pictures"]["overlay.png"].startswith("overlay: frame 3 of 4, image_02/data/0000000002.png, stamp 20")
+    assert data["pictures"]["bev.png"].startswith("labelled cloud: frame 3 of 4, velodyne_points/data/0000000002.bin, stamp 20")
+    image = cv2.imread(str(drive / "image_02" / "data" / "0000000002.png"))
+    overlay = cv2.imread(str(report / "overlay.png"))
+    assert overlay.shape == (image.shape[0] + CAPTION_HEIGHT, image.shape[1], 3)
+    assert cv2.imread(str(report / "bev.png")).shape == (CAPTION_HEIGHT + 800, 600 + LEGEND_WIDTH, 3)
 
 
 def test_shipped_model_is_small_and_self_describing() -> None:

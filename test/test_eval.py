@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from semseg_ros.cli import main
 from semseg_ros.data.datasets import build_dataset
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
+from semseg_ros.eval.pictures import CAPTION_HEIGHT, caption_strip
 from semseg_ros.eval.predict import run_predict, run_video
 from semseg_ros.eval.runner import evaluate_files, evaluate_model
 from semseg_ros.eval.tta import probabilities
@@ -175,6 +176,21 @@ def test_video_through_ffmpeg(tiny_checkpoint: Path, kitti_raw_root: Path, tmp_p
         count += 1
     assert frames == 5 and count == 5
     assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 320  # image overlay beside the GT overlay
+
+
+def test_video_gt_halves_say_which_is_which(tiny_checkpoint: Path, kitti_raw_root: Path, tmp_path: Path) -> None:
+    segmenter = Segmenter.from_path(tiny_checkpoint, backend="torch")
+    drive = next(kitti_raw_root.rglob("*_sync"))
+    run_video(segmenter, drive, tmp_path / "gt.mp4", with_gt=True, progress=False)
+    ok, frame = cv2.VideoCapture(str(tmp_path / "gt.mp4")).read()
+    image = cv2.imread(str(next((drive / "image_02" / "data").glob("*.png"))))
+    height, width = image.shape[:2]
+    assert ok and frame.shape[:2] == (height + CAPTION_HEIGHT + height % 2, 2 * width)
+    left, right = frame[:CAPTION_HEIGHT, :width].astype(int), frame[:CAPTION_HEIGHT, width:].astype(int)
+    truth, prediction = caption_strip("ground truth", width).astype(int), caption_strip("prediction", width).astype(int)
+    # H.264 blurs the text a little: each strip is far closer to its own caption than to the other one.
+    assert np.abs(left - truth).mean() * 3 < np.abs(left - prediction).mean()
+    assert np.abs(right - prediction).mean() * 3 < np.abs(right - truth).mean()
 
 
 def test_eval_cli_from_config_and_json(

@@ -1,11 +1,14 @@
-"""Pictures of predictions: colour overlays and image | GT | prediction | error side-by-sides."""
+"""Pictures of predictions: colour overlays, image | GT | prediction | error side-by-sides, caption strips."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from semseg_ros.labels import IGNORE
+
+CAPTION_HEIGHT = 24
 
 
 def overlay(image: NDArray[np.uint8], labels: NDArray[np.uint8], palette: NDArray[np.uint8], alpha: float = 0.5) -> NDArray[np.uint8]:
@@ -31,3 +34,19 @@ def side_by_side(
     top = np.concatenate([image, palette[gt]], axis=1)
     bottom = np.concatenate([palette[prediction], error_map(gt, prediction)], axis=1)
     return np.concatenate([top, bottom], axis=0)
+
+
+def caption_strip(text: str, width: int, height: int = CAPTION_HEIGHT) -> NDArray[np.uint8]:
+    """A heightxwidthx3 dark strip with `text` in white, shrunk to fit the width."""
+    strip = np.zeros((height, width, 3), np.uint8)
+    scale = 0.5
+    text_width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+    if text_width > width - 8:
+        scale *= (width - 8) / text_width
+    cv2.putText(strip, text, (4, height - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return strip
+
+
+def captioned(image: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
+    """`image` (HxWx3 uint8) with a caption strip above it: (H + CAPTION_HEIGHT)xWx3."""
+    return np.concatenate([caption_strip(text, image.shape[1]), image], axis=0)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from semseg_ros.data.images import MAX_IMAGE_PIXELS, read_label_png, read_rgb
 from semseg_ros.errors import SemsegError
-from semseg_ros.eval.pictures import overlay
+from semseg_ros.eval.pictures import captioned, overlay
 from semseg_ros.inference.segmenter import Prediction, Segmenter
 from semseg_ros.labels import LabelSet, get_label_set, palette_array
 
@@ -244,7 +244,11 @@ def run_video(
     with_gt: bool = False,
     progress: bool = True,
 ) -> int:
-    """Overlay frames (optionally beside GT overlays) into an MP4; returns the frame count."""
+    """Overlay frames into an MP4; returns the frame count.
+
+    With `with_gt` each frame is the GT overlay (left, captioned "ground truth"; black where the frame
+    has no image_02/semantic file) beside the prediction's (right, captioned "prediction").
+    """
     items = find_images(source)
     palette = palette_array(segmenter.card.colors)
     writer = VideoWriter(Path(out), fps)
@@ -253,9 +257,11 @@ def run_video(
         for path, _ in tqdm(items, desc="video", unit="frame", disable=not progress):
             image = read_rgb(path)
             frame = overlay(image, segmenter.predict(image).labels, palette, alpha)
-            gt = gt_for(path) if with_gt else None
-            if gt is not None and label_set is not None:
-                frame = np.concatenate([overlay(image, label_set.map_cityscapes_ids(gt), palette, alpha), frame], axis=1)
+            if label_set is not None:
+                gt = gt_for(path)
+                truth = np.zeros_like(image) if gt is None else overlay(image, label_set.map_cityscapes_ids(gt), palette, alpha)
+                label = "ground truth" if gt is not None else "ground truth: none for this frame"
+                frame = np.concatenate([captioned(truth, label), captioned(frame, "prediction")], axis=1)
             writer.write(frame)
     finally:
         writer.close()
