@@ -1,7 +1,8 @@
 """The `semseg` command: one entry point, one subcommand per job.
 
-Each subcommand registers itself with `add_parser` and runs through `run`; user errors
-(`SemsegError`, bad files) end as one line on stderr and a non-zero exit status.
+Each subcommand registers itself with `add_parser` and runs through `main`; every user error (a bad
+argument, a `SemsegError`, a bad file) ends as one line on stderr, `semseg COMMAND: error: MESSAGE`,
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
 from semseg_ros import __version__
 from semseg_ros.data.images import MAX_IMAGE_PIXELS
@@ -21,6 +22,27 @@ if TYPE_CHECKING:
     from semseg_ros.inference.segmenter import Segmenter
 
 EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors, `semseg COMMAND: error: MESSAGE; see semseg COMMAND --help`
+    (argparse's own prints the usage block first). Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        report_error(self.prog, f"{message}; see {self.prog} --help")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def report_error(prog: str, message: str, kind: str = "error") -> None:
+    """Print `PROG: KIND: MESSAGE` as one line on stderr, on a line of its own: open tqdm progress bars
+    are closed first (left standing, so the line shows where the work stopped) and newlines in the
+    message are folded."""
+    tqdm_module = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm_module, "tqdm", None), "_instances", ())):
+        bar.leave = True
+        bar.close()
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"{prog}: {kind}: {text}", file=sys.stderr, flush=True)
 
 
 def _positive(value: str) -> int:
@@ -49,6 +71,43 @@ def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
 _input_size = _ints("C,H,W", "3,512,1024")
 _shape = _ints("batch,height,width", "1,384,1248")
 _size = _ints("height,width", "384,1248")
+
+
+def require(path: str | Path | None, what: str, kind: str = "file", hint: str = "") -> None:
+    """Refuse a missing input before any work starts (loading a model, starting nodes, rendering frames).
+
+    kind: file | folder | path (either). Raises SemsegError naming `what` (the option or key) and the path."""
+    if path is None:
+        return
+    path = Path(path)
+    found = path.is_file() if kind == "file" else path.is_dir() if kind == "folder" else path.exists()
+    if not found:
+        problem = f"is not a {kind}" if path.exists() else "not found"
+        raise SemsegError(f"{what} {path}: {problem}" + (f"; {hint}" if hint else ""))
+
+
+def require_model(name: str | Path | None, what: str = "--model") -> None:
+    """Refuse a model that the nodes would not find (as given, or under share/semseg_ros/models)."""
+    from semseg_ros.paths import resolve_data_file
+
+    if name is not None:
+        try:
+            resolve_data_file(name, "models")
+        except SemsegError as exc:
+            raise SemsegError(f"{what} {exc}") from None
+
+
+def data_hint(data: Any) -> str:
+    """How to point a command at a dataset: the --set keys, or `semseg synth` to make one."""
+    from semseg_ros.train.config import DataConfig
+
+    formats = ", ".join(get_args(get_type_hints(DataConfig)["format"]))
+    make = (
+        f"or write a synthetic set with `semseg synth --format {data.format} --out DIR`"
+        if data.format in SYNTH_FORMATS
+        else "or write a synthetic one with `semseg synth --format cityscapes --out DIR` and --set data.format=cityscapes"
+    )
+    return f"give the data with --set data.root=DIR --set data.format=FORMAT ({formats}; now {data.format}), {make}"
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -146,6 +205,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from semseg_ros.train.trainer import train
 
     config = load_config(args.config, args.overrides)
+    require(config.train.init_weights, "train.init_weights")
+    require(config.distill.teacher, "distill.teacher")
+    require(config.model.encoder_weights, "model.encoder_weights")
+    dataset(config, "train")
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
     if "mIoU" in metrics:
         print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}, checkpoints in {config.train.out_dir}")
@@ -196,6 +259,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 def _run_pack(args: argparse.Namespace) -> int:
     from semseg_ros.models.checkpoint import pack_checkpoint
 
+    require(args.checkpoint, "checkpoint")
     path = pack_checkpoint(args.checkpoint, args.out, args.fp16)
     print(f"wrote {path}: {path.stat().st_size / 2**20:.1f} MiB")
     return 0
@@ -205,7 +269,7 @@ def _run_pack(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p.add_argument("--out", "--onnx", dest="onnx", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)")
     p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
     p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
@@ -214,6 +278,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    require(args.checkpoint, "--checkpoint")
     from semseg_ros.inference.export import export_onnx, parity_check
 
     size = (args.height, args.width) if args.height and args.width else None
@@ -223,7 +288,7 @@ def _run_export(args: argparse.Namespace) -> int:
     parity = parity_check(args.checkpoint, path)
     print(f"wrote {path}: max |logit difference| {parity.max_abs_diff:.2e}, labels agree on {parity.label_agreement:.4%} of pixels")
     if parity.label_agreement < 0.999:
-        print("semseg export: error: PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels", file=sys.stderr)
+        report_error("semseg export", "PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels")
         return 1
     return 0
 
@@ -246,6 +311,9 @@ def _add_build_engine(sub: argparse._SubParsersAction) -> None:
 
 def _run_build_engine(args: argparse.Namespace) -> int:
     from semseg_ros.inference.cache import tensorrt_available
+
+    require(args.onnx, "onnx")
+    require(args.calib_images, "--calib-images", "folder")
     from semseg_ros.inference.segmenter import resolve_device
 
     if not tensorrt_available():
@@ -295,6 +363,7 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _segmenter(args: argparse.Namespace) -> Segmenter:
     from semseg_ros.inference.segmenter import Segmenter
 
+    require(args.model, "--checkpoint")
     return Segmenter.from_path(
         args.model, backend=args.backend, device=args.device, fp16=args.fp16, input_size=args.input_size, precision=args.precision
     )
@@ -341,6 +410,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.pred or args.gt:
         if not (args.pred and args.gt and args.format):
             raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
+        require(args.pred, "--pred", "folder")
+        require(args.gt, "--gt", "folder")
         result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
@@ -353,13 +424,14 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from semseg_ros import schema
-    from semseg_ros.data.datasets import build_dataset
     from semseg_ros.eval import runner
     from semseg_ros.models.checkpoint import load_checkpoint
     from semseg_ros.train.config import Config, load_config
 
     if args.source is None:
         raise SemsegError("give a training config or a checkpoint to evaluate (or --pred/--gt/--format for files)")
+    require(args.source, "source")
+    require(args.model, "--checkpoint")
     if args.source.suffix in (".pt", ".pth"):
         stored = load_checkpoint(args.source).get("config")
         if stored is None:
@@ -369,8 +441,30 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     else:
         config = load_config(args.source, args.overrides)
         args.model = args.model or Path(config.train.out_dir) / "best.pt"
-    dataset = build_dataset(config.data, args.split)
-    return runner.evaluate_model(_segmenter(args), dataset, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    data = dataset(config, args.split)
+    segmenter = _segmenter(args)
+    height, width = segmenter.input_size
+    print(
+        f"evaluating {args.model} on {len(data)} images of {config.data.root} ({config.data.format}, split {args.split}) "
+        f"at network input {height}x{width}",
+        flush=True,
+    )
+    result = runner.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    result["data"] = {"root": config.data.root, "format": config.data.format, "split": args.split, "images": len(data)}
+    result["input_size"] = [height, width]
+    return result
+
+
+def dataset(config: Any, split: str) -> Any:
+    """The config's dataset split, or a SemsegError that says how to point at data (before any model loads)."""
+    from semseg_ros.data.datasets import build_dataset
+
+    if not config.data.root:
+        raise SemsegError(f"data.root is not set; {data_hint(config.data)}")
+    try:
+        return build_dataset(config.data, split)
+    except SemsegError as exc:
+        raise SemsegError(f"{exc}; {data_hint(config.data)}") from None
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -378,10 +472,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--input", type=Path, required=True, help="an image, a folder (recursive) or a KITTI drive")
     p.add_argument(
+        "--out",
         "--output",
+        dest="output",
         type=Path,
         required=True,
-        help="results folder; nothing is written when a result would overwrite an input or another result of the run",
+        help="results folder (--output: the old spelling); nothing is written when a result would overwrite an input or another result of the run",
     )
     p.add_argument("--max-image-pixels", type=_positive, default=MAX_IMAGE_PIXELS, help="refuse larger images (checked from the header)")
     p.add_argument(
@@ -402,6 +498,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from semseg_ros.eval.predict import run_predict
 
+    require(args.input, "--input", "path")
     written = run_predict(
         _segmenter(args),
         args.input,
@@ -432,6 +529,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 def _run_video(args: argparse.Namespace) -> int:
     from semseg_ros.eval.predict import run_video
 
+    require(args.input, "--input", "path")
     frames = run_video(_segmenter(args), args.input, args.out, args.fps, args.alpha, args.gt)
     print(f"wrote {args.out}: {frames} frames at {args.fps:g} FPS")
     return 0
@@ -475,11 +573,11 @@ def _run_node(args: argparse.Namespace) -> int:
     if args.name == "segmentation":
         from semseg_ros.ros.segmentation_node import SegmentationNode
 
-        return run_nodes([SegmentationNode], rclpy_args)
+        return run_nodes([SegmentationNode], rclpy_args, prog="semseg node")
     if args.name == "fusion":
         from semseg_ros.ros.fusion_node import FusionNode
 
-        return run_nodes([FusionNode], rclpy_args)
+        return run_nodes([FusionNode], rclpy_args, prog="semseg node")
     raise SemsegError(f"unknown node {args.name}")
 
 
@@ -494,6 +592,7 @@ def _add_kitti2bag(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_kitti2bag(args: argparse.Namespace) -> int:
+    require(args.drive, "drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
     from semseg_ros.bags import kitti_to_bag
 
     summary = kitti_to_bag(args.drive, args.out, args.storage, args.frames)
@@ -514,7 +613,11 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_play)
 
 
+BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes one)"
+
+
 def _run_play(args: argparse.Namespace) -> int:
+    require(args.bag, "bag", "path", BAG_HINT)
     from semseg_ros.ros.player import BagPlayer
     from semseg_ros.ros.runner import run_nodes
 
@@ -529,11 +632,12 @@ def _run_play(args: argparse.Namespace) -> int:
         ["semseg", *args.ros_args],
         started=lambda nodes: nodes[0].start(),
         done=lambda: bool(players) and players[0].finished.is_set(),
+        prog="semseg play",
     )
     if players:
-        print(f"played {players[0].published} messages" + (f"; {players[0].errors[0]}" if players[0].errors else ""))
+        print(f"played {players[0].published} messages")
         if players[0].errors:
-            return 1
+            raise SemsegError(players[0].errors[0])
     return code
 
 
@@ -556,9 +660,14 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_launch(args: argparse.Namespace) -> int:
+    require(args.bag, "--bag", "path", BAG_HINT)
+    require_model(args.model)
+    require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
     from semseg_ros.ros.launcher import launch_kitti
 
-    return launch_kitti(ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir)
+    return launch_kitti(
+        ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir, prog="semseg launch"
+    )
 
 
 # ----------------------------------------------------------------------- demo
@@ -577,6 +686,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    require_model(args.model)
+    require(args.drive, "--drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
+    if args.params is not None:
+        ros_arguments(args.params, [])  # found and valid, before any frame is rendered
     from semseg_ros.demo import run_demo
 
     start = time.perf_counter()
@@ -606,9 +719,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes."
-    )
+    parser = Parser(prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes.")
     parser.add_argument("--version", action="version", version=f"semseg_ros {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
@@ -621,21 +732,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything from the first --ros-args on belongs to rclpy (remaps, -p overrides, log levels).
     split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
+    args, unknown = parser.parse_known_args(argv[:split])
+    if unknown:  # reported by the subcommand's parser, so that the message names the command
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     args.ros_args = argv[split:]
+    prog = f"semseg {args.command}"
     try:
         return int(args.func(args) or 0)
     except SemsegError as exc:
-        print(f"semseg {args.command}: error: {exc}", file=sys.stderr)
+        report_error(prog, str(exc))
         return EXIT_USER_ERROR
     except OSError as exc:
-        print(
-            f"semseg {args.command}: error: {exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions",
-            file=sys.stderr,
-        )
+        report_error(prog, f"{exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"semseg {args.command}: interrupted", file=sys.stderr)
+        report_error(prog, "stopped by Ctrl-C", kind="interrupted")
         return 130
 
 

@@ -1,0 +1,135 @@
+"""The `semseg` command's contract: every user error is one line `semseg COMMAND: error: MESSAGE` (exit 2),
+inputs are checked before any work starts, and every option explains itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from semseg_ros.cli import build_parser, main, report_error
+
+COMMANDS = sorted(
+    next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices  # type: ignore[union-attr]
+)
+
+
+def semseg(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "semseg_ros", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], command: str) -> str:
+    """The whole of stderr is `semseg COMMAND: error: ...` on one line, and the exit status is 2."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(rf"semseg {re.escape(command)}: error: \S.*", lines[0]), lines[0]
+    assert result.returncode == 2, result
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_usage_errors_are_one_line_with_a_help_hint(command: str) -> None:
+    line = assert_one_error_line(semseg(command, "--no-such-option"), command)
+    assert line.endswith(f"; see semseg {command} --help")  # (argparse names a missing required argument first)
+
+
+def test_usage_errors_of_the_command_itself_are_one_line() -> None:
+    for args in ([], ["no-such-command"]):
+        result = semseg(*args)
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("semseg: error: "), result.stderr
+        assert result.returncode == 2
+
+
+def bad_inputs(tmp: Path) -> dict[str, list[str | Path]]:
+    """For every subcommand, an invocation whose input is missing (all paths under `tmp`)."""
+    missing = tmp / "missing"
+    return {
+        "synth": ["--out", tmp / "synth", "--width", "8"],
+        "train": [missing / "train.yaml"],
+        "summary": [missing / "train.yaml"],
+        "eval": [missing / "model.pt"],
+        "predict": ["--checkpoint", missing / "model.pt", "--input", tmp, "--out", tmp / "predicted"],
+        "pack": [missing / "model.pt", tmp / "packed.pt"],
+        "video": ["--checkpoint", missing / "model.pt", "--input", tmp, "--out", tmp / "video.mp4"],
+        "export": ["--checkpoint", missing / "model.pt", "--out", tmp / "model.onnx"],
+        "build-engine": [missing / "model.onnx"],
+        "node": ["segmentation", "--params", missing / "kitti.yaml"],
+        "kitti2bag": [missing / "drive", tmp / "bag"],
+        "play": [missing / "bag"],
+        "launch": ["kitti", "--bag", missing / "bag"],
+        "demo": ["--model", missing / "model.pt", "--out", tmp / "demo"],
+    }
+
+
+def test_bad_inputs_cover_every_command(tmp_path: Path) -> None:
+    assert sorted(bad_inputs(tmp_path)) == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_missing_input_is_one_line_naming_the_path_and_nothing_is_made(command: str, tmp_path: Path) -> None:
+    line = assert_one_error_line(semseg(command, *bad_inputs(tmp_path)[command]), command)
+    if command != "synth":
+        assert str(tmp_path / "missing") in line
+    # Checked before the work: no output written, no node started (nodes log "ready" on stderr).
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_errors_raised_inside_the_node_runner_are_in_the_command_style(tmp_path: Path) -> None:
+    """play, launch and node run their nodes through ros/runner.py, which printed `semseg: fatal: ...`."""
+    (tmp_path / "bag").mkdir()
+    (tmp_path / "bag" / "broken.mcap").write_bytes(b"not an mcap file")
+    line = assert_one_error_line(semseg("play", tmp_path / "bag"), "play")
+    assert "cannot open the bag" in line
+    line = assert_one_error_line(semseg("node", "segmentation", "--ros-args", "-p", f"model:={tmp_path / 'nope.pt'}"), "node")
+    assert str(tmp_path / "nope.pt") in line
+
+
+def test_an_error_after_a_progress_bar_starts_on_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=10, desc="eval", leave=False)
+    bar.update(3)
+    report_error("semseg eval", "the data broke\n  at image 4")
+    err = capsys.readouterr().err
+    assert err.endswith("\nsemseg eval: error: the data broke at image 4\n"), repr(err)
+    assert "3/10" in err.splitlines()[-2]  # the bar is left standing: it shows where the work stopped
+    bar.close()
+
+
+def test_eval_without_data_says_how_to_get_it(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"data": {"format": "cityscapes", "root": str(tmp_path / "nowhere")}}))
+    line = assert_one_error_line(semseg("eval", config, "--checkpoint", tiny_checkpoint), "eval")
+    assert str(tmp_path / "nowhere") in line
+    assert "--set data.root=" in line and "--set data.format=" in line and "semseg synth --format cityscapes" in line
+
+
+def test_eval_names_its_data_and_input_size(
+    tmp_path: Path, tiny_checkpoint: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"data": {"format": "cityscapes", "root": str(cityscapes_root)}}))
+    args = ["eval", str(config), "--checkpoint", str(tiny_checkpoint), "--backend", "torch", "--device", "cpu"]
+    assert main([*args, "--json", str(tmp_path / "m.json")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"evaluating {tiny_checkpoint} on 3 images of {cityscapes_root} (cityscapes, split val) at network input 64x192"
+    stored = json.loads((tmp_path / "m.json").read_text())
+    assert stored["data"] == {"root": str(cityscapes_root), "format": "cityscapes", "split": "val", "images": 3}
+    assert stored["input_size"] == [64, 192]
+
+
+def test_train_checks_its_data_and_files_before_building_anything(tmp_path: Path, cityscapes_root: Path) -> None:
+    config = tmp_path / "train.yaml"
+    out_dir = tmp_path / "run"
+    config.write_text(yaml.safe_dump({"data": {"root": str(cityscapes_root)}, "train": {"out_dir": str(out_dir)}}))
+    line = assert_one_error_line(semseg("train", config, "--set", f"train.init_weights={tmp_path / 'w.pt'}"), "train")
+    assert line.endswith(f"train.init_weights {tmp_path / 'w.pt'}: not found")
+    line = assert_one_error_line(semseg("train", config, "--set", f"data.root={tmp_path / 'nowhere'}"), "train")
+    assert "--set data.root=" in line
+    assert not out_dir.exists()
