@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from semseg_ros.cli import build_parser, main, report_error
 
@@ -133,3 +135,66 @@ def test_train_checks_its_data_and_files_before_building_anything(tmp_path: Path
     line = assert_one_error_line(semseg("train", config, "--set", f"data.root={tmp_path / 'nowhere'}"), "train")
     assert "--set data.root=" in line
     assert not out_dir.exists()
+
+
+def choice_keys() -> dict[str, tuple[str, ...]]:
+    """Every choice-valued training config key (Literal fields of every section, and data.label_set)."""
+    import dataclasses
+    from typing import Literal, get_args, get_origin, get_type_hints
+
+    from semseg_ros.labels import LABEL_SETS
+    from semseg_ros.train.config import Config
+
+    keys = {"data.label_set": tuple(LABEL_SETS)}
+    for section, section_type in get_type_hints(Config).items():
+        hints = get_type_hints(section_type) if dataclasses.is_dataclass(section_type) else {}
+        for name, hint in hints.items():
+            if get_origin(hint) is Literal:
+                keys[f"{section}.{name}"] = get_args(hint)
+    return keys
+
+
+def test_choice_keys_are_found() -> None:
+    assert {"model.arch", "data.format", "data.label_set", "optim.name", "train.amp", "data.kitti_road_target"} <= set(choice_keys())
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_misspelt_choice_gets_the_closest_suggested_in_one_short_line(data: st.DataObject) -> None:
+    from semseg_ros.errors import SemsegError
+    from semseg_ros.train.config import load_config
+
+    key = data.draw(st.sampled_from(sorted(choice_keys())))
+    choices = choice_keys()[key]
+    word = data.draw(st.sampled_from([c for c in choices if len(c) >= 4]))
+    at = data.draw(st.integers(0, len(word) - 1))
+    typo = word[:at] + data.draw(st.sampled_from("xqz")) + word[at + 1 :]
+    assume(typo not in choices)
+    with pytest.raises(SemsegError) as caught:
+        load_config(None, [f"{key}={typo}"])
+    message = str(caught.value)
+    assert message.startswith(f"{key}: '{typo}' is not one of ") and "\n" not in message and len(message) < 200
+    assert "did you mean" in message and repr(word) in message.split("did you mean", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggested"),
+    [("resnet5", "'resnet50'"), ("mobilenetv2", "'mobilenet_v2'"), ("tu-mobilenetv3_large_10", "'tu-mobilenetv3_large_100'")],
+)
+def test_a_misspelt_encoder_gets_a_few_suggestions_not_the_list(typo: str, suggested: str) -> None:
+    from semseg_ros.errors import SemsegError
+    from semseg_ros.train.config import load_config
+
+    with pytest.raises(SemsegError) as caught:
+        load_config(None, [f"model.encoder={typo}"])
+    message = str(caught.value)
+    assert message.startswith(f"model.encoder: '{typo}' is not one of the ") and suggested in message.split("did you mean")[1]
+    assert len(message) < 250 and message.count("'") <= 8  # the typo and at most three names
+
+
+def test_a_far_off_encoder_gets_examples() -> None:
+    from semseg_ros.errors import SemsegError
+    from semseg_ros.train.config import load_config
+
+    with pytest.raises(SemsegError, match=r"model.encoder: 'qqqq' is not one of the \d+ encoders .* \(e\.g\. resnet18, "):
+        load_config(None, ["model.encoder=qqqq"])
