@@ -110,6 +110,13 @@ def data_hint(data: Any) -> str:
     return f"give the data with --set data.root=DIR --set data.format=FORMAT ({formats}; now {data.format}), {make}"
 
 
+def output(args: argparse.Namespace) -> Path:
+    """The output path of a command that takes it as OUT or --out OUT (either, not both)."""
+    if (args.out is None) == (args.out_option is None):
+        raise SemsegError(f"give the output path once, as OUT or --out OUT (got {'both' if args.out else 'neither'})")
+    return Path(args.out or args.out_option)
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -136,7 +143,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output root folder")
     p.add_argument("--frames", type=_positive, default=20, help="frames (per sequence / per road category)")
     p.add_argument("--seed", type=int, default=0, help="world seed: equal seeds write equal data")
-    p.add_argument("--format", choices=SYNTH_FORMATS, default="kitti-raw")
+    p.add_argument("--format", choices=SYNTH_FORMATS, default="kitti-raw", help="on-disk layout to write (default kitti-raw)")
     p.add_argument("--drive", type=int, default=1, help="KITTI raw drive number (0..9999)")
     p.add_argument("--width", type=_positive, help="image width (default: 1242, or 2048 for cityscapes)")
     p.add_argument("--height", type=_positive, help="image height (default: 375, or 1024 for cityscapes)")
@@ -250,8 +257,9 @@ def _run_summary(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- pack
 def _add_pack(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="write an inference-only checkpoint (no training state), optionally with fp16 weights")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path)
+    p.add_argument("checkpoint", type=Path, help="training checkpoint (.pt)")
+    p.add_argument("out", type=Path, nargs="?", help="inference checkpoint to write (or --out)")
+    p.add_argument("--out", dest="out_option", type=Path, help="the same as OUT")
     p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size; loaded back as float32)")
     p.set_defaults(func=_run_pack)
 
@@ -260,7 +268,7 @@ def _run_pack(args: argparse.Namespace) -> int:
     from semseg_ros.models.checkpoint import pack_checkpoint
 
     require(args.checkpoint, "checkpoint")
-    path = pack_checkpoint(args.checkpoint, args.out, args.fp16)
+    path = pack_checkpoint(args.checkpoint, output(args), args.fp16)
     print(f"wrote {path}: {path.stat().st_size / 2**20:.1f} MiB")
     return 0
 
@@ -268,7 +276,7 @@ def _run_pack(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------ export / engine
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) to export")
     p.add_argument("--out", "--onnx", dest="onnx", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)")
     p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
     p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
@@ -295,17 +303,23 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _add_build_engine(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-engine", help="build a TensorRT engine (with cache sidecar) from an exported ONNX model")
-    p.add_argument("onnx", type=Path)
-    p.add_argument("--engine", type=Path, help="output path (default: beside the ONNX, <stem>.<precision>.engine)")
-    p.add_argument("--fp16", action="store_true")
+    p.add_argument("onnx", type=Path, help="ONNX model from semseg export")
+    p.add_argument(
+        "--out",
+        "--engine",
+        dest="engine",
+        type=Path,
+        help="output path (default: beside the ONNX, <stem>.<precision>.engine; --engine: the old spelling)",
+    )
+    p.add_argument("--fp16", action="store_true", help="allow half-precision kernels")
     p.add_argument("--int8", action="store_true", help="INT8 with entropy calibration (needs --calib-images)")
-    p.add_argument("--calib-images", type=Path)
-    p.add_argument("--workspace-gb", type=float, default=4.0)
+    p.add_argument("--calib-images", type=Path, help="--int8: folder of representative images for calibration")
+    p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit in GiB (default 4)")
     p.add_argument("--min-shape", type=_shape, help="batch,height,width (dynamic ONNX only)")
-    p.add_argument("--opt-shape", type=_shape)
-    p.add_argument("--max-shape", type=_shape)
+    p.add_argument("--opt-shape", type=_shape, help="batch,height,width TensorRT tunes for (dynamic ONNX only)")
+    p.add_argument("--max-shape", type=_shape, help="largest batch,height,width (dynamic ONNX only)")
     p.add_argument("--force", action="store_true", help="rebuild even when a current cached engine exists")
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default cuda)")
     p.set_defaults(func=_run_build_engine)
 
 
@@ -353,7 +367,12 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--checkpoint", "--model", dest="model", type=Path, required=required, help="model file: .pt checkpoint, .onnx or .engine"
     )
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
+        help="inference runtime (auto: TensorRT or torch on CUDA, the faster of ONNX Runtime and OpenVINO on a CPU)",
+    )
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="onnxruntime/openvino (int8: where verified)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
@@ -378,11 +397,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", type=Path, help="training config YAML, or a checkpoint that holds its config")
     _add_model_args(p, required=False)
     _add_overrides(p)
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="dataset split to evaluate: val (default), train or test where the dataset has it")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips and --scales, softmax averaged")
-    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25])
+    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25], help="--tta input scales, comma-separated (default 0.75,1,1.25)")
     p.add_argument("--dump", type=Path, help="write image | GT | prediction | error pictures here")
-    p.add_argument("--dump-count", type=int, default=8)
+    p.add_argument("--dump-count", type=int, default=8, help="--dump: pictures of the first N images (default 8)")
     p.add_argument("--json", type=Path, help="write all metrics as JSON")
     p.add_argument("--pred", type=Path, help="folder of prediction files (file mode)")
     p.add_argument("--gt", type=Path, help="GT folder (file mode)")
@@ -489,8 +508,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "prob: road probability (KITTI road names)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--batch", type=_positive, default=4)
+    p.add_argument("--alpha", type=float, default=0.5, help="--overlay: weight of the class colours over the image, 0..1 (default 0.5)")
+    p.add_argument("--batch", type=_positive, default=4, help="images per inference batch (default 4)")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (e.g. a Cityscapes submission)")
     p.set_defaults(func=_run_predict)
 
@@ -518,10 +537,10 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _add_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="render an overlay video (H.264 MP4) of a folder or KITTI drive")
     _add_model_args(p)
-    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--input", type=Path, required=True, help="a folder of images or a KITTI drive (frames in name order)")
     p.add_argument("--out", type=Path, required=True, help="output .mp4")
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of the video (default 10, KITTI's rate)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the class colours over the image, 0..1 (default 0.5)")
     p.add_argument("--gt", action="store_true", help="side by side with the GT overlay (synthetic drives)")
     p.set_defaults(func=_run_video)
 
@@ -545,7 +564,7 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
         help="run a ROS 2 node without ros2 run (same code, same YAML)",
         description="semseg node segmentation --params config/kitti.yaml [--ros-args -r image:=/cam/image -p overlay_alpha:=0.3]",
     )
-    p.add_argument("name", choices=sorted(NODE_NAMES))
+    p.add_argument("name", choices=sorted(NODE_NAMES), help="which node: segmentation or fusion")
     p.add_argument(
         "--params", type=Path, help="ROS parameter file (e.g. config/kitti.yaml; relative names also found in share/semseg_ros/config)"
     )
@@ -585,8 +604,9 @@ def _run_node(args: argparse.Namespace) -> int:
 def _add_kitti2bag(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kitti2bag", help="convert a KITTI raw drive (real or synthetic) into a ROS 2 bag")
     p.add_argument("drive", type=Path, help="a <date>_drive_NNNN_sync folder")
-    p.add_argument("out", type=Path, help="bag folder to create")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("out", type=Path, nargs="?", help="bag folder to create (or --out)")
+    p.add_argument("--out", dest="out_option", type=Path, help="the same as OUT")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage plugin: mcap (default) or sqlite3 (.db3)")
     p.add_argument("--frames", help="a:b frame index range, e.g. 0:50")
     p.set_defaults(func=_run_kitti2bag)
 
@@ -595,7 +615,7 @@ def _run_kitti2bag(args: argparse.Namespace) -> int:
     require(args.drive, "drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
     from semseg_ros.bags import kitti_to_bag
 
-    summary = kitti_to_bag(args.drive, args.out, args.storage, args.frames)
+    summary = kitti_to_bag(args.drive, output(args), args.storage, args.frames)
     topics = ", ".join(f"{t} ({n})" for t, n in summary.messages.items())
     print(f"wrote {summary.path}: {summary.frames} frames over {summary.duration_s:.1f} s: {topics}")
     for line in summary.skipped_lines():
@@ -605,9 +625,9 @@ def _run_kitti2bag(args: argparse.Namespace) -> int:
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play a ROS 2 bag through rclpy with its recorded timing and QoS (pip-only ros2 bag play)")
-    p.add_argument("bag", type=Path)
-    p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--loop", action="store_true")
+    p.add_argument("bag", type=Path, help="bag folder (or .mcap file) to play")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1: recorded timing)")
+    p.add_argument("--loop", action="store_true", help="start over at the end until Ctrl-C")
     p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
     p.add_argument("--topics", nargs="+", help="only these topics")
     p.set_defaults(func=_run_play)
@@ -647,14 +667,14 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
         help="pip-only equivalent of ros2 launch semseg_ros kitti.launch.py: both nodes (and a bag player) in one process",
         description="semseg launch kitti [--bag BAG] [--model M] [--params config/kitti.yaml] [--ros-args ...]",
     )
-    p.add_argument("setup", choices=("kitti",))
+    p.add_argument("setup", choices=("kitti",), help="which wiring: kitti (the topics of semseg kitti2bag bags)")
     p.add_argument("--bag", type=Path, help="a bag to play (omit to listen to live topics)")
     p.add_argument("--model", help="model file overriding the params file's")
     p.add_argument(
         "--params", type=Path, default=Path("kitti.yaml"), help="ROS parameter file (default: share/semseg_ros/config/kitti.yaml)"
     )
-    p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--loop", action="store_true")
+    p.add_argument("--rate", type=float, default=1.0, help="--bag: playback speed factor (default 1)")
+    p.add_argument("--loop", action="store_true", help="--bag: start over at the end until Ctrl-C")
     p.add_argument("--calib-dir", type=Path, help="KITTI date folder: fuse with kitti_raw calibration instead of camera_info")
     p.set_defaults(func=_run_launch)
 
@@ -673,9 +693,9 @@ def _run_launch(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole stack end to end: synthetic (or real) drive -> bag -> nodes -> scores and report")
-    p.add_argument("--out", type=Path, default=Path("build/demo"))
-    p.add_argument("--frames", type=_positive, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="work and report folder (default build/demo)")
+    p.add_argument("--frames", type=_positive, default=50, help="frames to render and play (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
     p.add_argument(
         "--model", help="model file (default: the shipped synthetic model on the synthetic drive, the real CamVid model with --drive)"
     )

@@ -198,3 +198,45 @@ def test_a_far_off_encoder_gets_examples() -> None:
 
     with pytest.raises(SemsegError, match=r"model.encoder: 'qqqq' is not one of the \d+ encoders .* \(e\.g\. resnet18, "):
         load_config(None, ["model.encoder=qqqq"])
+
+
+def test_every_option_and_argument_has_help() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, sub in [("semseg", parser), *subparsers.choices.items()]
+        for action in sub._actions
+        if not isinstance(action, argparse._SubParsersAction) and not (action.help or "").strip()
+    ]
+    assert missing == []
+    assert all(choice.help for choice in subparsers._choices_actions)  # the one-line summary of each command
+
+
+WRITERS = {  # command: (arguments before --out, where the output lands in the parsed arguments, old spelling)
+    "synth": ([], "out", None),
+    "predict": (["--checkpoint", "m.pt", "--input", "in"], "output", "--output"),
+    "video": (["--checkpoint", "m.pt", "--input", "in"], "out", None),
+    "export": (["--checkpoint", "m.pt"], "onnx", "--onnx"),
+    "build-engine": (["m.onnx"], "engine", "--engine"),
+    "pack": (["m.pt"], "out_option", None),
+    "kitti2bag": (["drive"], "out_option", None),
+    "demo": ([], "out", None),
+}
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
+def test_every_command_that_writes_takes_out(command: str) -> None:
+    before, dest, old = WRITERS[command]
+    parser = build_parser()
+    assert getattr(parser.parse_args([command, *before, "--out", "X"]), dest) == Path("X")
+    if old is not None:
+        assert getattr(parser.parse_args([command, *before, old, "X"]), dest) == Path("X")
+
+
+def test_pack_takes_its_output_once(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    assert main(["pack", str(tiny_checkpoint), "--out", str(tmp_path / "a.pt")]) == 0
+    assert main(["pack", str(tiny_checkpoint), str(tmp_path / "b.pt")]) == 0
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    line = assert_one_error_line(semseg("pack", tiny_checkpoint), "pack")
+    assert line.endswith("give the output path once, as OUT or --out OUT (got neither)")
