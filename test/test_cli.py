@@ -240,3 +240,40 @@ def test_pack_takes_its_output_once(tmp_path: Path, tiny_checkpoint: Path) -> No
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     line = assert_one_error_line(semseg("pack", tiny_checkpoint), "pack")
     assert line.endswith("give the output path once, as OUT or --out OUT (got neither)")
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus"])
+def test_onnx_export_emits_no_tracer_warning(arch: str, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The shipped UNet's three TracerWarnings were ours (a traced `all_outputs` flag, padding and resize
+    branches); smp's FPN adds torch's group-norm size check, filtered around the export. Parity (which
+    compares shapes too) holds for the untraced resize: every smp head returns logits at the input size."""
+    import warnings
+
+    import torch
+
+    from semseg_ros.inference.export import export_onnx, parity_check
+
+    checkpoint = tiny_checkpoint
+    if arch != "unet":
+        from semseg_ros.labels import get_label_set
+        from semseg_ros.models.checkpoint import model_card, save_checkpoint
+        from semseg_ros.models.factory import ModelConfig, build_model
+
+        config = ModelConfig(arch=arch, encoder="resnet18", fpn_channels=[16, 32] if arch == "fpn" else None)
+        labels = get_label_set("road")
+        checkpoint = tmp_path / f"{arch}.pt"
+        save_checkpoint(
+            checkpoint, build_model(config, labels.num_classes).eval(), model_card(config, labels, (64, 128), (0.5,) * 3, (0.25,) * 3)
+        )
+    for dynamic, argmax in ((False, False), (True, False), (False, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = export_onnx(checkpoint, tmp_path / f"{dynamic}{argmax}.onnx", dynamic=dynamic, argmax=argmax)
+        assert [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)] == []
+        assert parity_check(checkpoint, path).label_agreement == 1.0
+
+
+def test_export_command_prints_no_warnings(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    result = semseg("export", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith(f"wrote {tmp_path / 'm.onnx'}: max |logit difference|")
