@@ -265,9 +265,9 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(args: argparse.Namespace) -> int:
+    require(args.checkpoint, "checkpoint")
     from semseg_ros.models.checkpoint import pack_checkpoint
 
-    require(args.checkpoint, "checkpoint")
     path = pack_checkpoint(args.checkpoint, output(args), args.fp16)
     print(f"wrote {path}: {path.stat().st_size / 2**20:.1f} MiB")
     return 0
@@ -424,13 +424,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
+    files = bool(args.pred or args.gt)
+    if files and not (args.pred and args.gt and args.format):
+        raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
+    require(args.pred, "--pred", "folder")
+    require(args.gt, "--gt", "folder")
+    require(args.source, "source")
+    require(args.model, "--checkpoint")
     from semseg_ros.eval import runner
 
-    if args.pred or args.gt:
-        if not (args.pred and args.gt and args.format):
-            raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
-        require(args.pred, "--pred", "folder")
-        require(args.gt, "--gt", "folder")
+    if files:
         result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
@@ -449,8 +452,6 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.source is None:
         raise SemsegError("give a training config or a checkpoint to evaluate (or --pred/--gt/--format for files)")
-    require(args.source, "source")
-    require(args.model, "--checkpoint")
     if args.source.suffix in (".pt", ".pth"):
         stored = load_checkpoint(args.source).get("config")
         if stored is None:
