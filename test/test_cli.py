@@ -277,3 +277,17 @@ def test_export_command_prints_no_warnings(tmp_path: Path, tiny_checkpoint: Path
     result = semseg("export", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.startswith(f"wrote {tmp_path / 'm.onnx'}: max |logit difference|")
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.text())
+def test_any_error_message_prints_as_one_line(message: str) -> None:
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        report_error("semseg eval", message)
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semseg eval: error: ")
+    assert lines[0].split() == ["semseg", "eval:", "error:", *" ".join(message.splitlines()).split()]

@@ -56,7 +56,7 @@ def run_nodes(
         while rclpy.ok() and not (done is not None and done()):
             executor.spin_once(timeout_sec=0.5)
     except SemsegError as exc:
-        print(f"{prog or Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
