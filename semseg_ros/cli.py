@@ -259,7 +259,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="write an inference-only checkpoint (no training state), optionally with fp16 weights")
     p.add_argument("checkpoint", type=Path, help="training checkpoint (.pt)")
     p.add_argument("out", type=Path, nargs="?", help="inference checkpoint to write (or --out)")
-    p.add_argument("--out", dest="out_option", type=Path, help="the same as OUT")
+    p.add_argument("--out", dest="out_option", metavar="OUT", type=Path, help="the same as OUT")
     p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size; loaded back as float32)")
     p.set_defaults(func=_run_pack)
 
@@ -277,7 +277,9 @@ def _run_pack(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) to export")
-    p.add_argument("--out", "--onnx", dest="onnx", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)")
+    p.add_argument(
+        "--out", "--onnx", dest="onnx", metavar="OUT", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)"
+    )
     p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
     p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
@@ -308,6 +310,7 @@ def _add_build_engine(sub: argparse._SubParsersAction) -> None:
         "--out",
         "--engine",
         dest="engine",
+        metavar="OUT",
         type=Path,
         help="output path (default: beside the ONNX, <stem>.<precision>.engine; --engine: the old spelling)",
     )
@@ -495,6 +498,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--out",
         "--output",
         dest="output",
+        metavar="DIR",
         type=Path,
         required=True,
         help="results folder (--output: the old spelling); nothing is written when a result would overwrite an input or another result of the run",
@@ -606,7 +610,7 @@ def _add_kitti2bag(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kitti2bag", help="convert a KITTI raw drive (real or synthetic) into a ROS 2 bag")
     p.add_argument("drive", type=Path, help="a <date>_drive_NNNN_sync folder")
     p.add_argument("out", type=Path, nargs="?", help="bag folder to create (or --out)")
-    p.add_argument("--out", dest="out_option", type=Path, help="the same as OUT")
+    p.add_argument("--out", dest="out_option", metavar="OUT", type=Path, help="the same as OUT")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage plugin: mcap (default) or sqlite3 (.db3)")
     p.add_argument("--frames", help="a:b frame index range, e.g. 0:50")
     p.set_defaults(func=_run_kitti2bag)
