@@ -1,7 +1,8 @@
 """The `semseg` command: one entry point, one subcommand per job.
 
-Each subcommand registers itself with `add_parser` and runs through `run`; user errors
-(`SemsegError`, bad files) end as one line on stderr and a non-zero exit status.
+Each subcommand registers itself with `add_parser` and runs through `main`; every user error (a bad
+argument, a `SemsegError`, a bad file) ends as one line on stderr, `semseg COMMAND: error: MESSAGE`,
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
 from semseg_ros import __version__
 from semseg_ros.data.images import MAX_IMAGE_PIXELS
@@ -21,6 +22,27 @@ if TYPE_CHECKING:
     from semseg_ros.inference.segmenter import Segmenter
 
 EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors, `semseg COMMAND: error: MESSAGE; see semseg COMMAND --help`
+    (argparse's own prints the usage block first). Subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        report_error(self.prog, f"{message}; see {self.prog} --help")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def report_error(prog: str, message: str, kind: str = "error") -> None:
+    """Print `PROG: KIND: MESSAGE` as one line on stderr, on a line of its own: open tqdm progress bars
+    are closed first (left standing, so the line shows where the work stopped) and newlines in the
+    message are folded."""
+    tqdm_module = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm_module, "tqdm", None), "_instances", ())):
+        bar.leave = True
+        bar.close()
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"{prog}: {kind}: {text}", file=sys.stderr, flush=True)
 
 
 def _positive(value: str) -> int:
@@ -51,6 +73,50 @@ _shape = _ints("batch,height,width", "1,384,1248")
 _size = _ints("height,width", "384,1248")
 
 
+def require(path: str | Path | None, what: str, kind: str = "file", hint: str = "") -> None:
+    """Refuse a missing input before any work starts (loading a model, starting nodes, rendering frames).
+
+    kind: file | folder | path (either). Raises SemsegError naming `what` (the option or key) and the path."""
+    if path is None:
+        return
+    path = Path(path)
+    found = path.is_file() if kind == "file" else path.is_dir() if kind == "folder" else path.exists()
+    if not found:
+        problem = f"is not a {kind}" if path.exists() else "not found"
+        raise SemsegError(f"{what} {path}: {problem}" + (f"; {hint}" if hint else ""))
+
+
+def require_model(name: str | Path | None, what: str = "--model") -> None:
+    """Refuse a model that the nodes would not find (as given, or under share/semseg_ros/models)."""
+    from semseg_ros.paths import resolve_data_file
+
+    if name is not None:
+        try:
+            resolve_data_file(name, "models")
+        except SemsegError as exc:
+            raise SemsegError(f"{what} {exc}") from None
+
+
+def data_hint(data: Any) -> str:
+    """How to point a command at a dataset: the --set keys, or `semseg synth` to make one."""
+    from semseg_ros.train.config import DataConfig
+
+    formats = ", ".join(get_args(get_type_hints(DataConfig)["format"]))
+    make = (
+        f"or write a synthetic set with `semseg synth --format {data.format} --out DIR`"
+        if data.format in SYNTH_FORMATS
+        else "or write a synthetic one with `semseg synth --format cityscapes --out DIR` and --set data.format=cityscapes"
+    )
+    return f"give the data with --set data.root=DIR --set data.format=FORMAT ({formats}; now {data.format}), {make}"
+
+
+def output(args: argparse.Namespace) -> Path:
+    """The output path of a command that takes it as OUT or --out OUT (either, not both)."""
+    if (args.out is None) == (args.out_option is None):
+        raise SemsegError(f"give the output path once, as OUT or --out OUT (got {'both' if args.out else 'neither'})")
+    return Path(args.out or args.out_option)
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -77,7 +143,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output root folder")
     p.add_argument("--frames", type=_positive, default=20, help="frames (per sequence / per road category)")
     p.add_argument("--seed", type=int, default=0, help="world seed: equal seeds write equal data")
-    p.add_argument("--format", choices=SYNTH_FORMATS, default="kitti-raw")
+    p.add_argument("--format", choices=SYNTH_FORMATS, default="kitti-raw", help="on-disk layout to write (default kitti-raw)")
     p.add_argument("--drive", type=int, default=1, help="KITTI raw drive number (0..9999)")
     p.add_argument("--width", type=_positive, help="image width (default: 1242, or 2048 for cityscapes)")
     p.add_argument("--height", type=_positive, help="image height (default: 375, or 1024 for cityscapes)")
@@ -146,6 +212,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from semseg_ros.train.trainer import train
 
     config = load_config(args.config, args.overrides)
+    require(config.train.init_weights, "train.init_weights")
+    require(config.distill.teacher, "distill.teacher")
+    require(config.model.encoder_weights, "model.encoder_weights")
+    dataset(config, "train")
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
     if "mIoU" in metrics:
         print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}, checkpoints in {config.train.out_dir}")
@@ -187,16 +257,18 @@ def _run_summary(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- pack
 def _add_pack(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="write an inference-only checkpoint (no training state), optionally with fp16 weights")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path)
+    p.add_argument("checkpoint", type=Path, help="training checkpoint (.pt)")
+    p.add_argument("out", type=Path, nargs="?", help="inference checkpoint to write (or --out)")
+    p.add_argument("--out", dest="out_option", metavar="OUT", type=Path, help="the same as OUT")
     p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size; loaded back as float32)")
     p.set_defaults(func=_run_pack)
 
 
 def _run_pack(args: argparse.Namespace) -> int:
+    require(args.checkpoint, "checkpoint")
     from semseg_ros.models.checkpoint import pack_checkpoint
 
-    path = pack_checkpoint(args.checkpoint, args.out, args.fp16)
+    path = pack_checkpoint(args.checkpoint, output(args), args.fp16)
     print(f"wrote {path}: {path.stat().st_size / 2**20:.1f} MiB")
     return 0
 
@@ -204,8 +276,10 @@ def _run_pack(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------ export / engine
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (model card embedded) and check parity with PyTorch")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) to export")
+    p.add_argument(
+        "--out", "--onnx", dest="onnx", metavar="OUT", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)"
+    )
     p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
     p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
@@ -214,6 +288,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    require(args.checkpoint, "--checkpoint")
     from semseg_ros.inference.export import export_onnx, parity_check
 
     size = (args.height, args.width) if args.height and args.width else None
@@ -223,29 +298,39 @@ def _run_export(args: argparse.Namespace) -> int:
     parity = parity_check(args.checkpoint, path)
     print(f"wrote {path}: max |logit difference| {parity.max_abs_diff:.2e}, labels agree on {parity.label_agreement:.4%} of pixels")
     if parity.label_agreement < 0.999:
-        print("semseg export: error: PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels", file=sys.stderr)
+        report_error("semseg export", "PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels")
         return 1
     return 0
 
 
 def _add_build_engine(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-engine", help="build a TensorRT engine (with cache sidecar) from an exported ONNX model")
-    p.add_argument("onnx", type=Path)
-    p.add_argument("--engine", type=Path, help="output path (default: beside the ONNX, <stem>.<precision>.engine)")
-    p.add_argument("--fp16", action="store_true")
+    p.add_argument("onnx", type=Path, help="ONNX model from semseg export")
+    p.add_argument(
+        "--out",
+        "--engine",
+        dest="engine",
+        metavar="OUT",
+        type=Path,
+        help="output path (default: beside the ONNX, <stem>.<precision>.engine; --engine: the old spelling)",
+    )
+    p.add_argument("--fp16", action="store_true", help="allow half-precision kernels")
     p.add_argument("--int8", action="store_true", help="INT8 with entropy calibration (needs --calib-images)")
-    p.add_argument("--calib-images", type=Path)
-    p.add_argument("--workspace-gb", type=float, default=4.0)
+    p.add_argument("--calib-images", type=Path, help="--int8: folder of representative images for calibration")
+    p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit in GiB (default 4)")
     p.add_argument("--min-shape", type=_shape, help="batch,height,width (dynamic ONNX only)")
-    p.add_argument("--opt-shape", type=_shape)
-    p.add_argument("--max-shape", type=_shape)
+    p.add_argument("--opt-shape", type=_shape, help="batch,height,width TensorRT tunes for (dynamic ONNX only)")
+    p.add_argument("--max-shape", type=_shape, help="largest batch,height,width (dynamic ONNX only)")
     p.add_argument("--force", action="store_true", help="rebuild even when a current cached engine exists")
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", default="cuda", help="GPU to build for: cuda or cuda:N (default cuda)")
     p.set_defaults(func=_run_build_engine)
 
 
 def _run_build_engine(args: argparse.Namespace) -> int:
     from semseg_ros.inference.cache import tensorrt_available
+
+    require(args.onnx, "onnx")
+    require(args.calib_images, "--calib-images", "folder")
     from semseg_ros.inference.segmenter import resolve_device
 
     if not tensorrt_available():
@@ -285,7 +370,12 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--checkpoint", "--model", dest="model", type=Path, required=required, help="model file: .pt checkpoint, .onnx or .engine"
     )
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
+        help="inference runtime (auto: TensorRT or torch on CUDA, the faster of ONNX Runtime and OpenVINO on a CPU)",
+    )
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="onnxruntime/openvino (int8: where verified)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
@@ -295,6 +385,7 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _segmenter(args: argparse.Namespace) -> Segmenter:
     from semseg_ros.inference.segmenter import Segmenter
 
+    require(args.model, "--checkpoint")
     return Segmenter.from_path(
         args.model, backend=args.backend, device=args.device, fp16=args.fp16, input_size=args.input_size, precision=args.precision
     )
@@ -309,11 +400,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", type=Path, help="training config YAML, or a checkpoint that holds its config")
     _add_model_args(p, required=False)
     _add_overrides(p)
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="dataset split to evaluate: val (default), train or test where the dataset has it")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips and --scales, softmax averaged")
-    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25])
+    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25], help="--tta input scales, comma-separated (default 0.75,1,1.25)")
     p.add_argument("--dump", type=Path, help="write image | GT | prediction | error pictures here")
-    p.add_argument("--dump-count", type=int, default=8)
+    p.add_argument("--dump-count", type=int, default=8, help="--dump: pictures of the first N images (default 8)")
     p.add_argument("--json", type=Path, help="write all metrics as JSON")
     p.add_argument("--pred", type=Path, help="folder of prediction files (file mode)")
     p.add_argument("--gt", type=Path, help="GT folder (file mode)")
@@ -336,11 +427,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
+    files = bool(args.pred or args.gt)
+    if files and not (args.pred and args.gt and args.format):
+        raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
+    require(args.pred, "--pred", "folder")
+    require(args.gt, "--gt", "folder")
+    require(args.source, "source")
+    require(args.model, "--checkpoint")
     from semseg_ros.eval import runner
 
-    if args.pred or args.gt:
-        if not (args.pred and args.gt and args.format):
-            raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
+    if files:
         result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
@@ -353,7 +449,6 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from semseg_ros import schema
-    from semseg_ros.data.datasets import build_dataset
     from semseg_ros.eval import runner
     from semseg_ros.models.checkpoint import load_checkpoint
     from semseg_ros.train.config import Config, load_config
@@ -369,8 +464,30 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     else:
         config = load_config(args.source, args.overrides)
         args.model = args.model or Path(config.train.out_dir) / "best.pt"
-    dataset = build_dataset(config.data, args.split)
-    return runner.evaluate_model(_segmenter(args), dataset, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    data = dataset(config, args.split)
+    segmenter = _segmenter(args)
+    height, width = segmenter.input_size
+    print(
+        f"evaluating {args.model} on {len(data)} images of {config.data.root} ({config.data.format}, split {args.split}) "
+        f"at network input {height}x{width}",
+        flush=True,
+    )
+    result = runner.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    result["data"] = {"root": config.data.root, "format": config.data.format, "split": args.split, "images": len(data)}
+    result["input_size"] = [height, width]
+    return result
+
+
+def dataset(config: Any, split: str) -> Any:
+    """The config's dataset split, or a SemsegError that says how to point at data (before any model loads)."""
+    from semseg_ros.data.datasets import build_dataset
+
+    if not config.data.root:
+        raise SemsegError(f"data.root is not set; {data_hint(config.data)}")
+    try:
+        return build_dataset(config.data, split)
+    except SemsegError as exc:
+        raise SemsegError(f"{exc}; {data_hint(config.data)}") from None
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -378,10 +495,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--input", type=Path, required=True, help="an image, a folder (recursive) or a KITTI drive")
     p.add_argument(
+        "--out",
         "--output",
+        dest="output",
+        metavar="DIR",
         type=Path,
         required=True,
-        help="results folder; nothing is written when a result would overwrite an input or another result of the run",
+        help="results folder (--output: the old spelling); nothing is written when a result would overwrite an input or another result of the run",
     )
     p.add_argument("--max-image-pixels", type=_positive, default=MAX_IMAGE_PIXELS, help="refuse larger images (checked from the header)")
     p.add_argument(
@@ -393,8 +513,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "prob: road probability (KITTI road names)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--batch", type=_positive, default=4)
+    p.add_argument("--alpha", type=float, default=0.5, help="--overlay: weight of the class colours over the image, 0..1 (default 0.5)")
+    p.add_argument("--batch", type=_positive, default=4, help="images per inference batch (default 4)")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (e.g. a Cityscapes submission)")
     p.set_defaults(func=_run_predict)
 
@@ -402,6 +522,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from semseg_ros.eval.predict import run_predict
 
+    require(args.input, "--input", "path")
     written = run_predict(
         _segmenter(args),
         args.input,
@@ -421,10 +542,10 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _add_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="render an overlay video (H.264 MP4) of a folder or KITTI drive")
     _add_model_args(p)
-    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--input", type=Path, required=True, help="a folder of images or a KITTI drive (frames in name order)")
     p.add_argument("--out", type=Path, required=True, help="output .mp4")
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of the video (default 10, KITTI's rate)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the class colours over the image, 0..1 (default 0.5)")
     p.add_argument("--gt", action="store_true", help="side by side with the GT overlay (synthetic drives)")
     p.set_defaults(func=_run_video)
 
@@ -432,6 +553,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 def _run_video(args: argparse.Namespace) -> int:
     from semseg_ros.eval.predict import run_video
 
+    require(args.input, "--input", "path")
     frames = run_video(_segmenter(args), args.input, args.out, args.fps, args.alpha, args.gt)
     print(f"wrote {args.out}: {frames} frames at {args.fps:g} FPS")
     return 0
@@ -447,7 +569,7 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
         help="run a ROS 2 node without ros2 run (same code, same YAML)",
         description="semseg node segmentation --params config/kitti.yaml [--ros-args -r image:=/cam/image -p overlay_alpha:=0.3]",
     )
-    p.add_argument("name", choices=sorted(NODE_NAMES))
+    p.add_argument("name", choices=sorted(NODE_NAMES), help="which node: segmentation or fusion")
     p.add_argument(
         "--params", type=Path, help="ROS parameter file (e.g. config/kitti.yaml; relative names also found in share/semseg_ros/config)"
     )
@@ -475,11 +597,11 @@ def _run_node(args: argparse.Namespace) -> int:
     if args.name == "segmentation":
         from semseg_ros.ros.segmentation_node import SegmentationNode
 
-        return run_nodes([SegmentationNode], rclpy_args)
+        return run_nodes([SegmentationNode], rclpy_args, prog="semseg node")
     if args.name == "fusion":
         from semseg_ros.ros.fusion_node import FusionNode
 
-        return run_nodes([FusionNode], rclpy_args)
+        return run_nodes([FusionNode], rclpy_args, prog="semseg node")
     raise SemsegError(f"unknown node {args.name}")
 
 
@@ -487,16 +609,18 @@ def _run_node(args: argparse.Namespace) -> int:
 def _add_kitti2bag(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kitti2bag", help="convert a KITTI raw drive (real or synthetic) into a ROS 2 bag")
     p.add_argument("drive", type=Path, help="a <date>_drive_NNNN_sync folder")
-    p.add_argument("out", type=Path, help="bag folder to create")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("out", type=Path, nargs="?", help="bag folder to create (or --out)")
+    p.add_argument("--out", dest="out_option", metavar="OUT", type=Path, help="the same as OUT")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage plugin: mcap (default) or sqlite3 (.db3)")
     p.add_argument("--frames", help="a:b frame index range, e.g. 0:50")
     p.set_defaults(func=_run_kitti2bag)
 
 
 def _run_kitti2bag(args: argparse.Namespace) -> int:
+    require(args.drive, "drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
     from semseg_ros.bags import kitti_to_bag
 
-    summary = kitti_to_bag(args.drive, args.out, args.storage, args.frames)
+    summary = kitti_to_bag(args.drive, output(args), args.storage, args.frames)
     topics = ", ".join(f"{t} ({n})" for t, n in summary.messages.items())
     print(f"wrote {summary.path}: {summary.frames} frames over {summary.duration_s:.1f} s: {topics}")
     for line in summary.skipped_lines():
@@ -506,15 +630,19 @@ def _run_kitti2bag(args: argparse.Namespace) -> int:
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play a ROS 2 bag through rclpy with its recorded timing and QoS (pip-only ros2 bag play)")
-    p.add_argument("bag", type=Path)
-    p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--loop", action="store_true")
+    p.add_argument("bag", type=Path, help="bag folder (or .mcap file) to play")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1: recorded timing)")
+    p.add_argument("--loop", action="store_true", help="start over at the end until Ctrl-C")
     p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
     p.add_argument("--topics", nargs="+", help="only these topics")
     p.set_defaults(func=_run_play)
 
 
+BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes one)"
+
+
 def _run_play(args: argparse.Namespace) -> int:
+    require(args.bag, "bag", "path", BAG_HINT)
     from semseg_ros.ros.player import BagPlayer
     from semseg_ros.ros.runner import run_nodes
 
@@ -529,11 +657,12 @@ def _run_play(args: argparse.Namespace) -> int:
         ["semseg", *args.ros_args],
         started=lambda nodes: nodes[0].start(),
         done=lambda: bool(players) and players[0].finished.is_set(),
+        prog="semseg play",
     )
     if players:
-        print(f"played {players[0].published} messages" + (f"; {players[0].errors[0]}" if players[0].errors else ""))
+        print(f"played {players[0].published} messages")
         if players[0].errors:
-            return 1
+            raise SemsegError(players[0].errors[0])
     return code
 
 
@@ -543,30 +672,35 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
         help="pip-only equivalent of ros2 launch semseg_ros kitti.launch.py: both nodes (and a bag player) in one process",
         description="semseg launch kitti [--bag BAG] [--model M] [--params config/kitti.yaml] [--ros-args ...]",
     )
-    p.add_argument("setup", choices=("kitti",))
+    p.add_argument("setup", choices=("kitti",), help="which wiring: kitti (the topics of semseg kitti2bag bags)")
     p.add_argument("--bag", type=Path, help="a bag to play (omit to listen to live topics)")
     p.add_argument("--model", help="model file overriding the params file's")
     p.add_argument(
         "--params", type=Path, default=Path("kitti.yaml"), help="ROS parameter file (default: share/semseg_ros/config/kitti.yaml)"
     )
-    p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--loop", action="store_true")
+    p.add_argument("--rate", type=float, default=1.0, help="--bag: playback speed factor (default 1)")
+    p.add_argument("--loop", action="store_true", help="--bag: start over at the end until Ctrl-C")
     p.add_argument("--calib-dir", type=Path, help="KITTI date folder: fuse with kitti_raw calibration instead of camera_info")
     p.set_defaults(func=_run_launch)
 
 
 def _run_launch(args: argparse.Namespace) -> int:
+    require(args.bag, "--bag", "path", BAG_HINT)
+    require_model(args.model)
+    require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
     from semseg_ros.ros.launcher import launch_kitti
 
-    return launch_kitti(ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir)
+    return launch_kitti(
+        ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir, prog="semseg launch"
+    )
 
 
 # ----------------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole stack end to end: synthetic (or real) drive -> bag -> nodes -> scores and report")
-    p.add_argument("--out", type=Path, default=Path("build/demo"))
-    p.add_argument("--frames", type=_positive, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="work and report folder (default build/demo)")
+    p.add_argument("--frames", type=_positive, default=50, help="frames to render and play (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
     p.add_argument(
         "--model", help="model file (default: the shipped synthetic model on the synthetic drive, the real CamVid model with --drive)"
     )
@@ -577,6 +711,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    require_model(args.model)
+    require(args.drive, "--drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
+    if args.params is not None:
+        ros_arguments(args.params, [])  # found and valid, before any frame is rendered
     from semseg_ros.demo import run_demo
 
     table = run_demo(args.out, args.frames, args.seed, args.model, args.rate, args.drive, args.params)
@@ -605,9 +743,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes."
-    )
+    parser = Parser(prog="semseg", description="Semantic segmentation for robots: data, training, inference and ROS 2 nodes.")
     parser.add_argument("--version", action="version", version=f"semseg_ros {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
@@ -620,21 +756,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything from the first --ros-args on belongs to rclpy (remaps, -p overrides, log levels).
     split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
+    args, unknown = parser.parse_known_args(argv[:split])
+    if unknown:  # reported by the subcommand's parser, so that the message names the command
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     args.ros_args = argv[split:]
+    prog = f"semseg {args.command}"
     try:
         return int(args.func(args) or 0)
     except SemsegError as exc:
-        print(f"semseg {args.command}: error: {exc}", file=sys.stderr)
+        report_error(prog, str(exc))
         return EXIT_USER_ERROR
     except OSError as exc:
-        print(
-            f"semseg {args.command}: error: {exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions",
-            file=sys.stderr,
-        )
+        report_error(prog, f"{exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"semseg {args.command}: interrupted", file=sys.stderr)
+        report_error(prog, "stopped by Ctrl-C", kind="interrupted")
         return 130
 
 

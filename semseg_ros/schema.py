@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from semseg_ros.errors import SemsegError
+from semseg_ros.errors import SemsegError, unknown_choice
 
 T = TypeVar("T")
 
@@ -193,7 +193,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is Literal:
         allowed = get_args(hint)
         if value not in allowed:
-            raise SemsegError(f"{path}: must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+            raise unknown_choice(path, value, allowed)
         return value
     if origin in (list, tuple, Sequence, typing.Sequence):
         if not isinstance(value, list | tuple):

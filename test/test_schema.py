@@ -50,7 +50,7 @@ def test_overrides_parse_yaml_values() -> None:
     [
         ("model: [1, 2]", "model: expected a mapping, got list"),
         ("train: {epochs: 2.5}", "train.epochs: expected an integer, got float 2.5"),
-        ("train: {amp: yes}", "train.amp: must be one of 'none', 'bf16', 'fp16', got True"),
+        ("train: {amp: yes}", "train.amp: True is not one of 'none', 'bf16', 'fp16'"),
         ("train: {input_size: [1, 2, 3]}", "train.input_size: expected 2 values, got 3"),
         ("augment: {hflip: '0.5'}", "augment.hflip: expected a number, got str '0.5'"),
         ("- a list", "the top level must be a mapping"),

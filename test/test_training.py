@@ -121,7 +121,7 @@ def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path, citysc
     [
         ("train.epcohs=3", "train.epcohs: unknown key (did you mean 'epochs'?)"),
         ("optim.lr=fast", "optim.lr: expected a number, got str 'fast'"),
-        ("model.arch=vgg", "model.arch: must be one of"),
+        ("model.arch=vgg", "model.arch: 'vgg' is not one of 'unet', 'fpn'"),
         ("train.size_progression=[{epoch: 0, height: 8, width: 8}]", "at least 32"),
     ],
 )

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,20 @@ from semseg_ros.models.checkpoint import load_checkpoint, model_from_checkpoint
 OPSET = 17
 
 
-class _Argmax(nn.Module):
+class _Logits(nn.Module):
+    """The network with `x` as its only argument: the TorchScript exporter passes every default argument of
+    the traced forward as a traced input, so SegmentationNet's `all_outputs=False` became a tensor whose
+    `if` raised a TracerWarning."""
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _Argmax(_Logits):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).argmax(dim=1).to(torch.uint8)
 
@@ -54,7 +64,7 @@ def export_onnx(
     height, width = input_size or tuple(card["input_size"])
     if height % 32 or width % 32:
         raise SemsegError(f"export size {height}x{width}: height and width must be multiples of 32 (the encoder stride)")
-    network: nn.Module = _Argmax(model) if argmax else model
+    network: nn.Module = _Argmax(model) if argmax else _Logits(model)
     example = torch.zeros(1, 3, height, width)
     # The batch is always dynamic; height and width only with `dynamic` (multiples of 32).
     axes: dict[str, dict[int, str]] = {"image": {0: "batch"}, "output": {0: "batch"}}
@@ -66,7 +76,11 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=onnx_path.parent)
     os.close(fd)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch's own check that a group norm sees more than one value per group (F.group_norm ->
+            # _verify_batch_size; smp's FPN) compares traced sizes: a harmless TracerWarning, since exported
+            # sizes (multiples of 32) always give many values per group and the check adds nothing to the graph.
+            warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning, r"torch\.nn\.functional")
             torch.onnx.export(
                 network.eval(),
                 (example,),

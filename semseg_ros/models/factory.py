@@ -86,7 +86,12 @@ class SegmentationNet(nn.Module):
 
     def _outputs(self, x: torch.Tensor) -> dict[str, Any]:
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.stride, -width % self.stride
+        # Traced (ONNX export), sizes are tensors and a Python `if` on them would be frozen into the graph
+        # (a TracerWarning). Export admits only multiples of 32 (inference/export.py), which need no
+        # padding and at which smp's heads and torchvision's models return logits at the input size
+        # (parity_check compares shapes; test_cli exports every smp architecture).
+        tracing = torch.jit.is_tracing()
+        pad_h, pad_w = (0, 0) if tracing else (-height % self.stride, -width % self.stride)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         result: dict[str, Any] = {}
@@ -102,9 +107,10 @@ class SegmentationNet(nn.Module):
             logits = outputs["out"]
             if "aux" in outputs:
                 result["aux"] = outputs["aux"]
-        result["out"] = _resize(logits, x.shape[-2:])[..., :height, :width]
+        resize = (lambda t: t) if tracing else (lambda t: _resize(t, x.shape[-2:]))
+        result["out"] = resize(logits)[..., :height, :width]
         if "aux" in result:
-            result["aux"] = _resize(result["aux"], x.shape[-2:])[..., :height, :width]
+            result["aux"] = resize(result["aux"])[..., :height, :width]
         return result
 
 

@@ -83,7 +83,10 @@ def kitti_nodes(
     return factories
 
 
-def launch_kitti(rclpy_args: list[str], bag: Path | None, model: str | None, rate: float, loop: bool, calib_dir: Path | None) -> int:
+def launch_kitti(
+    rclpy_args: list[str], bag: Path | None, model: str | None, rate: float, loop: bool, calib_dir: Path | None, prog: str | None = None
+) -> int:
+    """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`."""
     players: list[Any] = []
 
     def started(nodes: list[Any]) -> None:
@@ -96,4 +99,5 @@ def launch_kitti(rclpy_args: list[str], bag: Path | None, model: str | None, rat
         rclpy_args,
         started=started,
         done=lambda: bool(players) and players[0].finished.is_set(),
+        prog=prog,
     )

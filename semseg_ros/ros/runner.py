@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -34,10 +35,11 @@ def run_nodes(
     args: list[str] | None = None,
     started: Callable[[list[Any]], None] | None = None,
     done: Callable[[], bool] | None = None,
+    prog: str | None = None,
 ) -> int:
-    """Create the nodes (fatal start-up errors: one line, exit 2) and spin them until shutdown (Ctrl-C,
-    SIGTERM: exit 0, nothing printed), or until `done()` turns true (checked twice a second).
-    `started(nodes)` runs once all exist."""
+    """Create the nodes (start-up errors: one line `PROG: error: MESSAGE`, exit 2; PROG defaults to the
+    executable's name) and spin them until shutdown (Ctrl-C, SIGTERM: exit 0, nothing printed), or until
+    `done()` turns true (checked twice a second). `started(nodes)` runs once all exist."""
     use_shipped_fastdds_profile()
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
@@ -54,7 +56,7 @@ def run_nodes(
         while rclpy.ok() and not (done is not None and done()):
             executor.spin_once(timeout_sec=0.5)
     except SemsegError as exc:
-        print(f"semseg: fatal: {exc}", file=sys.stderr)
+        print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from semseg_ros import schema
-from semseg_ros.errors import SemsegError
-from semseg_ros.models.factory import ModelConfig
+from semseg_ros.errors import SemsegError, unknown_choice
+from semseg_ros.labels import LABEL_SETS
+from semseg_ros.models.factory import SMP_ARCHS, ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,7 +127,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config
 
 
+def smp_encoder_names() -> list[str]:
+    """Every encoder name segmentation_models_pytorch builds: its own and "tu-" + each timm model."""
+    import segmentation_models_pytorch as smp
+    import timm
+
+    return [*smp.encoders.get_encoder_names(), *(f"tu-{name}" for name in timm.list_models())]
+
+
 def _check(config: Config) -> None:
+    if config.model.arch in SMP_ARCHS:
+        encoders = smp_encoder_names()
+        if config.model.encoder not in encoders:
+            raise unknown_choice(
+                "model.encoder", config.model.encoder, encoders, "encoders of segmentation_models_pytorch and timm (tu-NAME)"
+            )
+    if config.data.label_set not in LABEL_SETS:
+        raise unknown_choice("data.label_set", config.data.label_set, LABEL_SETS)
     if config.train.epochs <= 0:
         raise SemsegError("train.epochs: must be positive")
     optim = config.optim
