@@ -182,14 +182,15 @@ def _street_image() -> np.ndarray:
 def _student(folder: Path, size: tuple[int, int]) -> Path:
     """The KD student's architecture (FPN-MobileNetV3-Large [64, 32], 19 classes), random weights: speed only."""
     from semseg_ros.labels import get_label_set
-    from semseg_ros.models.checkpoint import model_card, save_checkpoint
+    from semseg_ros.models.card import ModelCard
+    from semseg_ros.models.checkpoint import save_checkpoint
     from semseg_ros.models.factory import ModelConfig, build_model
     from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
     config = ModelConfig(arch="fpn", encoder="tu-mobilenetv3_large_100", fpn_channels=[64, 32])
     labels = get_label_set("cityscapes19")
     path = folder / "kd_student_random.pt"
-    save_checkpoint(path, build_model(config, labels.num_classes).eval(), model_card(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
+    save_checkpoint(path, build_model(config, labels.num_classes).eval(), ModelCard.build(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 
