@@ -30,6 +30,7 @@ from semseg_ros.errors import SemsegError
 from semseg_ros.inference import quantize
 from semseg_ros.inference.cache import cached_onnx
 from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter
+from semseg_ros.node_params import SYNTHETIC_MODEL
 
 CAMERA = (375, 1242)
 
@@ -262,7 +263,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("speed", "accuracy", "postprocess"):
         p = sub.add_parser(name)
-        p.add_argument("--model", default="models/synthetic_unet_mobilenet.pt", help="checkpoint or ONNX model")
+        p.add_argument("--model", default=f"models/{SYNTHETIC_MODEL}", help="checkpoint or ONNX model")
         p.add_argument("--calibration", type=Path, help="folder of calibration images for INT8")
         p.add_argument("--threads", type=int, default=2)
         p.add_argument("--size", default="" if name == "accuracy" else "256,832", help="network height,width (accuracy: the card's)")

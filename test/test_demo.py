@@ -9,8 +9,10 @@ import cv2
 import pytest
 from rosutil import isolate_ros_domain
 
+from semseg_ros.node_params import SYNTHETIC_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "synthetic_unet_mobilenet.pt"
+SHIPPED = ROOT / "models" / SYNTHETIC_MODEL
 
 
 @pytest.mark.slow

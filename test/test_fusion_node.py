@@ -377,10 +377,10 @@ def remote_set(probe: Node, node_name: str, name: str, value: Any) -> Any:
 def test_bad_structured_parameters_are_refused_and_the_node_lives(ros: Any, drive: KittiDrive, name: str, value: str, reason: str) -> None:
     xyz, mask = frame_data(drive, 0)
     with running(drive) as (node, probe):
-        before = (node.config[name], node.clustering)
+        before = (getattr(node.config, name), node.clustering)
         result = remote_set(probe, "fusion_node", name, value)
         assert not result.successful and reason in result.reason, result.reason
-        assert (node.config[name], node.clustering) == before and node.counts["rejected_parameters"] == 1
+        assert (getattr(node.config, name), node.clustering) == before and node.counts["rejected_parameters"] == 1
         assert remote_set(probe, "fusion_node", "cluster_rules", '{"car": {"radius": 0.5}}').successful  # still answering
         assert node.clustering.rules[TRAIN.classes.index("car")].radius == 0.5
         assert exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0)) is not None

@@ -321,7 +321,7 @@ def test_segmentation_node_rejects_a_png_bomb_from_its_header(segmentation: Any)
     node._process(CompressedImage(format="png", data=png_bomb()))
     assert (node.stats.rejected, node.stats.failed) == (rejected + 1, failed)
     assert time.perf_counter() - start < 1.0, "refused from the header, before any decoding"
-    assert node.config["max_image_pixels"] == 50_000_000
+    assert node.config.max_image_pixels == 50_000_000
 
 
 def test_segmentation_node_answers_a_good_frame_after_the_fuzzing(segmentation: Any) -> None:
@@ -452,9 +452,9 @@ def drive_parameter(node: Any, schema: Any, data: Any, errors: Any) -> None:
         assert errors() == before, f"{param.name}={value!r} reached the safety net instead of a check"
         if result.successful:
             assert param.check(value) is None and param.live
-            assert node.config[param.name] == value
+            assert getattr(node.config, param.name) == value
         else:
-            assert result.reason and node.config[param.name] == original
+            assert result.reason and getattr(node.config, param.name) == original
     finally:
         node.set_parameters([Parameter(param.name, value=original)])
 

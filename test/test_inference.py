@@ -20,6 +20,7 @@ from semseg_ros.inference.cache import tensorrt_available
 from semseg_ros.inference.export import export_onnx, parity_check, sha256
 from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter, _cpu_labels, preprocess_cpu
 from semseg_ros.models.checkpoint import model_from_checkpoint
+from semseg_ros.node_params import SYNTHETIC_MODEL
 
 INT8_AGREEMENT = 0.99  # shipped model, INT8 vs fp32 labels on the fixture val images: measured 0.997 (both runtimes)
 
@@ -273,7 +274,7 @@ def test_int8_is_calibrated_cached_and_used_by_default_only_when_verified(
 
 
 def test_int8_of_the_shipped_model_stays_close_to_fp32(cityscapes_root: Path, tmp_path: Path) -> None:
-    model = Path(__file__).resolve().parents[1] / "models" / "synthetic_unet_mobilenet.pt"
+    model = Path(__file__).resolve().parents[1] / "models" / SYNTHETIC_MODEL
     calibration = cityscapes_root / "leftImg8bit" / "train"
     fp32 = Segmenter.from_path(model, backend="onnxruntime", precision="fp32", cache_dir=tmp_path)
     pictures = [cv2.imread(str(p))[:, :, ::-1].copy() for p in sorted((cityscapes_root / "leftImg8bit" / "val").rglob("*.png"))]

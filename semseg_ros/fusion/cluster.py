@@ -7,7 +7,7 @@ dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,11 +15,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-
-@dataclass
-class ClassRule:
-    radius: float = 0.6  # link points closer than this (metres)
-    min_points: int = 10
+from semseg_ros.fusion.settings import ClassRule as ClassRule  # re-exported
+from semseg_ros.fusion.settings import ClusterSettings
 
 
 @dataclass
@@ -32,12 +29,6 @@ class Cluster:
     yaw: float  # orientation of the oriented box about z
     size: NDArray[np.float64]  # oriented box extents (length, width, height)
     center: NDArray[np.float64]  # oriented box centre
-
-
-@dataclass
-class ClusterSettings:
-    rules: dict[int, ClassRule] = field(default_factory=dict)  # class id -> rule; classes not listed are not clustered
-    voxel: float = 0.0  # voxel size for downsampling before linking (0 = off)
 
 
 def euclidean_components(points: NDArray[np.floating], radius: float, neighbours: int = 10) -> NDArray[np.int64]:
