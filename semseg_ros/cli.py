@@ -336,15 +336,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from semseg_ros.eval import runner
+    from semseg_ros.eval import dataset_eval
 
     if args.pred or args.gt:
         if not (args.pred and args.gt and args.format):
             raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
-        result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
+        result = dataset_eval.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
-    print(runner.format_table(result))
+    print(dataset_eval.format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
@@ -354,7 +354,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from semseg_ros import schema
     from semseg_ros.data.datasets import build_dataset
-    from semseg_ros.eval import runner
+    from semseg_ros.eval import dataset_eval
     from semseg_ros.models.checkpoint import load_checkpoint
     from semseg_ros.train.config import Config, load_config
 
@@ -370,7 +370,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         config = load_config(args.source, args.overrides)
         args.model = args.model or Path(config.train.out_dir) / "best.pt"
     dataset = build_dataset(config.data, args.split)
-    return runner.evaluate_model(_segmenter(args), dataset, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    return dataset_eval.evaluate_model(_segmenter(args), dataset, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -469,7 +469,7 @@ def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     rclpy_args = ros_arguments(args.params, args.ros_args)
     if args.name == "segmentation":
@@ -515,8 +515,8 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_play(args: argparse.Namespace) -> int:
+    from semseg_ros.ros.node_process import run_nodes
     from semseg_ros.ros.player import BagPlayer
-    from semseg_ros.ros.runner import run_nodes
 
     players: list[BagPlayer] = []
 

@@ -2,7 +2,7 @@
 
 Per class, points (optionally voxel-downsampled) are linked when closer than the class radius
 (k nearest neighbours from a KD-tree, then connected components); clusters with fewer than `min_points` points are
-dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented box (PCA in x-y).
+dropped. Each cluster gets its axis-aligned maxima and a yaw-oriented box (PCA in x-y).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from semseg_ros.fusion.settings import ClusterSettings
 class Cluster:
     label: int
     indices: NDArray[np.int64]  # into the input cloud
-    centroid: NDArray[np.float64]
-    box_min: NDArray[np.float64]
-    box_max: NDArray[np.float64]
+    box_max: NDArray[np.float64]  # top corner of the axis-aligned box (x, y, z maxima)
     yaw: float  # orientation of the oriented box about z
     size: NDArray[np.float64]  # oriented box extents (length, width, height)
     center: NDArray[np.float64]  # oriented box centre
@@ -59,7 +57,7 @@ def _voxel_components(points: NDArray[np.floating], radius: float, voxel: float)
 
 
 def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
-    """Centroid, min, max, yaw, oriented size and centre of consecutive segments of `xyz`, all at once.
+    """Max, yaw, oriented size and centre of consecutive segments of `xyz`, all at once.
 
     Segment j is xyz[starts[j] : starts[j] + counts[j]]. The yaw is the principal axis of the
     segment's x-y scatter (0.5 * atan2(2 sxy, sxx - syy)); the oriented box spans the points in that
@@ -86,7 +84,7 @@ def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: 
     mid_u, mid_v = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
     size = np.stack([u_hi - u_lo, v_hi - v_lo, high[:, 2] - low[:, 2]], axis=1)
     center = np.stack([c * mid_u - s * mid_v, s * mid_u + c * mid_v, (low[:, 2] + high[:, 2]) / 2], axis=1)
-    return mean, low, high, yaw, size, center
+    return high, yaw, size, center
 
 
 def cluster_points(
@@ -116,6 +114,6 @@ def cluster_points(
         for j, (start, size) in enumerate(zip(starts, sizes, strict=True)):
             indices = members[local[start : start + size]]
             ids[indices] = len(clusters)
-            mean, low, high, yaw, extent, center = (values[j] for values in boxes)
-            clusters.append(Cluster(int(label), indices, mean, low, high, float(yaw), extent, center))
+            high, yaw, extent, center = (values[j] for values in boxes)
+            clusters.append(Cluster(int(label), indices, high, float(yaw), extent, center))
     return clusters, ids

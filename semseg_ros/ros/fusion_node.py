@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -39,6 +40,24 @@ from semseg_ros.ros.pointcloud import labelled_cloud, read_points
 from semseg_ros.ros.sync import ApproximateSync
 
 STAGES = ("decode", "label", "cluster", "publish", "total")
+
+
+@dataclass
+class FusionStats:
+    fused: int = 0  # clouds labelled and published
+    rejected_cloud: int = 0  # unreadable PointCloud2
+    rejected_mask: int = 0  # unreadable mask image
+    rejected_labels: int = 0  # malformed `labels` message
+    rejected_parameters: int = 0  # parameter changes refused
+    callback_errors: int = 0  # exceptions caught around callbacks (a bug or an input no check foresaw)
+    no_calibration: int = 0  # clouds skipped while waiting for camera_info (or tf)
+    bad_camera_info: int = 0  # camera_info messages that give no usable calibration
+    failed: int = 0  # fusion errors
+    latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})  # seconds per stage
+
+    def counts(self) -> dict[str, int]:
+        """The counters by name (every field but latency), in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latency"}
 
 
 def cluster_settings(config: FusionConfig, classes: tuple[str, ...], strict: str | None = None) -> tuple[ClusterSettings, list[str]]:
@@ -97,22 +116,11 @@ class FusionNode(Node):
         labels = get_label_set("cityscapes19")
         self.classes: tuple[str, ...] = labels.classes
         self.palette = palette_array(labels.colors)
-        self.counts = {
-            "fused": 0,
-            "rejected_cloud": 0,
-            "rejected_mask": 0,
-            "rejected_labels": 0,
-            "rejected_parameters": 0,
-            "callback_errors": 0,
-            "no_calibration": 0,
-            "bad_camera_info": 0,
-            "failed": 0,
-        }
+        self.stats = FusionStats()
         self.distortion = "none"  # whether camera_info's D is applied: on /diagnostics
         self.clustering = self._cluster_settings()
         self.add_on_set_parameters_callback(guarded_parameters(self, self._on_set_parameters, self._count))
-        self.latency: dict[str, deque[float]] = {s: deque(maxlen=200) for s in STAGES}
-        self.sync = ApproximateSync(self._fuse, slop=c.slop, queue_size=c.queue_size)
+        self.sync = ApproximateSync(self._fuse, ("points", "mask"), slop=c.slop, queue_size=c.queue_size)
         self.confidences: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -124,8 +132,8 @@ class FusionNode(Node):
         def subscribe(kind: Any, topic: str, callback: Any, profile: QoSProfile) -> None:
             self.create_subscription(kind, topic, guarded(self, callback, f"{topic} callback failed", self._count), profile)
 
-        subscribe(PointCloud2, "points", lambda m: self.sync.add("a", m), points_qos)
-        subscribe(Image, "mask", lambda m: self.sync.add("b", m), mask_qos)
+        subscribe(PointCloud2, "points", lambda m: self.sync.add("points", m), points_qos)
+        subscribe(Image, "mask", lambda m: self.sync.add("mask", m), mask_qos)
         # latched by segmentation_node: reliable, transient local, so a late subscriber gets the last one
         subscribe(String, "labels", self._on_labels, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         if c.use_confidence:
@@ -163,7 +171,7 @@ class FusionNode(Node):
         try:
             self.calibration = self.calibration_source.calibration(msg)
         except CalibrationError as exc:
-            self.counts["bad_camera_info"] += 1
+            self.stats.bad_camera_info += 1
             self.get_logger().warning(f"unusable camera_info: {exc}", throttle_duration_sec=5.0)
 
     def _note_distortion(self, msg: CameraInfo) -> None:
@@ -195,7 +203,10 @@ class FusionNode(Node):
 
     # ------------------------------------------------------------ inputs
     def _count(self, what: str) -> None:
-        self.counts["rejected_parameters" if what == "rejected_parameters" else "callback_errors"] += 1
+        if what == "rejected_parameters":
+            self.stats.rejected_parameters += 1
+        else:
+            self.stats.callback_errors += 1
 
     def _cluster_settings(self) -> ClusterSettings:
         settings, unknown = cluster_settings(self.config, self.classes)
@@ -209,7 +220,7 @@ class FusionNode(Node):
         try:
             self.classes, colors = parse_labels(msg.data)
         except SemsegError as exc:
-            self.counts["rejected_labels"] += 1
+            self.stats.rejected_labels += 1
             self.get_logger().warning(f"ignoring malformed labels message: {exc}", throttle_duration_sec=5.0)
             return
         self.palette = palette_array(colors)
@@ -243,7 +254,7 @@ class FusionNode(Node):
         except Exception as exc:  # a callback must never take the node down
             if shutting_down(self):
                 return  # publishers are gone: nothing left to do, nothing to report
-            self.counts["failed"] += 1
+            self.stats.failed += 1
             self.get_logger().error(f"fusion failed: {exc!r}", throttle_duration_sec=5.0)
 
     def _fuse_pair(self, cloud: PointCloud2, mask_msg: Image) -> None:
@@ -251,18 +262,18 @@ class FusionNode(Node):
         try:
             xyz, intensity, _ = read_points(cloud)
         except SemsegError as exc:
-            self.counts["rejected_cloud"] += 1
+            self.stats.rejected_cloud += 1
             self.get_logger().warning(f"rejected cloud: {exc}", throttle_duration_sec=5.0)
             return
         try:
             mask = mask_from_image(mask_msg)
         except SemsegError as exc:
-            self.counts["rejected_mask"] += 1
+            self.stats.rejected_mask += 1
             self.get_logger().warning(f"rejected mask: {exc}", throttle_duration_sec=5.0)
             return
         calibration = self._calibration_for(cloud)
         if calibration is None:
-            self.counts["no_calibration"] += 1
+            self.stats.no_calibration += 1
             self.get_logger().warning("no calibration yet (waiting for camera_info); cloud skipped", throttle_duration_sec=5.0)
             return
         confidence = None
@@ -292,11 +303,11 @@ class FusionNode(Node):
         if self.config.publish_markers:
             self.marker_pub.publish(self._markers(cloud.header, clusters))
         done = time.perf_counter()
-        self.counts["fused"] += 1
+        self.stats.fused += 1
         for stage, value in zip(
             STAGES, (decoded - start, labelled_at - decoded, clustered - labelled_at, done - clustered, done - start), strict=True
         ):
-            self.latency[stage].append(value)
+            self.stats.latency[stage].append(value)
 
     def _markers(self, header: Any, clusters: list[Cluster]) -> MarkerArray:
         markers = [Marker(header=header, action=Marker.DELETEALL)]
@@ -322,20 +333,20 @@ class FusionNode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         since, fused = self._window
-        self._window = (now, self.counts["fused"])
+        self._window = (now, self.stats.fused)
         stats = self.sync.stats
         values = {
             "calibration": self.config.calibration_source if self._calibration_ready() else "missing",
             "distortion": self.distortion,
-            "fused_rate_hz": f"{(self.counts['fused'] - fused) / max(now - since, 1e-9):.2f}",
-            **{k: str(v) for k, v in self.counts.items()},
+            "fused_rate_hz": f"{(self.stats.fused - fused) / max(now - since, 1e-9):.2f}",
+            **{k: str(v) for k, v in self.stats.counts().items()},
             "pairs": str(stats.pairs),
-            "unmatched_points": str((stats.unmatched or {}).get("a", 0)),
-            "unmatched_masks": str((stats.unmatched or {}).get("b", 0)),
+            "unmatched_points": str(stats.unmatched["points"]),
+            "unmatched_masks": str(stats.unmatched["mask"]),
             "sync_resets": str(stats.resets),
         }
-        values |= latency_values(self.latency)
-        problems = self.counts["failed"] + self.counts["no_calibration"]
+        values |= latency_values(self.stats.latency)
+        problems = self.stats.failed + self.stats.no_calibration
         self.diagnostics_pub.publish(
             diagnostics_message(self, values, "failures or missing calibration: see counts" if problems else None, "cpu")
         )
@@ -346,7 +357,7 @@ class FusionNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run semseg_ros fusion_node --ros-args --params-file config/kitti.yaml`."""
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     return run_nodes([FusionNode], args)
 

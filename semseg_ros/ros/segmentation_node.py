@@ -289,7 +289,7 @@ class SegmentationNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run semseg_ros segmentation_node --ros-args --params-file config/kitti.yaml`."""
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     return run_nodes([SegmentationNode], args)
 
