@@ -30,6 +30,7 @@ from semseg_ros.errors import SemsegError
 from semseg_ros.inference import quantize
 from semseg_ros.inference.cache import cached_onnx
 from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter
+from semseg_ros.node_params import SYNTHETIC_MODEL
 
 CAMERA = (375, 1242)
 
@@ -182,14 +183,15 @@ def _street_image() -> np.ndarray:
 def _student(folder: Path, size: tuple[int, int]) -> Path:
     """The KD student's architecture (FPN-MobileNetV3-Large [64, 32], 19 classes), random weights: speed only."""
     from semseg_ros.labels import get_label_set
-    from semseg_ros.models.checkpoint import model_card, save_checkpoint
+    from semseg_ros.models.card import ModelCard
+    from semseg_ros.models.checkpoint import save_checkpoint
     from semseg_ros.models.factory import ModelConfig, build_model
     from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
     config = ModelConfig(arch="fpn", encoder="tu-mobilenetv3_large_100", fpn_channels=[64, 32])
     labels = get_label_set("cityscapes19")
     path = folder / "kd_student_random.pt"
-    save_checkpoint(path, build_model(config, labels.num_classes).eval(), model_card(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
+    save_checkpoint(path, build_model(config, labels.num_classes).eval(), ModelCard.build(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 
@@ -261,7 +263,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("speed", "accuracy", "postprocess"):
         p = sub.add_parser(name)
-        p.add_argument("--model", default="models/synthetic_unet_mobilenet.pt", help="checkpoint or ONNX model")
+        p.add_argument("--model", default=f"models/{SYNTHETIC_MODEL}", help="checkpoint or ONNX model")
         p.add_argument("--calibration", type=Path, help="folder of calibration images for INT8")
         p.add_argument("--threads", type=int, default=2)
         p.add_argument("--size", default="" if name == "accuracy" else "256,832", help="network height,width (accuracy: the card's)")

@@ -23,7 +23,8 @@ import torch
 from semseg_ros.inference.cache import tensorrt_available
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import get_label_set
-from semseg_ros.models.checkpoint import model_card, save_checkpoint
+from semseg_ros.models.card import ModelCard
+from semseg_ros.models.checkpoint import save_checkpoint
 from semseg_ros.models.factory import ModelConfig, build_model
 from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
@@ -40,7 +41,7 @@ def make_checkpoint(name: str, folder: Path, size: tuple[int, int]) -> Path:
     config = MODELS[name]
     model = build_model(config, labels.num_classes).eval()
     path = folder / f"{name}.pt"
-    save_checkpoint(path, model, model_card(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
+    save_checkpoint(path, model, ModelCard.build(config, labels, size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 

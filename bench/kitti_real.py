@@ -31,6 +31,7 @@ from semseg_ros.eval.object_points import ObjectPointCounts, object_point_counts
 from semseg_ros.fusion.label_points import label_points  # noqa: E402
 from semseg_ros.inference.segmenter import Segmenter  # noqa: E402
 from semseg_ros.labels import get_label_set  # noqa: E402
+from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL  # noqa: E402
 
 OBJECT = ROOT / "test" / "data" / "kitti_real" / "object"
 
@@ -53,9 +54,9 @@ def score_frames(segmenter: Segmenter, frames: list[str]) -> tuple[dict[str, Obj
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "models" / "camvid_unet_mobilenet.pt"))
+    parser.add_argument("--model", default=str(ROOT / "models" / REAL_MODEL))
     parser.add_argument("--size", default="256,832", help="network input height,width")
-    parser.add_argument("--baseline", default=str(ROOT / "models" / "synthetic_unet_mobilenet.pt"), help="model timed side by side")
+    parser.add_argument("--baseline", default=str(ROOT / "models" / SYNTHETIC_MODEL), help="model timed side by side")
     parser.add_argument("--runs", type=int, default=10, help="timed predictions at 1242x375")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split(","))

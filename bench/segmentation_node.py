@@ -27,12 +27,13 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from semseg_ros.node_params import SYNTHETIC_MODEL  # noqa: E402
 from semseg_ros.ros.segmentation_node import STAGES, SegmentationNode  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="synthetic_unet_mobilenet.pt")
+    parser.add_argument("--model", default=SYNTHETIC_MODEL)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fp16", action="store_true")

@@ -38,6 +38,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
 from semseg_ros.bags import kitti_to_bag  # noqa: E402
+from semseg_ros.node_params import SYNTHETIC_MODEL  # noqa: E402
 from semseg_ros.synth import writers  # noqa: E402
 from semseg_ros.topics import KITTI_REMAPS, remap_arguments  # noqa: E402
 
@@ -189,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--rates", default="max,1", help="comma-separated: max and/or playback rates (1 = recorded 10 Hz)")
-    parser.add_argument("--model", default=str(ROOT / "models/synthetic_unet_mobilenet.pt"))
+    parser.add_argument("--model", default=str(ROOT / "models" / SYNTHETIC_MODEL))
     parser.add_argument("--drive-frames", type=int, default=20)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -19,7 +19,7 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from semseg_ros.ros.launcher import launch_flag, launch_overrides, missing_for_launch
-from semseg_ros.ros.runner import PROFILE_VARIABLES
+from semseg_ros.ros.node_process import PROFILE_VARIABLES
 from semseg_ros.topics import KITTI_REMAPS
 
 ARGUMENTS = ("bag", "model", "params_file", "rviz", "use_sim_time")

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial.transform import Rotation
 
 from semseg_ros.errors import CalibrationError
 
@@ -399,3 +400,71 @@ def read_rigid_transform(path: str | Path) -> FloatArray:
 def format_matrix_line(key: str, values: FloatArray) -> str:
     """A KITTI calib line, `key: v v v` with values in KITTI's %e style."""
     return f"{key}: " + " ".join(f"{v:.6e}" for v in np.asarray(values, dtype=np.float64).ravel())
+
+
+def rigid_from_pose(translation: Sequence[float], quaternion: Sequence[float]) -> FloatArray:
+    """The 4x4 transform of a pose: translation (x, y, z) in metres and rotation quaternion (x, y, z, w),
+    as in a geometry_msgs/Transform (normalised first, as scipy's Rotation does). Raises CalibrationError
+    for a zero or non-finite quaternion."""
+    try:
+        rotation = Rotation.from_quat(np.asarray(quaternion, float)).as_matrix()
+    except ValueError as exc:
+        raise CalibrationError(f"rotation quaternion {list(quaternion)}: {exc}") from None
+    return _rigid(rotation, np.asarray(translation, float).reshape(3, 1))
+
+
+CALIBRATION_SOURCES = ("kitti_raw", "kitti_object", "camera_info", "camera_info_tf")
+
+
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Where the lidar-camera calibration comes from (the fusion_node parameters of the same names).
+
+    kitti_raw: calib_cam_to_cam.txt + calib_velo_to_cam.txt in `kitti_calib_dir`; kitti_object: the calib
+    file `kitti_calib_file`; both for camera `camera_index` and rectified images only. camera_info: P (or K
+    and D, `mask_image` raw) of a CameraInfo plus the row-major 4x4 `lidar_to_camera`; camera_info_tf: the
+    same with the extrinsic of a tf2 lookup per cloud.
+    """
+
+    source: str
+    kitti_calib_dir: str
+    kitti_calib_file: str
+    camera_index: int
+    lidar_to_camera: Sequence[float]
+    mask_image: str
+
+    def __post_init__(self) -> None:
+        if self.source not in CALIBRATION_SOURCES:
+            raise CalibrationError(f"calibration_source {self.source!r}: expected one of {', '.join(CALIBRATION_SOURCES)}")
+        if self.from_files and self.mask_image == "raw":
+            raise CalibrationError(f"mask_image raw needs a camera_info calibration source: {self.source} describes rectified images only")
+        if self.source == "kitti_raw" and not self.kitti_calib_dir:
+            raise CalibrationError("calibration_source kitti_raw needs kitti_calib_dir (the KITTI date folder)")
+        if self.source == "kitti_object" and not self.kitti_calib_file:
+            raise CalibrationError("calibration_source kitti_object needs kitti_calib_file")
+
+    @property
+    def from_files(self) -> bool:
+        """Known at start from KITTI files (no camera_info needed)."""
+        return self.source.startswith("kitti")
+
+    @property
+    def extrinsic_from_tf(self) -> bool:
+        """The lidar-to-camera transform comes per cloud from tf2 (`calibration(info, lidar_to_camera=...)`)."""
+        return self.source == "camera_info_tf"
+
+    def calibration(self, camera_info: CameraInfoLike | None = None, lidar_to_camera: FloatArray | None = None) -> Calibration | None:
+        """The calibration this source gives with what is known so far, None while something is missing.
+
+        File sources read their files (camera_info is not used); camera_info needs `camera_info`;
+        camera_info_tf needs `camera_info` and the 4x4 `lidar_to_camera` looked up for the cloud.
+        Raises CalibrationError for unreadable files or an unusable camera_info.
+        """
+        if self.source == "kitti_raw":
+            return Calibration.from_kitti_raw(self.kitti_calib_dir, self.camera_index)
+        if self.source == "kitti_object":
+            return Calibration.from_kitti_object(self.kitti_calib_file, self.camera_index)
+        extrinsic = lidar_to_camera if self.extrinsic_from_tf else np.asarray(self.lidar_to_camera, float)
+        if camera_info is None or extrinsic is None:
+            return None
+        return Calibration.from_camera_info(camera_info, extrinsic, self.mask_image)

@@ -434,13 +434,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     require(args.gt, "--gt", "folder")
     require(args.source, "source")
     require(args.model, "--checkpoint")
-    from semseg_ros.eval import runner
+    from semseg_ros.eval import dataset_eval
 
     if files:
-        result = runner.evaluate_files(args.pred, args.gt, args.format, args.ids)
+        result = dataset_eval.evaluate_files(args.pred, args.gt, args.format, args.ids)
     else:
         result = _evaluate_model(args)
-    print(runner.format_table(result))
+    print(dataset_eval.format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
@@ -449,7 +449,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from semseg_ros import schema
-    from semseg_ros.eval import runner
+    from semseg_ros.eval import dataset_eval
     from semseg_ros.models.checkpoint import load_checkpoint
     from semseg_ros.train.config import Config, load_config
 
@@ -472,7 +472,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         f"at network input {height}x{width}",
         flush=True,
     )
-    result = runner.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    result = dataset_eval.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
     result["data"] = {"root": config.data.root, "format": config.data.format, "split": args.split, "images": len(data)}
     result["input_size"] = [height, width]
     return result
@@ -591,7 +591,7 @@ def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     rclpy_args = ros_arguments(args.params, args.ros_args)
     if args.name == "segmentation":
@@ -643,8 +643,8 @@ BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes 
 
 def _run_play(args: argparse.Namespace) -> int:
     require(args.bag, "bag", "path", BAG_HINT)
+    from semseg_ros.ros.node_process import run_nodes
     from semseg_ros.ros.player import BagPlayer
-    from semseg_ros.ros.runner import run_nodes
 
     players: list[BagPlayer] = []
 

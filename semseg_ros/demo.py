@@ -151,9 +151,9 @@ def run_pipeline(
                 "latency": {k: list(v) for k, v in segmentation.stats.latency.items()},
             },
             "fusion": {
-                **fusion.counts,
-                "latency": {k: list(v) for k, v in fusion.latency.items()},
-                "unmatched": dict(fusion.sync.stats.unmatched or {}),
+                **fusion.stats.counts(),
+                "latency": {k: list(v) for k, v in fusion.stats.latency.items()},
+                "unmatched": dict(fusion.sync.stats.unmatched),
             },
             "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
             "labels": segmentation.segmenter.card.label_set,

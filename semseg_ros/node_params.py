@@ -1,24 +1,29 @@
 """The ROS parameter schema of every node: the one source of truth for names, types, defaults and ranges.
 
-The nodes declare exactly these parameters (with descriptors built from them), config/kitti.yaml
-is checked against them, and the README's parameter tables are generated from them. Plain Python:
-no rclpy import, so the schema can be read and validated anywhere.
+The nodes declare exactly these parameters (with descriptors built from them) and read them as one
+typed, frozen configuration each (`SegmentationConfig`, `FusionConfig`: fields named and typed as the
+parameters, defaults only in the Param entries); config/kitti.yaml is checked against them, and the
+README's parameter tables are generated from them. Plain Python: no rclpy import, so the schema can be
+read and validated anywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+from semseg_ros.calibration import CALIBRATION_SOURCES, CalibrationSource
 from semseg_ros.errors import SemsegError
+from semseg_ros.fusion.settings import ClassRule, ClusterSettings, FusionSettings
 
 RELIABILITY = ("reliable", "best_effort")
-DURABILITY = ("volatile", "transient_local")
+MASK_IMAGES = ("rectified", "raw")
 CLUSTER_RADIUS_RANGE = (0.01, 10.0)  # metres; `cluster_radius` and every radius in `cluster_rules`
 CLUSTER_MIN_POINTS_RANGE = (1, 100000)  # `cluster_min_points` and every min_points in `cluster_rules`
 MAX_JSON_CHARS = 65536  # structured string parameters and the `labels` message
@@ -200,7 +205,7 @@ FUSION_PARAMS: tuple[Param, ...] = (
         "kitti_raw",
         "kitti_raw: calib_cam_to_cam + calib_velo_to_cam in kitti_calib_dir; kitti_object: kitti_calib_file; "
         "camera_info: P from `camera_info` plus lidar_to_camera; camera_info_tf: P from `camera_info` plus a tf2 lookup (full ROS installs)",
-        choices=("kitti_raw", "kitti_object", "camera_info", "camera_info_tf"),
+        choices=CALIBRATION_SOURCES,
     ),
     Param("kitti_calib_dir", "", "KITTI raw date folder holding calib_cam_to_cam.txt and calib_velo_to_cam.txt"),
     Param(
@@ -218,7 +223,7 @@ FUSION_PARAMS: tuple[Param, ...] = (
         "rectified",
         "which image the masks are segmented from (camera_info sources, as ROS image_geometry): rectified: project with P, "
         "D does not apply; raw: project with K and D (plumb_bob, rational_polynomial, equidistant)",
-        choices=("rectified", "raw"),
+        choices=MASK_IMAGES,
     ),
     Param("slop", 0.05, "largest stamp difference (s) between a cloud and the mask fused with it", live=True, range=(0.0, 1.0)),
     Param("queue_size", 10, "messages kept per stream while waiting for a partner", range=(1, 100)),
@@ -234,12 +239,12 @@ FUSION_PARAMS: tuple[Param, ...] = (
     ),
     Param("camera_info_depth", 1, "QoS depth of the `camera_info` subscription", range=(1, 100)),
     Param("use_confidence", False, "subscribe `confidence` and add a per-point confidence field"),
-    Param("min_depth", 0.5, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)),
-    Param("max_depth", 0.0, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)),
-    Param("occlusion", True, "leave points hidden behind nearer surfaces unlabelled", live=True),
-    Param("occlusion_window", 2, "half-size (px) of the nearest-depth window", live=True, range=(0, 20)),
-    Param("occlusion_tolerance", 0.3, "depth margin (m) before a point counts as hidden ...", live=True, range=(0.0, 50.0)),
-    Param("occlusion_tolerance_ratio", 0.1, "... plus this fraction of the depth", live=True, range=(0.0, 10.0)),
+    Param("min_depth", FusionSettings.min_depth, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)),
+    Param("max_depth", FusionSettings.max_depth, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)),
+    Param("occlusion", FusionSettings.occlusion, "leave points hidden behind nearer surfaces unlabelled", live=True),
+    Param("occlusion_window", FusionSettings.occlusion_window, "half-size (px) of the nearest-depth window", live=True, range=(0, 20)),
+    Param("occlusion_tolerance", FusionSettings.occlusion_tolerance, "depth margin (m) before a point counts as hidden ...", live=True, range=(0.0, 50.0)),
+    Param("occlusion_tolerance_ratio", FusionSettings.occlusion_tolerance_ratio, "... plus this fraction of the depth", live=True, range=(0.0, 10.0)),
     Param("drop_unlabelled", False, "publish only points that got a class", live=True),
     Param(
         "cluster_classes",
@@ -249,8 +254,8 @@ FUSION_PARAMS: tuple[Param, ...] = (
         live=True,
         parse=parse_class_names,
     ),
-    Param("cluster_radius", 0.6, "default linking distance (m) of a cluster", live=True, range=CLUSTER_RADIUS_RANGE),
-    Param("cluster_min_points", 10, "default smallest cluster", live=True, range=CLUSTER_MIN_POINTS_RANGE),
+    Param("cluster_radius", ClassRule.radius, "default linking distance (m) of a cluster", live=True, range=CLUSTER_RADIUS_RANGE),
+    Param("cluster_min_points", ClassRule.min_points, "default smallest cluster", live=True, range=CLUSTER_MIN_POINTS_RANGE),
     Param(
         "cluster_rules",
         '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}, '
@@ -259,12 +264,136 @@ FUSION_PARAMS: tuple[Param, ...] = (
         live=True,
         parse=parse_cluster_rules,
     ),
-    Param("voxel_size", 0.0, "voxel downsampling (m) before linking (0 = off)", live=True, range=(0.0, 5.0)),
+    Param("voxel_size", ClusterSettings.voxel, "voxel downsampling (m) before linking (0 = off)", live=True, range=(0.0, 5.0)),
     Param("publish_markers", True, "publish `clusters` (MarkerArray: boxes and class names)", live=True),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.1, 60.0)),
 )
 
+C = TypeVar("C", bound="NodeConfig")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A node's parameter values, typed: one field per Param of `PARAMS`, same name, same type.
+
+    No field has a default: the Param entries hold them, and the node fills every field from its
+    declared parameters (`from_values`); live changes make a new config (`updated`).
+    """
+
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+
+    @classmethod
+    def from_values(cls: type[C], values: Mapping[str, Any]) -> C:
+        """From {parameter name: value}, values already checked against the schema. Raises SemsegError
+        naming a missing or unknown parameter."""
+        names = [p.name for p in cls.PARAMS]
+        missing, unknown = [n for n in names if n not in values], [n for n in values if n not in names]
+        if missing or unknown:
+            raise SemsegError(f"{cls.__name__}: missing parameters {missing}, unknown {unknown}")
+        return cls(**{name: values[name] for name in names})
+
+    @classmethod
+    def defaults(cls: type[C]) -> C:
+        """Every parameter at its schema default."""
+        return cls.from_values({p.name: p.default for p in cls.PARAMS})
+
+    def updated(self: C, changes: Mapping[str, Any]) -> C:
+        """A copy with some parameters changed (names of other nodes' parameters are ignored)."""
+        own = {p.name for p in self.PARAMS}
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in own})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {p.name: getattr(self, p.name) for p in self.PARAMS}
+
+
+@dataclass(frozen=True)
+class SegmentationConfig(NodeConfig):
+    """segmentation_node's parameters (SEGMENTATION_PARAMS: meaning, units, ranges, defaults)."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = SEGMENTATION_PARAMS
+    model: str
+    label_set: str
+    backend: str
+    precision: str
+    upsampling: str
+    device: str
+    fp16: bool
+    cuda_graphs: bool
+    cache_dir: str
+    input_height: int
+    input_width: int
+    keep_aspect: bool
+    input_transport: str
+    input_reliability: str
+    input_depth: int
+    max_image_pixels: int
+    output_reliability: str
+    output_depth: int
+    publish_mask: bool
+    publish_color_mask: bool
+    publish_overlay: bool
+    publish_confidence: bool
+    overlay_alpha: float
+    palette: str
+    max_rate_hz: float
+    warmup_runs: int
+    diagnostics_period: float
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(height, width) of the network input, None for the model's own (either parameter 0)."""
+        return (self.input_height, self.input_width) if self.input_height and self.input_width else None
+
+
+@dataclass(frozen=True)
+class FusionConfig(NodeConfig):
+    """fusion_node's parameters (FUSION_PARAMS: meaning, units, ranges, defaults)."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = FUSION_PARAMS
+    calibration_source: str
+    kitti_calib_dir: str
+    kitti_calib_file: str
+    camera_index: int
+    lidar_to_camera: Sequence[float]
+    mask_image: str
+    slop: float
+    queue_size: int
+    points_reliability: str
+    points_depth: int
+    mask_reliability: str
+    mask_depth: int
+    camera_info_reliability: str
+    camera_info_depth: int
+    use_confidence: bool
+    min_depth: float
+    max_depth: float
+    occlusion: bool
+    occlusion_window: int
+    occlusion_tolerance: float
+    occlusion_tolerance_ratio: float
+    drop_unlabelled: bool
+    cluster_classes: str
+    cluster_radius: float
+    cluster_min_points: int
+    cluster_rules: str
+    voxel_size: float
+    publish_markers: bool
+    diagnostics_period: float
+
+    def calibration(self) -> CalibrationSource:
+        """The calibration parameters as one source (raises CalibrationError for an incomplete one)."""
+        return CalibrationSource(
+            self.calibration_source, self.kitti_calib_dir, self.kitti_calib_file, self.camera_index, self.lidar_to_camera, self.mask_image
+        )
+
+    def fusion_settings(self) -> FusionSettings:
+        return FusionSettings(
+            self.min_depth, self.max_depth, self.occlusion, self.occlusion_window, self.occlusion_tolerance, self.occlusion_tolerance_ratio
+        )
+
+
 NODES: dict[str, tuple[Param, ...]] = {SEGMENTATION_NODE: SEGMENTATION_PARAMS, FUSION_NODE: FUSION_PARAMS}
+CONFIGS: dict[str, type[NodeConfig]] = {SEGMENTATION_NODE: SegmentationConfig, FUSION_NODE: FusionConfig}
 
 
 ROS_OWN_PARAMS = ("use_sim_time", "start_type_description_service")  # declared by every rclpy node

@@ -51,7 +51,8 @@ def make_checkpoint(path: Path, label_set_name: str = "cityscapes19", input_size
     import torch
 
     from semseg_ros.labels import get_label_set
-    from semseg_ros.models.checkpoint import model_card, save_checkpoint
+    from semseg_ros.models.card import ModelCard
+    from semseg_ros.models.checkpoint import save_checkpoint
     from semseg_ros.models.factory import ModelConfig, build_model
     from semseg_ros.train.config import IMAGENET_MEAN, IMAGENET_STD
 
@@ -63,7 +64,7 @@ def make_checkpoint(path: Path, label_set_name: str = "cityscapes19", input_size
         for _ in range(3):
             model(torch.randn(4, 3, 64, 128))
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model.eval(), model_card(config, labels, input_size, IMAGENET_MEAN, IMAGENET_STD))
+    save_checkpoint(path, model.eval(), ModelCard.build(config, labels, input_size, IMAGENET_MEAN, IMAGENET_STD))
     return path
 
 

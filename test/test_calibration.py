@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semseg_ros.calibration import Calibration, read_calib_file
+from semseg_ros.calibration import Calibration, CalibrationSource, read_calib_file, rigid_from_pose
 from semseg_ros.errors import CalibrationError
 
 # The real files' lines, typed in independently of the package's own copy.
@@ -401,3 +401,77 @@ def test_plumb_bob_with_eight_coefficients_projects_as_opencv_and_more_are_refus
     np.testing.assert_allclose(uv, expected.reshape(-1, 2), atol=1e-6)
     with pytest.raises(CalibrationError, match="thin-prism and tilt terms are not supported"):
         Calibration(np.column_stack([k, np.zeros(3)]), np.eye(3), extrinsic, (1240, 380), distortion=np.zeros(12), distortion_model="plumb_bob")
+
+
+# ------------------------------------------------------------ calibration sources and poses
+
+
+def _manual_quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """The unit-quaternion rotation matrix as fusion_node wrote it out by hand before scipy's Rotation."""
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.tuples(*[st.floats(-1, 1)] * 4).filter(lambda q: np.linalg.norm(q) > 0.1),
+    st.tuples(*[st.floats(-50, 50)] * 3),
+)
+def test_pose_transform_matches_the_quaternion_formula(quaternion: tuple[float, ...], translation: tuple[float, ...]) -> None:
+    unit = np.asarray(quaternion) / np.linalg.norm(quaternion)
+    matrix = rigid_from_pose(translation, quaternion)  # normalised first
+    np.testing.assert_allclose(matrix[:3, :3], _manual_quaternion_matrix(*unit), atol=1e-9)
+    np.testing.assert_allclose(matrix[:3, 3], translation)
+    np.testing.assert_array_equal(matrix[3], [0, 0, 0, 1])
+
+
+def test_a_zero_quaternion_is_a_calibration_error() -> None:
+    with pytest.raises(CalibrationError, match="rotation quaternion"):
+        rigid_from_pose((0, 0, 0), (0, 0, 0, 0))
+
+
+def source(kind: str, **changes: object) -> CalibrationSource:
+    values: dict[str, object] = {
+        "kitti_calib_dir": "",
+        "kitti_calib_file": "",
+        "camera_index": 2,
+        "lidar_to_camera": np.eye(4).ravel().tolist(),
+        "mask_image": "rectified",
+    }
+    return CalibrationSource(kind, **{**values, **changes})  # type: ignore[arg-type]
+
+
+def test_calibration_sources_say_what_they_lack(raw_dir: Path) -> None:
+    with pytest.raises(CalibrationError, match="kitti_raw needs kitti_calib_dir"):
+        source("kitti_raw")
+    with pytest.raises(CalibrationError, match="kitti_object needs kitti_calib_file"):
+        source("kitti_object")
+    with pytest.raises(CalibrationError, match="mask_image raw needs a camera_info calibration source"):
+        source("kitti_raw", kitti_calib_dir=str(raw_dir), mask_image="raw")
+    with pytest.raises(CalibrationError, match="expected one of kitti_raw"):
+        source("velodyne")
+
+
+def test_each_source_gives_its_calibration(raw_dir: Path) -> None:
+    files = source("kitti_raw", kitti_calib_dir=str(raw_dir))
+    assert files.from_files and not files.extrinsic_from_tf
+    calibration = files.calibration(Info(np.zeros(5)))  # camera_info plays no part
+    assert calibration is not None
+    np.testing.assert_allclose(calibration.velo_to_image, Calibration.from_kitti_raw(raw_dir).velo_to_image)
+
+    extrinsic = np.eye(4)
+    extrinsic[:3, 3] = (0.1, -0.2, 0.3)
+    info = source("camera_info", lidar_to_camera=extrinsic.ravel().tolist())
+    assert not info.from_files and info.calibration() is None  # waits for camera_info
+    expected = Calibration.from_camera_info(Info(np.zeros(5)), extrinsic).velo_to_image
+    np.testing.assert_allclose(info.calibration(Info(np.zeros(5))).velo_to_image, expected)  # type: ignore[union-attr]
+
+    tf = source("camera_info_tf")
+    assert tf.extrinsic_from_tf and tf.calibration(Info(np.zeros(5))) is None  # waits for the transform too
+    looked_up = rigid_from_pose((0.1, -0.2, 0.3), (0, 0, 0, 1))
+    np.testing.assert_allclose(tf.calibration(Info(np.zeros(5)), looked_up).velo_to_image, expected)  # type: ignore[union-attr]

@@ -83,7 +83,7 @@ def test_missing_input_is_one_line_naming_the_path_and_nothing_is_made(command: 
 
 
 def test_errors_raised_inside_the_node_runner_are_in_the_command_style(tmp_path: Path) -> None:
-    """play, launch and node run their nodes through ros/runner.py, which printed `semseg: fatal: ...`."""
+    """play, launch and node run their nodes through ros/node_process.py, which printed `semseg: fatal: ...`."""
     (tmp_path / "bag").mkdir()
     (tmp_path / "bag" / "broken.mcap").write_bytes(b"not an mcap file")
     line = assert_one_error_line(semseg("play", tmp_path / "bag"), "play")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from semseg_ros.data.config import AugmentConfig, DataConfig
 from semseg_ros.data.datasets import build_dataset, cityscapes_samples, kitti_road_samples
 from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, get_label_set
-from semseg_ros.train.config import AugmentConfig, DataConfig
 
 
 def test_cityscapes_pairs_and_label_mapping(cityscapes_root: Path) -> None:

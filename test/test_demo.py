@@ -14,9 +14,10 @@ from semseg_ros.data.images import read_label_png
 from semseg_ros.eval.pictures import CAPTION_HEIGHT
 from semseg_ros.fusion.bev import LEGEND_WIDTH
 from semseg_ros.labels import get_label_set
+from semseg_ros.node_params import SYNTHETIC_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "synthetic_unet_mobilenet.pt"
+SHIPPED = ROOT / "models" / SYNTHETIC_MODEL
 
 
 @pytest.mark.slow

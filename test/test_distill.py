@@ -46,8 +46,8 @@ def test_pair_kd_is_zero_for_equal_features_and_compares_any_channels_and_stride
 
 def test_distiller_freezes_the_teacher_and_sends_gradients_only_into_the_student(tiny_checkpoint: Path) -> None:
     config = DistillConfig(teacher=str(tiny_checkpoint), temperature=2.0, pixel=1.0, pair=1.0, pair_grid=(2, 4))
-    card = load_checkpoint(tiny_checkpoint)["card"]
-    distiller = build_distiller(config, card["classes"], card["mean"], card["std"], torch.device("cpu"))
+    _, card = model_from_checkpoint(tiny_checkpoint)
+    distiller = build_distiller(config, card.classes, card.mean, card.std, torch.device("cpu"))
     distiller.train()
     assert not distiller.teacher.training and not any(p.requires_grad for p in distiller.teacher.parameters())
     student, _ = model_from_checkpoint(tiny_checkpoint)
@@ -76,7 +76,7 @@ def test_distiller_feeds_the_teacher_its_own_normalisation(tiny_checkpoint: Path
     distiller = Distiller(DistillConfig(teacher=str(tiny_checkpoint)), teacher, card, student_mean, student_std)
     pixels = torch.rand(1, 3, 4, 4)
     as_student = (pixels - 0.5) / 0.25
-    expected = (pixels - torch.tensor(card["mean"]).view(1, 3, 1, 1)) / torch.tensor(card["std"]).view(1, 3, 1, 1)
+    expected = (pixels - torch.tensor(card.mean).view(1, 3, 1, 1)) / torch.tensor(card.std).view(1, 3, 1, 1)
     assert torch.allclose(as_student * distiller.scale + distiller.shift, expected, atol=1e-6)
 
 
@@ -105,8 +105,8 @@ def test_distilled_training_logs_kd_terms_and_leaves_the_teacher_file_alone(
 
 def test_holistic_term_trains_its_discriminator_and_reaches_the_student(tiny_checkpoint: Path) -> None:
     config = DistillConfig(teacher=str(tiny_checkpoint), pixel=0.0, holistic=1.0, holistic_lr=1e-2)
-    card = load_checkpoint(tiny_checkpoint)["card"]
-    distiller = build_distiller(config, card["classes"], card["mean"], card["std"], torch.device("cpu"))
+    _, card = model_from_checkpoint(tiny_checkpoint)
+    distiller = build_distiller(config, card.classes, card.mean, card.std, torch.device("cpu"))
     assert distiller.discriminator is not None
     critic = copy.deepcopy(distiller.discriminator.state_dict())
     teacher = copy.deepcopy(distiller.teacher.state_dict())

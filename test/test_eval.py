@@ -16,15 +16,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from semseg_ros.cli import main
+from semseg_ros.data.config import DataConfig
 from semseg_ros.data.datasets import build_dataset
+from semseg_ros.eval.dataset_eval import evaluate_files, evaluate_model
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.pictures import CAPTION_HEIGHT, caption_strip
 from semseg_ros.eval.predict import run_predict, run_video
-from semseg_ros.eval.runner import evaluate_files, evaluate_model
 from semseg_ros.eval.tta import probabilities
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import IGNORE
-from semseg_ros.train.config import DataConfig
 
 
 def direct_road_metrics(probs: list[np.ndarray], roads: list[np.ndarray], valids: list[np.ndarray]) -> dict[str, float]:
@@ -225,7 +225,7 @@ def test_eval_cli_from_config_and_json(
 
 
 def test_ignore_labels_do_not_count(tiny_checkpoint: Path) -> None:
-    from semseg_ros.eval.runner import Accumulator
+    from semseg_ros.eval.dataset_eval import Accumulator
     from semseg_ros.labels import get_label_set
 
     accumulator = Accumulator(get_label_set("cityscapes19"), None)

@@ -178,13 +178,13 @@ def test_stamps_beyond_the_slop_are_never_fused(ros: Any, drive: KittiDrive) -> 
     with running(drive) as (node, probe):
         exchange(probe, cloud_msg(xyz, 200.0), mask_msg(mask, 200.0))
         fused = -1
-        while fused != node.counts["fused"]:  # exchange() may have sent the pair twice, reliably: let every copy land
-            fused = node.counts["fused"]
+        while fused != node.stats.fused:  # exchange() may have sent the pair twice, reliably: let every copy land
+            fused = node.stats.fused
             time.sleep(1.0)
         assert exchange(probe, cloud_msg(xyz, 201.0), mask_msg(mask, 201.1), expect=False) is None
-        assert node.counts["fused"] == fused
+        assert node.stats.fused == fused
         exchange(probe, cloud_msg(xyz, 202.5), mask_msg(mask, 202.5))  # a pair 1 s newer flushes the stale ones
-        assert node.counts["fused"] > fused and sum(node.sync.stats.unmatched.values()) >= 1
+        assert node.stats.fused > fused and sum(node.sync.stats.unmatched.values()) >= 1
 
 
 def test_odd_layouts_nans_and_bad_input_are_survived(ros: Any, drive: KittiDrive) -> None:
@@ -195,16 +195,16 @@ def test_odd_layouts_nans_and_bad_input_are_survived(ros: Any, drive: KittiDrive
         out = exchange(probe, cloud_msg(with_nans, 300.0, "ouster"), mask_msg(mask, 300.0))
         fields = decode(out)
         assert np.isfinite(fields["x"]).all() and (fields["label"] != 255).all() and "intensity" in fields
-        start = dict(node.counts)
+        start = node.stats.counts()
         probe.points_pub.publish(cloud_msg(xyz, 301.0, "no_z"))
         probe.mask_pub.publish(mask_msg(mask, 301.0))
-        assert wait_for(lambda: node.counts["rejected_cloud"] > start["rejected_cloud"])
+        assert wait_for(lambda: node.stats.rejected_cloud > start["rejected_cloud"])
         probe.points_pub.publish(cloud_msg(xyz[:0], 302.0))
         probe.mask_pub.publish(mask_msg(mask, 302.0))
-        assert wait_for(lambda: node.counts["rejected_cloud"] > start["rejected_cloud"] + 1)
+        assert wait_for(lambda: node.stats.rejected_cloud > start["rejected_cloud"] + 1)
         probe.points_pub.publish(cloud_msg(xyz, 303.0))
         probe.mask_pub.publish(mask_msg(mask, 303.0, encoding="bgr8"))  # a colour image is no class mask
-        assert wait_for(lambda: node.counts["rejected_mask"] > start["rejected_mask"])
+        assert wait_for(lambda: node.stats.rejected_mask > start["rejected_mask"])
         assert exchange(probe, cloud_msg(xyz, 304.0), mask_msg(mask, 304.0)) is not None  # still fusing
 
 
@@ -236,10 +236,10 @@ def test_camera_stream_stopping_and_resuming(ros: Any, drive: KittiDrive) -> Non
         for step in range(1, 31):  # the camera stops: clouds only, for 3 s of stamps
             probe.points_pub.publish(cloud_msg(xyz, 700.0 + 0.1 * step))
             time.sleep(0.01)
-        assert wait_for(lambda: node.sync.stats.unmatched["a"] >= 20)  # type: ignore[index]
-        assert len(probe.clouds) == before and len(node.sync.queues["a"]) <= 5  # nothing fused, nothing piling up
+        assert wait_for(lambda: node.sync.stats.unmatched["points"] >= 20)
+        assert len(probe.clouds) == before and len(node.sync.queues["points"]) <= 5  # nothing fused, nothing piling up
         assert exchange(probe, cloud_msg(xyz, 704.0), mask_msg(mask, 704.0)) is not None  # the camera is back
-        assert node.counts["failed"] == 0
+        assert node.stats.failed == 0
 
 
 def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive: KittiDrive) -> None:
@@ -266,7 +266,7 @@ def test_sim_time_clock_reset_keeps_diagnostics_and_fusion_going(ros: Any, drive
         run_clock(clock_pub, 5.0, 3.0)  # the bag loops with --clock: time jumps back by 995 s
         assert wait_for(lambda: any(5 <= d.header.stamp.sec < 1000 for d in diagnostics[count:]), timeout=5)
         assert exchange(probe, cloud_msg(xyz, 6.0), mask_msg(mask, 6.0)) is not None
-        assert node.counts["failed"] == 0
+        assert node.stats.failed == 0
 
 
 @pytest.mark.parametrize("layout", ["object", "tracking", "odometry"])
@@ -292,7 +292,7 @@ def test_kitti_object_tracking_and_odometry_calibrations_fuse(ros: Any, drive: K
         out = exchange(probe, cloud_msg(xyz, 800.0), mask_msg(mask, 800.0))
         expected = label_points(xyz, mask, drive.calibration)
         np.testing.assert_array_equal(decode(out)["label"], expected.labels)
-        assert node.counts["failed"] == 0
+        assert node.stats.failed == 0
 
 
 def camera_info_msg(k: np.ndarray, d: list[float], p: np.ndarray, size: tuple[int, int], stamp: float) -> Any:
@@ -377,10 +377,10 @@ def remote_set(probe: Node, node_name: str, name: str, value: Any) -> Any:
 def test_bad_structured_parameters_are_refused_and_the_node_lives(ros: Any, drive: KittiDrive, name: str, value: str, reason: str) -> None:
     xyz, mask = frame_data(drive, 0)
     with running(drive) as (node, probe):
-        before = (node.config[name], node.clustering)
+        before = (getattr(node.config, name), node.clustering)
         result = remote_set(probe, "fusion_node", name, value)
         assert not result.successful and reason in result.reason, result.reason
-        assert (node.config[name], node.clustering) == before and node.counts["rejected_parameters"] == 1
+        assert (getattr(node.config, name), node.clustering) == before and node.stats.rejected_parameters == 1
         assert remote_set(probe, "fusion_node", "cluster_rules", '{"car": {"radius": 0.5}}').successful  # still answering
         assert node.clustering.rules[TRAIN.classes.index("car")].radius == 0.5
         assert exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0)) is not None
@@ -410,8 +410,8 @@ def test_malformed_latched_labels_never_end_the_node(ros: Any, drive: KittiDrive
     publisher.publish(String(data=text))  # before the node starts: delivered on subscription
     try:
         with running(drive) as (node, probe):
-            assert wait_for(lambda: node.counts["rejected_labels"] == 1)
-            assert node.classes == TRAIN.classes and node.counts["callback_errors"] == 0
+            assert wait_for(lambda: node.stats.rejected_labels == 1)
+            assert node.classes == TRAIN.classes and node.stats.callback_errors == 0
             assert exchange(probe, cloud_msg(xyz, 950.0), mask_msg(mask, 950.0)) is not None
     finally:
         latch.destroy_node()
@@ -442,13 +442,13 @@ def test_a_mask_arriving_before_an_older_one_is_still_fused(ros: Any, drive: Kit
         before = len(probe.clouds)
         probe.mask_pub.publish(mask_msg(mask, 1100.5))
         probe.mask_pub.publish(mask_msg(mask, 1100.1))
-        assert wait_for(lambda: len(node.sync.queues["b"]) == 2)  # both masks wait, in stamp order
+        assert wait_for(lambda: len(node.sync.queues["mask"]) == 2)  # both masks wait, in stamp order
         probe.points_pub.publish(cloud_msg(xyz, 1100.1))
         assert wait_for(lambda: len(probe.clouds) == before + 1)
         probe.points_pub.publish(cloud_msg(xyz, 1100.5))
         assert wait_for(lambda: len(probe.clouds) == before + 2)
         stamps = [(c.header.stamp.sec, c.header.stamp.nanosec) for c in probe.clouds[before:]]
-        assert stamps == [(1100, 100_000_000), (1100, 500_000_000)] and node.sync.stats.unmatched == {"a": 0, "b": 0}
+        assert stamps == [(1100, 100_000_000), (1100, 500_000_000)] and node.sync.stats.unmatched == {"points": 0, "mask": 0}
 
 
 @settings(max_examples=200, deadline=None)
@@ -466,17 +466,18 @@ def test_pairing_goes_by_stamp_whatever_the_arrival_order(data: Any) -> None:
     def msg(stream: str, stamp: float) -> Any:
         return SimpleNamespace(stream=stream, header=SimpleNamespace(stamp=SimpleNamespace(sec=int(stamp), nanosec=round(stamp % 1 * 1e9))))
 
-    arrivals = [msg("a", s) for s in data.draw(st.permutations(stamps))] + [msg("b", s) for s in data.draw(st.permutations(stamps))]
+    arrivals = [msg("points", s) for s in data.draw(st.permutations(stamps))] + [msg("mask", s) for s in data.draw(st.permutations(stamps))]
     order = data.draw(st.permutations(range(len(arrivals))))
     a_order = [i for i in order if i < frames]
     b_order = [i for i in order if i >= frames]
     assert len(a_order) == len(b_order) == frames
     pairs: list[tuple[Any, Any]] = []
-    sync = ApproximateSync(lambda a, b: pairs.append((a, b)), slop=0.02, queue_size=frames)
+    sync = ApproximateSync(lambda a, b: pairs.append((a, b)), ("points", "mask"), slop=0.02, queue_size=frames)
     for index in order:
         sync.add(arrivals[index].stream, arrivals[index])
     assert sorted(round(a.header.stamp.nanosec / 1e8) for a, _ in pairs) == sorted(round(s % 1 * 10) for s in stamps)
-    assert all(a.header.stamp == b.header.stamp for a, b in pairs) and sync.stats.unmatched == {"a": 0, "b": 0}
+    assert all(a.header.stamp == b.header.stamp for a, b in pairs) and sync.stats.unmatched == {"points": 0, "mask": 0}
+    assert all((a.stream, b.stream) == ("points", "mask") for a, b in pairs)  # the callback gets the streams in their named order
 
 
 def test_diagnostics_keep_coming_while_sim_time_stands_still(ros: Any, drive: KittiDrive) -> None:

@@ -321,7 +321,7 @@ def test_segmentation_node_rejects_a_png_bomb_from_its_header(segmentation: Any)
     node._process(CompressedImage(format="png", data=png_bomb()))
     assert (node.stats.rejected, node.stats.failed) == (rejected + 1, failed)
     assert time.perf_counter() - start < 1.0, "refused from the header, before any decoding"
-    assert node.config["max_image_pixels"] == 50_000_000
+    assert node.config.max_image_pixels == 50_000_000
 
 
 def test_segmentation_node_answers_a_good_frame_after_the_fuzzing(segmentation: Any) -> None:
@@ -348,12 +348,12 @@ def fusion(ros: Any, calib_dir: Path) -> Any:
 def test_fusion_node_counts_garbage_and_never_raises(fusion: Any, cloud: PointCloud2, mask: Image, good_mask: bool) -> None:
     if good_mask:  # let clouds reach the fusion math
         mask = make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8")
-    before = sum(fusion.counts.values())
-    counts = dict(fusion.counts)
+    before = sum(fusion.stats.counts().values())
+    counts = fusion.stats.counts()
     fusion._fuse(cloud, mask)
-    event(next(name for name, value in fusion.counts.items() if value > counts[name]))
-    assert fusion.counts["failed"] == 0
-    assert sum(fusion.counts.values()) == before + 1
+    event(next(name for name, value in fusion.stats.counts().items() if value > counts[name]))
+    assert fusion.stats.failed == 0
+    assert sum(fusion.stats.counts().values()) == before + 1
 
 
 def test_fusion_node_fuses_a_good_pair_after_the_fuzzing(fusion: Any) -> None:
@@ -361,9 +361,9 @@ def test_fusion_node_fuses_a_good_pair_after_the_fuzzing(fusion: Any) -> None:
     cloud = PointCloud2(height=1, width=3, point_step=12, row_step=36, is_bigendian=False)
     cloud.fields = [PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
     cloud.data = xyz.tobytes()
-    fused = fusion.counts["fused"]
+    fused = fusion.stats.fused
     fusion._fuse(cloud, make_image_msg(np.zeros((375, 1242, 3), np.uint8), "mono8"))
-    assert fusion.counts["fused"] == fused + 1 and fusion.counts["failed"] == 0
+    assert fusion.stats.fused == fused + 1 and fusion.stats.failed == 0
 
 
 # ---------------------------------------------------------------- every subscription and every parameter
@@ -452,9 +452,9 @@ def drive_parameter(node: Any, schema: Any, data: Any, errors: Any) -> None:
         assert errors() == before, f"{param.name}={value!r} reached the safety net instead of a check"
         if result.successful:
             assert param.check(value) is None and param.live
-            assert node.config[param.name] == value
+            assert getattr(node.config, param.name) == value
         else:
-            assert result.reason and node.config[param.name] == original
+            assert result.reason and getattr(node.config, param.name) == original
     finally:
         node.set_parameters([Parameter(param.name, value=original)])
 
@@ -493,7 +493,7 @@ def test_every_segmentation_parameter_takes_any_value_or_refuses_it(segmentation
 @given(st.data())
 def test_every_fusion_parameter_takes_any_value_or_refuses_it(fusion_everything: Any, data: Any) -> None:
     node = fusion_everything
-    drive_parameter(node, FUSION_PARAMS, data, lambda: node.counts["callback_errors"])
+    drive_parameter(node, FUSION_PARAMS, data, lambda: node.stats.callback_errors)
 
 
 @NODE_FUZZ
@@ -507,4 +507,4 @@ def test_every_segmentation_subscription_survives_any_message(segmentation: Any,
 @given(st.data())
 def test_every_fusion_subscription_survives_any_message(fusion_everything: Any, data: Any) -> None:
     node = fusion_everything
-    drive_subscriptions(node, data, lambda: node.counts["callback_errors"] + node.counts["failed"])
+    drive_subscriptions(node, data, lambda: node.stats.callback_errors + node.stats.failed)

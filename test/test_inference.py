@@ -20,6 +20,7 @@ from semseg_ros.inference.cache import tensorrt_available
 from semseg_ros.inference.export import export_onnx, parity_check, sha256
 from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter, _cpu_labels, preprocess_cpu
 from semseg_ros.models.checkpoint import model_from_checkpoint
+from semseg_ros.node_params import SYNTHETIC_MODEL
 
 INT8_AGREEMENT = 0.99  # shipped model, INT8 vs fp32 labels on the fixture val images: measured 0.997 (both runtimes)
 
@@ -39,8 +40,8 @@ def test_torch_backend_matches_a_manual_forward_pass(tiny_checkpoint: Path) -> N
     assert result.road_probability is not None and set(result.timings) == {"preprocess", "infer", "postprocess"}
     model, card = model_from_checkpoint(tiny_checkpoint)
     x = torch.from_numpy(picture).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=tuple(card["input_size"]), mode="bilinear", align_corners=False)
-    x = (x / 255 - torch.tensor(card["mean"]).view(1, 3, 1, 1)) / torch.tensor(card["std"]).view(1, 3, 1, 1)
+    x = F.interpolate(x, size=card.input_size, mode="bilinear", align_corners=False)
+    x = (x / 255 - torch.tensor(card.mean).view(1, 3, 1, 1)) / torch.tensor(card.std).view(1, 3, 1, 1)
     with torch.no_grad():
         logits = F.interpolate(model(x), size=(75, 250), mode="bilinear", align_corners=False)
     expected = logits.argmax(1)[0].numpy()
@@ -52,7 +53,7 @@ def test_torch_backend_matches_a_manual_forward_pass(tiny_checkpoint: Path) -> N
 def test_onnx_export_parity_and_onnxruntime_backend(tiny_checkpoint: Path, tmp_path: Path) -> None:
     onnx_path = export_onnx(tiny_checkpoint, tmp_path / "tiny.onnx")
     card = onnx_metadata(onnx_path)
-    assert card["input_size"] == [64, 192] and card["classes"][0] == "road" and len(card["source_sha256"]) == 64
+    assert card.input_size == (64, 192) and card.classes[0] == "road" and len(card.source_sha256) == 64
     parity = parity_check(tiny_checkpoint, onnx_path)
     assert parity.label_agreement >= 0.999 and parity.max_abs_diff < 1e-3
     torch_seg = Segmenter.from_path(tiny_checkpoint, backend="torch", device="cpu")
@@ -129,7 +130,7 @@ def test_export_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.Captur
         main(["export", "--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--height", "96", "--width", "320"]) == 0
     )
     assert "labels agree on" in capsys.readouterr().out
-    assert onnx_metadata(tmp_path / "m.onnx")["input_size"] == [96, 320]
+    assert onnx_metadata(tmp_path / "m.onnx").input_size == (96, 320)
     assert (
         main(["export", "--checkpoint", str(tiny_checkpoint), "--onnx", str(tmp_path / "x.onnx"), "--height", "100", "--width", "320"]) == 2
     )
@@ -239,7 +240,7 @@ def test_int8_is_calibrated_cached_and_used_by_default_only_when_verified(
         Segmenter.from_path(tiny_checkpoint, device="cpu", cache_dir=cache, precision="int8")
     int8 = Segmenter.from_path(tiny_checkpoint, backend="onnxruntime", precision="int8", calibration=calibration, cache_dir=cache)
     (int8_file,) = cache.glob("*-int8-*.onnx")
-    sha = onnx_metadata(int8_file)["source_sha256"]
+    sha = onnx_metadata(int8_file).source_sha256
     assert sha == sha256(tiny_checkpoint) and f"-int8-{sha[:16]}-" in int8_file.name
     assert "QuantizeLinear" in {node.op_type for node in __import__("onnx").load(str(int8_file)).graph.node}
     stamp = int8_file.stat().st_mtime_ns
@@ -273,7 +274,7 @@ def test_int8_is_calibrated_cached_and_used_by_default_only_when_verified(
 
 
 def test_int8_of_the_shipped_model_stays_close_to_fp32(cityscapes_root: Path, tmp_path: Path) -> None:
-    model = Path(__file__).resolve().parents[1] / "models" / "synthetic_unet_mobilenet.pt"
+    model = Path(__file__).resolve().parents[1] / "models" / SYNTHETIC_MODEL
     calibration = cityscapes_root / "leftImg8bit" / "train"
     fp32 = Segmenter.from_path(model, backend="onnxruntime", precision="fp32", cache_dir=tmp_path)
     pictures = [cv2.imread(str(p))[:, :, ::-1].copy() for p in sorted((cityscapes_root / "leftImg8bit" / "val").rglob("*.png"))]

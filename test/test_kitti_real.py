@@ -13,6 +13,7 @@ from semseg_ros.data.kitti_object import box_mask, class_for_type, read_kitti_la
 from semseg_ros.fusion.cluster import ClassRule, ClusterSettings, cluster_points
 from semseg_ros.fusion.label_points import label_points
 from semseg_ros.labels import get_label_set
+from semseg_ros.node_params import REAL_MODEL
 
 REAL = Path(__file__).parent / "data" / "kitti_real"
 OBJECT = REAL / "object"
@@ -113,7 +114,7 @@ def test_mask_drawn_from_real_boxes_labels_the_points_inside_them(label_set_name
             if inside.sum() >= 30:
                 checked += 1
                 # within 1 m of the box, not of its centre: a 12 m truck seen from behind shows only its rear
-                centres = np.array([c.centroid for c in clusters if c.label == class_id]).reshape(-1, 3)
+                centres = np.array([points[c.indices, :3].mean(axis=0) for c in clusters if c.label == class_id]).reshape(-1, 3)
                 assert box.contains_rect(velo_to_rect(centres, calibration), margin=1.0).any(), f"{frame} {box.type}: no cluster centre within 1 m"
     assert inside_total > 400 and checked >= 3
     assert right_total >= 0.99 * inside_total, f"{right_total} of {inside_total} in-box points got their box's class"
@@ -126,7 +127,7 @@ def test_shipped_real_model_labels_the_points_of_real_objects(tmp_path: Path) ->
     from semseg_ros.eval.object_points import ObjectPointCounts, object_point_counts
     from semseg_ros.inference.segmenter import Segmenter
 
-    model = Path(__file__).parents[1] / "models" / "camvid_unet_mobilenet.pt"
+    model = Path(__file__).parents[1] / "models" / REAL_MODEL
     segmenter = Segmenter.from_path(model, backend="onnxruntime", input_size=(256, 832), cache_dir=tmp_path)
     label_set = get_label_set(segmenter.card.label_set)
     total = ObjectPointCounts()

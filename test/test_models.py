@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.models.card import ModelCard
 from semseg_ros.models.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint
 from semseg_ros.models.factory import ModelConfig, ResidualDecoderStage, build_model
 from semseg_ros.models.summary import summarize
@@ -80,9 +81,9 @@ CARD = {
 
 def test_checkpoint_alone_rebuilds_the_model(tmp_path: Path) -> None:
     model = build_model(ModelConfig(arch="unet", encoder="mobilenet_v2"), 2).eval()
-    save_checkpoint(tmp_path / "ck.pt", model, CARD)
+    save_checkpoint(tmp_path / "ck.pt", model, ModelCard.from_dict(CARD))
     rebuilt, card = model_from_checkpoint(tmp_path / "ck.pt")
-    assert card == CARD
+    assert card == ModelCard.from_dict(CARD) and card.model.decoder_res_blocks == 0  # defaults filled in
     images = torch.randn(1, 3, 64, 128)
     with torch.no_grad():
         assert torch.equal(model(images), rebuilt(images))
@@ -91,7 +92,7 @@ def test_checkpoint_alone_rebuilds_the_model(tmp_path: Path) -> None:
 
 def test_bad_checkpoints_are_refused(tmp_path: Path) -> None:
     model = build_model(ModelConfig(arch="unet", encoder="mobilenet_v2"), 2)
-    save_checkpoint(tmp_path / "ck.pt", model, CARD)
+    save_checkpoint(tmp_path / "ck.pt", model, ModelCard.from_dict(CARD))
     data = (tmp_path / "ck.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(SemsegError, match="not a readable semseg_ros checkpoint"):

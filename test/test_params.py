@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,19 @@ import pytest
 import yaml
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.node_params import NODES, SEGMENTATION_PARAMS, check_params_file, params_file_warnings, validate_params_file
+from semseg_ros.fusion.settings import ClassRule, FusionSettings
+from semseg_ros.node_params import (
+    CONFIGS,
+    NODES,
+    REAL_MODEL,
+    SEGMENTATION_PARAMS,
+    SYNTHETIC_MODEL,
+    FusionConfig,
+    SegmentationConfig,
+    check_params_file,
+    params_file_warnings,
+    validate_params_file,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +126,8 @@ def test_ros2_param_dump_output_is_accepted(ros: None, tiny_checkpoint: Path, tm
     assert validate_params_file(dump) == [] and params_file_warnings(dump) == []
     capfd.readouterr()
     again = FusionNode(cli_args=["--ros-args", "--params-file", str(path)])
-    assert again.config == {name: value for name, value in dump["/fusion_node"]["ros__parameters"].items() if name in again.config}
+    stored = again.config.as_dict()
+    assert stored == {name: value for name, value in dump["/fusion_node"]["ros__parameters"].items() if name in stored}
     again.destroy_node()
     assert "WARN" not in capfd.readouterr().err
 
@@ -127,3 +141,52 @@ def test_a_typo_in_a_wildcard_section_is_warned_by_the_node(ros: None, tmp_path:
     node = FusionNode(cli_args=["--ros-args", "--params-file", str(path)])
     node.destroy_node()
     assert "parameter slpo is given but no semseg_ros node declares it; ignored (did you mean slop?)" in capfd.readouterr().err
+
+
+# Values of config/kitti.yaml that differ from the schema defaults on purpose, and why. Any other
+# difference is a default written twice that drifted.
+KITTI_OVERRIDES = {
+    ("segmentation_node", "fp16"): "KITTI runs opt into half precision on CUDA (ignored on a CPU)",
+    ("segmentation_node", "input_height"): "256x832 keeps KITTI's 1242x375 shape (the model's own size is 0, 0)",
+    ("segmentation_node", "input_width"): "see input_height",
+    ("fusion_node", "calibration_source"): "kitti2bag publishes camera_info; the schema default reads calib files",
+    ("fusion_node", "lidar_to_camera"): "KITTI 2011_09_26's extrinsic, for the camera_info source",
+}
+
+
+def test_kitti_yaml_values_are_the_schema_defaults_or_listed_overrides() -> None:
+    data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
+    differing = {
+        (node, p.name) for node, params in NODES.items() for p in params if data[node]["ros__parameters"][p.name] != p.default
+    }
+    assert differing == set(KITTI_OVERRIDES)
+
+
+def test_typed_configs_have_one_field_per_parameter_of_its_type() -> None:
+    types = {bool: "bool", int: "int", float: "float", str: "str", list: "Sequence[float]"}
+    for node, config in CONFIGS.items():
+        fields = dataclasses.fields(config)
+        assert [f.name for f in fields] == [p.name for p in NODES[node]], node
+        for field, param in zip(fields, NODES[node], strict=True):
+            assert field.type == types[type(param.default)], param.name  # annotations are strings (postponed)
+            assert field.default is dataclasses.MISSING, f"{param.name}: the default lives in the Param only"
+        defaults = config.defaults()
+        assert defaults.as_dict() == {p.name: p.default for p in NODES[node]}
+        with pytest.raises(SemsegError, match="missing parameters"):
+            config.from_values({})
+
+
+def test_fusion_and_cluster_settings_take_the_parameter_defaults() -> None:
+    config = FusionConfig.defaults()
+    assert config.fusion_settings() == FusionSettings()
+    assert (config.cluster_radius, config.cluster_min_points, config.voxel_size) == (ClassRule().radius, ClassRule().min_points, 0.0)
+    changed = config.updated({"min_depth": 2.0, "slop": 0.1, "model": "ignored.pt"})
+    assert changed.fusion_settings().min_depth == 2.0 and changed.slop == 0.1 and config.min_depth == FusionSettings().min_depth
+    assert SegmentationConfig.defaults().input_size is None
+    assert SegmentationConfig.defaults().updated({"input_height": 256, "input_width": 832}).input_size == (256, 832)
+
+
+def test_the_default_model_is_one_shipped_file() -> None:
+    data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
+    assert SegmentationConfig.defaults().model == REAL_MODEL == data["segmentation_node"]["ros__parameters"]["model"]
+    assert (ROOT / "models" / REAL_MODEL).is_file() and (ROOT / "models" / SYNTHETIC_MODEL).is_file()

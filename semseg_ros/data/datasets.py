@@ -16,6 +16,7 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
+from semseg_ros.data.config import DataConfig
 from semseg_ros.data.images import MAX_IMAGE_PIXELS, header_size, read_label_png, read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, LabelSet, camvid32_color_lut, get_label_set
@@ -206,8 +207,8 @@ def camvid_samples(root: str | Path, split: str) -> list[Sample]:
     return _pairs(images, label, "camvid", f"CamVid {split}")
 
 
-def build_dataset(data_config: Any, split: str, transform: Transform | None = None) -> SegmentationDataset:
-    """The dataset described by a `DataConfig` section."""
+def build_dataset(data_config: DataConfig, split: str, transform: Transform | None = None) -> SegmentationDataset:
+    """The dataset described by a `data` config section (train, val or test `split`)."""
     fmt = data_config.format
     if fmt == "cityscapes":
         samples = cityscapes_samples(data_config.root, split, coarse=data_config.coarse)

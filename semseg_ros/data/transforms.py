@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from semseg_ros.data.config import AugmentConfig
+
 
 class Pipeline:
     """Callable (image, mask) -> (normalised CHW float tensor, mask tensor), seedable per sample."""
@@ -31,7 +33,7 @@ class Pipeline:
         return torch.from_numpy(out["image"].transpose(2, 0, 1).copy()), torch.from_numpy(mask.copy()).long()
 
 
-def train_pipeline(size: tuple[int, int], augment: Any, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> Pipeline:
+def train_pipeline(size: tuple[int, int], augment: AugmentConfig, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> Pipeline:
     """Random resized crop to `size` (h, w), flip, colour, optional weather (one of rain/snow/fog/flare), normalise."""
     height, width = size
     aspect = width / height

@@ -2,12 +2,12 @@
 
 Per class, points (optionally voxel-downsampled) are linked when closer than the class radius
 (k nearest neighbours from a KD-tree, then connected components), all classes in one query;
-clusters with fewer than `min_points` points are dropped. Each cluster gets a centroid, an axis-aligned box and a yaw-oriented box (PCA in x-y).
+clusters with fewer than `min_points` points are dropped. Each cluster gets its axis-aligned maxima and a yaw-oriented box (PCA in x-y).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,29 +15,18 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-
-@dataclass
-class ClassRule:
-    radius: float = 0.6  # link points closer than this (metres)
-    min_points: int = 10
+from semseg_ros.fusion.settings import ClassRule as ClassRule  # re-exported
+from semseg_ros.fusion.settings import ClusterSettings
 
 
 @dataclass
 class Cluster:
     label: int
     indices: NDArray[np.int64]  # into the input cloud
-    centroid: NDArray[np.float64]
-    box_min: NDArray[np.float64]
-    box_max: NDArray[np.float64]
+    box_max: NDArray[np.float64]  # top corner of the axis-aligned box (x, y, z maxima)
     yaw: float  # orientation of the oriented box about z
     size: NDArray[np.float64]  # oriented box extents (length, width, height)
     center: NDArray[np.float64]  # oriented box centre
-
-
-@dataclass
-class ClusterSettings:
-    rules: dict[int, ClassRule] = field(default_factory=dict)  # class id -> rule; classes not listed are not clustered
-    voxel: float = 0.0  # voxel size for downsampling before linking (0 = off)
 
 
 def euclidean_components(points: NDArray[np.floating], radius: float | NDArray[np.floating], neighbours: int = 10) -> NDArray[np.int64]:
@@ -75,7 +64,7 @@ def _voxel_components(
 
 
 def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
-    """Centroid, min, max, yaw, oriented size and centre of consecutive segments of `xyz`, all at once.
+    """Max, yaw, oriented size and centre of consecutive segments of `xyz`, all at once.
 
     Segment j is xyz[starts[j] : starts[j] + counts[j]]. The yaw is the principal axis of the
     segment's x-y scatter (0.5 * atan2(2 sxy, sxx - syy)); the oriented box spans the points in that
@@ -102,7 +91,7 @@ def _segment_boxes(xyz: NDArray[np.float64], starts: NDArray[np.int64], counts: 
     mid_u, mid_v = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
     size = np.stack([u_hi - u_lo, v_hi - v_lo, high[:, 2] - low[:, 2]], axis=1)
     center = np.stack([c * mid_u - s * mid_v, s * mid_u + c * mid_v, (low[:, 2] + high[:, 2]) / 2], axis=1)
-    return mean, low, high, yaw, size, center
+    return high, yaw, size, center
 
 
 def cluster_points(
@@ -149,7 +138,7 @@ def cluster_points(
     for j, (start, size) in enumerate(zip(starts, sizes, strict=True)):
         indices = members[local[start : start + size]]
         ids[indices] = j
-        mean, low, high, yaw, extent, center = (values[j] for values in boxes)
+        high, yaw, extent, center = (values[j] for values in boxes)
         label = classes[component_group[kept[j]]][0]
-        clusters.append(Cluster(label, indices, mean, low, high, float(yaw), extent, center))
+        clusters.append(Cluster(label, indices, high, float(yaw), extent, center))
     return clusters, ids

@@ -16,19 +16,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from semseg_ros.calibration import Calibration
+from semseg_ros.fusion.settings import FusionSettings
 from semseg_ros.labels import IGNORE
 
 UNKNOWN = IGNORE
-
-
-@dataclass
-class FusionSettings:
-    min_depth: float = 0.5  # metres in front of the camera
-    max_depth: float = 0.0  # 0 = no limit
-    occlusion: bool = True
-    occlusion_window: int = 2  # half-size in pixels of the nearest-depth window
-    occlusion_tolerance: float = 0.3  # metres ...
-    occlusion_tolerance_ratio: float = 0.1  # ... plus this fraction of the depth
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 from numpy.typing import NDArray
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.models.card import ModelCard
 
 
 class Backend(Protocol):
@@ -217,8 +218,12 @@ class OpenVinoBackend:
         return np.stack([cv2.resize(ids, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT) for ids in small])
 
 
-def onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The model card embedded in an ONNX file by `semseg export`."""
+def onnx_metadata(path: str | Path) -> ModelCard:
+    """The model card embedded in an ONNX file by `semseg export` (metadata property `semseg_ros.card`).
+
+    Exports older than the card's argmax_in_graph and source_sha256 fields hold them only in the
+    properties `semseg_ros.argmax` and `semseg_ros.source_sha256`. Errors: SemsegError for an
+    unreadable file, no card, or a card that does not fit ModelCard (naming the key)."""
     import onnx
 
     try:
@@ -228,7 +233,11 @@ def onnx_metadata(path: str | Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if "semseg_ros.card" not in props:
         raise SemsegError(f"{path}: ONNX model has no semseg_ros metadata; export it with `semseg export`")
-    card = json.loads(props["semseg_ros.card"])
-    card["argmax_in_graph"] = props.get("semseg_ros.argmax") == "true"
-    card["source_sha256"] = props.get("semseg_ros.source_sha256", "")
-    return dict(card)
+    try:
+        card = json.loads(props["semseg_ros.card"])
+    except json.JSONDecodeError as exc:
+        raise SemsegError(f"{path}: semseg_ros.card metadata is not JSON ({exc}); re-export the model with `semseg export`") from None
+    if isinstance(card, dict):
+        card.setdefault("argmax_in_graph", props.get("semseg_ros.argmax") == "true")
+        card.setdefault("source_sha256", props.get("semseg_ros.source_sha256", ""))
+    return ModelCard.from_dict(card, f"{path}: semseg_ros.card")

@@ -61,7 +61,7 @@ def export_onnx(
 
     data = load_checkpoint(checkpoint)
     model, card = model_from_checkpoint(data)
-    height, width = input_size or tuple(card["input_size"])
+    height, width = input_size or card.input_size
     if height % 32 or width % 32:
         raise SemsegError(f"export size {height}x{width}: height and width must be multiples of 32 (the encoder stride)")
     network: nn.Module = _Argmax(model) if argmax else _Logits(model)
@@ -92,11 +92,12 @@ def export_onnx(
                 dynamo=False,
             )
         proto = onnx.load(tmp)
-        exported_card = {**card, "input_size": [height, width]}
+        exported = card.replace(input_size=(height, width), argmax_in_graph=argmax, source_sha256=sha256(checkpoint))
+        # semseg_ros.argmax and .source_sha256 repeat card fields for readers older than them in the card
         for key, value in (
-            ("semseg_ros.card", json.dumps(exported_card)),
+            ("semseg_ros.card", json.dumps(exported.to_dict())),
             ("semseg_ros.argmax", "true" if argmax else "false"),
-            ("semseg_ros.source_sha256", sha256(checkpoint)),
+            ("semseg_ros.source_sha256", exported.source_sha256),
             ("semseg_ros.dynamic", "true" if dynamic else "false"),
         ):
             prop = proto.metadata_props.add()
@@ -115,14 +116,14 @@ def parity_check(checkpoint: str | Path, onnx_path: str | Path, seed: int = 0) -
 
     model, _ = model_from_checkpoint(checkpoint)
     card = onnx_metadata(onnx_path)
-    height, width = card["input_size"]
+    height, width = card.input_size
     example = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, 3, height, width)).astype(np.float32))
     with torch.no_grad():
         reference = model(example)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (output,) = session.run(None, {"image": example.numpy()})
     expected_labels = reference.argmax(1).numpy()
-    if card["argmax_in_graph"]:
+    if card.argmax_in_graph:
         return Parity(float("nan"), float((output == expected_labels).mean()))
     diff = float(np.abs(output - reference.numpy()).max())
     return Parity(diff, float((output.argmax(1) == expected_labels).mean()))

@@ -20,7 +20,6 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +28,7 @@ from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.files import atomic_write
 from semseg_ros.inference.cache import cache_root
+from semseg_ros.models.card import ModelCard
 
 MAX_MIOU_DROP = 0.01  # INT8 may lose at most 1.0 mIoU point against fp32 to be used by default
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -63,7 +63,7 @@ def int8_path(onnx_path: str | Path, model_sha256: str, calib_key: str, cache_di
 
 
 def quantize_int8(
-    onnx_path: str | Path, out: str | Path, files: Sequence[Path], card: dict[str, Any], size: tuple[int, int] | None = None
+    onnx_path: str | Path, out: str | Path, files: Sequence[Path], card: ModelCard, size: tuple[int, int] | None = None
 ) -> Path:
     """Write `out`, the QDQ INT8 version of the fp32 `onnx_path`, calibrated on `files`; returns it.
 
@@ -77,9 +77,9 @@ def quantize_int8(
 
     from semseg_ros.inference.segmenter import preprocess_cpu
 
-    height, width = size or tuple(card["input_size"])
-    mean = np.asarray(card["mean"], np.float32) * 255.0
-    std = np.asarray(card["std"], np.float32) * 255.0
+    height, width = size or card.input_size
+    mean = np.asarray(card.mean, np.float32) * 255.0
+    std = np.asarray(card.std, np.float32) * 255.0
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -124,7 +124,7 @@ def cached_int8(
 
     card = onnx_metadata(onnx_path)
     files = calibration_images(calibration)
-    target = int8_path(onnx_path, card["source_sha256"] or sha256(onnx_path), calibration_key(files), cache_dir)
+    target = int8_path(onnx_path, card.source_sha256 or sha256(onnx_path), calibration_key(files), cache_dir)
     if not target.is_file():
         try:
             quantize_int8(onnx_path, target, files, card, size)
@@ -157,7 +157,7 @@ def find_verified_int8(
     from semseg_ros.inference.backends import onnx_metadata
     from semseg_ros.inference.export import sha256
 
-    model_sha = onnx_metadata(onnx_path)["source_sha256"] or sha256(onnx_path)
+    model_sha = onnx_metadata(onnx_path).source_sha256 or sha256(onnx_path)
     found = sorted(cache_root(cache_dir).glob(f"*-int8-{model_sha[:16]}-*.onnx"), key=os.path.getmtime, reverse=True)
     for path in found:
         runtimes = verified_runtimes(path)

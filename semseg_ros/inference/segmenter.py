@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +23,7 @@ from numpy.typing import NDArray
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.inference.backends import Backend, OnnxRuntimeBackend, OpenVinoBackend, TorchBackend, onnx_metadata
+from semseg_ros.models.card import ModelCard
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("auto", "fp32", "int8")
@@ -35,38 +35,6 @@ class Prediction:
     confidence: NDArray[np.uint8] | None = None  # (H, W) max softmax probability * 255
     road_probability: NDArray[np.uint8] | None = None  # (H, W) P(road) * 255 when the label set has road
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the model file says about itself."""
-
-    label_set: str
-    classes: tuple[str, ...]
-    colors: tuple[tuple[int, int, int], ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: tuple[int, int]  # (height, width) the network was trained to see
-    argmax_in_graph: bool = False
-
-    @staticmethod
-    def from_dict(card: dict[str, Any]) -> ModelCard:
-        try:
-            return ModelCard(
-                label_set=str(card["label_set"]),
-                classes=tuple(card["classes"]),
-                colors=tuple(tuple(int(v) for v in c) for c in card["colors"]),  # type: ignore[misc]
-                mean=tuple(float(v) for v in card["mean"]),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in card["std"]),  # type: ignore[arg-type]
-                input_size=(int(card["input_size"][0]), int(card["input_size"][1])),
-                argmax_in_graph=bool(card.get("argmax_in_graph", False)),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SemsegError(f"model card is incomplete or malformed ({exc!r}); re-export the model with this version") from None
-
-    @property
-    def road_index(self) -> int | None:
-        return self.classes.index("road") if "road" in self.classes else None
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -151,9 +119,7 @@ class Segmenter:
             model, card = model_from_checkpoint(path)
             if threads:
                 torch.set_num_threads(threads)
-            return cls(
-                TorchBackend(model, resolved, fp16=fp16, cuda_graphs=cuda_graphs), ModelCard.from_dict(card), input_size, keep_aspect
-            )
+            return cls(TorchBackend(model, resolved, fp16=fp16, cuda_graphs=cuda_graphs), card, input_size, keep_aspect)
         if backend == "tensorrt":
             if not tensorrt_available():
                 fix = "a .pt or .onnx model with backend torch or onnxruntime" if kind == ".engine" else "backend torch or onnxruntime"
@@ -162,14 +128,14 @@ class Segmenter:
                 )
             from semseg_ros.inference.trt_engine import load_backend
 
-            trt_backend, card_dict = load_backend(path, resolved, fp16=fp16, cache_dir=cache_dir, input_size=input_size)
-            return cls(trt_backend, ModelCard.from_dict(card_dict), input_size, keep_aspect)
+            trt_backend, card = load_backend(path, resolved, fp16=fp16, cache_dir=cache_dir, input_size=input_size)
+            return cls(trt_backend, card, input_size, keep_aspect)
         if kind == ".engine":
             raise SemsegError(f"{path}: a TensorRT engine needs backend tensorrt (or auto)")
         if backend == "openvino" and resolved.type != "cpu":
             raise SemsegError(f"backend openvino runs on the CPU, not {resolved}; use device cpu, or backend torch/tensorrt on CUDA")
         onnx_path = path if kind == ".onnx" else cached_onnx(path, cache_dir, input_size, dynamic=True)
-        model_card = ModelCard.from_dict(onnx_metadata(onnx_path))
+        model_card = onnx_metadata(onnx_path)
         if resolved.type == "cpu":
             candidates = _cpu_candidates(onnx_path, backend, precision, calibration, cache_dir, input_size or model_card.input_size)
         else:  # ONNX Runtime's CUDA provider: the fp32 model as exported

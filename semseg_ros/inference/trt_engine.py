@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from semseg_ros.files import atomic_write
 from semseg_ros.inference.backends import onnx_metadata
 from semseg_ros.inference.cache import cached_onnx
 from semseg_ros.inference.export import sha256
+from semseg_ros.models.card import ModelCard
 
 Log = Callable[[str], None]
 
@@ -58,7 +59,7 @@ def sidecar_for(onnx_path: Path, precision: str, device: torch.device, shapes: S
         "precision": precision,
         "shapes": None if shapes is None else {"min": list(shapes.min), "opt": list(shapes.opt), "max": list(shapes.max)},
         "onnx_sha256": sha256(onnx_path),
-        "card": onnx_metadata(onnx_path),
+        "card": onnx_metadata(onnx_path).to_dict(),
     }
 
 
@@ -96,7 +97,7 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
     """INT8 calibration over a folder of images (resized and normalised like the network input)."""
 
     def __init__(
-        self, images: list[Path], size: tuple[int, int], mean: list[float], std: list[float], cache_file: Path, device: torch.device
+        self, images: list[Path], size: tuple[int, int], mean: Sequence[float], std: Sequence[float], cache_file: Path, device: torch.device
     ):
         trt.IInt8EntropyCalibrator2.__init__(self)
         self.images, self.size, self.cache_file, self.device = images, size, cache_file, device
@@ -183,8 +184,7 @@ def build_engine(
         if not images:
             raise SemsegError(f"{calib_images}: no .png/.jpg images for INT8 calibration")
         config.set_flag(trt.BuilderFlag.INT8)
-        height, width = card["input_size"]
-        calibrator = EntropyCalibrator(images, (height, width), card["mean"], card["std"], onnx_path.with_suffix(".int8.calib"), device)
+        calibrator = EntropyCalibrator(images, card.input_size, card.mean, card.std, onnx_path.with_suffix(".int8.calib"), device)
         config.int8_calibrator = calibrator
     timing_path = onnx_path.with_name(f"{onnx_path.stem}.timing.cache")
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
@@ -267,8 +267,8 @@ def load_backend(
     cache_dir: str | Path | None = None,
     input_size: tuple[int, int] | None = None,
     force: bool = False,
-) -> tuple[TensorRTBackend, dict[str, Any]]:
-    """A backend for a .engine (with sidecar), an .onnx or a .pt (exported, built and cached on first use)."""
+) -> tuple[TensorRTBackend, ModelCard]:
+    """A backend for a .engine (with sidecar), an .onnx or a .pt (exported, built and cached on first use), and its model card."""
     if path.suffix == ".engine":
         sidecar_path = path.with_name(path.name + ".json")
         if not sidecar_path.is_file():
@@ -278,14 +278,14 @@ def load_backend(
         mismatch = {k: f"{sidecar.get(k)} -> {v}" for k, v in now.items() if sidecar.get(k) != v}
         if mismatch:
             raise SemsegError(f"{path} was built for another setup ({mismatch}); rebuild it with `semseg build-engine --force`")
-        return TensorRTBackend(path.read_bytes(), device), sidecar["card"]
+        return TensorRTBackend(path.read_bytes(), device), ModelCard.from_dict(sidecar.get("card"), f"{sidecar_path}: card")
     onnx_path = path if path.suffix == ".onnx" else cached_onnx(path, cache_dir, input_size)
     precision = "fp16" if fp16 else "fp32"
     engine_path, sidecar_path = engine_paths(onnx_path, precision, cache_dir)
     expected = sidecar_for(onnx_path, precision, device, None)
     reasons = ["--force"] if force else stale_reasons(sidecar_path, expected)
     if not reasons and engine_path.is_file():
-        return TensorRTBackend(engine_path.read_bytes(), device), expected["card"]
+        return TensorRTBackend(engine_path.read_bytes(), device), ModelCard.from_dict(expected["card"])
     print(f"semseg: building a TensorRT engine for {onnx_path.name} ({'; '.join(reasons)})", file=sys.stderr)
     data, sidecar = build_engine(onnx_path, engine_path, fp16=fp16, device=device, log=lambda m: print(m, file=sys.stderr))
-    return TensorRTBackend(data, device), sidecar["card"]
+    return TensorRTBackend(data, device), ModelCard.from_dict(sidecar["card"])

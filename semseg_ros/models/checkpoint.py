@@ -3,38 +3,23 @@
 A checkpoint is a dict saved by torch.save and read with `weights_only=True`:
     format: "semseg_ros.checkpoint/1"
     model_state: the SegmentationNet state dict
-    card: {model: ModelConfig dict, label_set, classes, colors, mean, std, input_size: [h, w]}
+    card: ModelCard.to_dict() (models/card.py)
     config: the resolved training config (optional), train_state: optimizer etc. (optional)
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from semseg_ros import schema
 from semseg_ros.errors import SemsegError
 from semseg_ros.files import atomic_writer
-from semseg_ros.models.factory import ModelConfig, SegmentationNet, build_model
+from semseg_ros.models.card import ModelCard
+from semseg_ros.models.factory import SegmentationNet, build_model
 
 FORMAT = "semseg_ros.checkpoint/1"
-CARD_KEYS = ("model", "label_set", "classes", "colors", "mean", "std", "input_size")
-
-
-def model_card(model_config: ModelConfig, label_set: Any, input_size: tuple[int, int] | list[int], mean: Any, std: Any) -> dict[str, Any]:
-    """What inference needs to rebuild and feed the network, stored in every checkpoint."""
-    return {
-        "model": {**dataclasses.asdict(model_config), "encoder_weights": None},
-        "label_set": label_set.name,
-        "classes": list(label_set.classes),
-        "colors": [list(c) for c in label_set.colors],
-        "mean": list(mean),
-        "std": list(std),
-        "input_size": list(input_size),
-    }
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -43,12 +28,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, handle)
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, card: dict[str, Any], **extra: Any) -> None:
-    missing = [k for k in CARD_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"model card lacks {missing}")
+def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, **extra: Any) -> None:
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-    atomic_save({"format": FORMAT, "model_state": state, "card": card, **extra}, path)
+    atomic_save({"format": FORMAT, "model_state": state, "card": card.to_dict(), **extra}, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -68,12 +50,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def model_from_checkpoint(
     source: str | Path | dict[str, Any], map_location: str | torch.device = "cpu"
-) -> tuple[SegmentationNet, dict[str, Any]]:
-    """Rebuild the network from a checkpoint alone; returns (model in eval mode, card)."""
+) -> tuple[SegmentationNet, ModelCard]:
+    """Rebuild the network from a checkpoint alone; returns (model in eval mode, card).
+
+    Errors: SemsegError for an unreadable file, a card that does not fit ModelCard (naming the key)
+    or weights that do not fit the card's architecture."""
     data = source if isinstance(source, dict) else load_checkpoint(source, map_location)
-    card = data["card"]
-    model_config = schema.load(ModelConfig, {**card["model"], "encoder_weights": None}, "card.model")
-    model = build_model(model_config, len(card["classes"]))
+    card = ModelCard.from_dict(data.get("card"), "checkpoint card")
+    model = build_model(card.model, len(card.classes))
     try:
         model.load_state_dict(data["model_state"])
     except RuntimeError as exc:
@@ -95,6 +79,6 @@ def pack_checkpoint(source: str | Path, target: str | Path, half: bool = False) 
     data = load_checkpoint(source)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in data["model_state"].items()}
     atomic_save(
-        {"format": FORMAT, "model_state": state, "card": data["card"], "config": data.get("config"), "metrics": data.get("metrics")}, target
+        {"format": FORMAT, "model_state": state, "card": ModelCard.from_dict(data.get("card"), f"{source}: card").to_dict(), "config": data.get("config"), "metrics": data.get("metrics")}, target
     )
     return Path(target)

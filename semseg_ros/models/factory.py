@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -17,23 +16,13 @@ import torchvision
 from torch import nn
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.models.card import ModelConfig  # re-exported: the `model` config section
 
 SMP_ARCHS = {"unet": smp.Unet, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 TORCHVISION_ARCHS = {
     "fcn_resnet50": torchvision.models.segmentation.fcn_resnet50,
     "deeplabv3_resnet50": torchvision.models.segmentation.deeplabv3_resnet50,
 }
-
-
-@dataclass
-class ModelConfig:
-    arch: Literal["unet", "fpn", "deeplabv3plus", "fcn_resnet50", "deeplabv3_resnet50"] = "fpn"
-    encoder: str = "resnext50_32x4d"
-    encoder_weights: str | None = None  # a local .pth file, or null for random initialisation
-    decoder_res_blocks: int = 0  # unet: residual blocks after each decoder stage (the seed's variant)
-    decoder_channels: list[int] | None = None  # unet: channels per decoder stage (smp default when null)
-    fpn_channels: list[int] | None = None  # fpn: [pyramid, segmentation] channels (smp default [256, 128])
-    aux_head: bool = False  # auxiliary segmentation head on the stride-16 features
 
 
 class ResidualBlock(nn.Module):

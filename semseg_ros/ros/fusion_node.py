@@ -12,9 +12,9 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
 from rclpy.clock import Clock, ClockType
@@ -25,12 +25,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from semseg_ros.calibration import Calibration
+from semseg_ros.calibration import Calibration, rigid_from_pose
 from semseg_ros.errors import CalibrationError, SemsegError
 from semseg_ros.fusion.cluster import ClassRule, Cluster, ClusterSettings, cluster_points
-from semseg_ros.fusion.label_points import FusionSettings, label_points
+from semseg_ros.fusion.label_points import label_points
 from semseg_ros.labels import LABEL_SETS, get_label_set, palette_array
-from semseg_ros.node_params import FUSION_NODE, FUSION_PARAMS, load_json, parse_class_names, parse_cluster_rules, parse_colors
+from semseg_ros.node_params import FUSION_NODE, FusionConfig, load_json, parse_class_names, parse_cluster_rules, parse_colors
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import mask_from_image
 from semseg_ros.ros.diagnostics import diagnostics_message, latency_values
@@ -42,15 +42,33 @@ from semseg_ros.ros.sync import ApproximateSync
 STAGES = ("decode", "label", "cluster", "publish", "total")
 
 
-def cluster_settings(config: dict[str, Any], classes: tuple[str, ...], strict: str | None = None) -> tuple[ClusterSettings, list[str]]:
+@dataclass
+class FusionStats:
+    fused: int = 0  # clouds labelled and published
+    rejected_cloud: int = 0  # unreadable PointCloud2
+    rejected_mask: int = 0  # unreadable mask image
+    rejected_labels: int = 0  # malformed `labels` message
+    rejected_parameters: int = 0  # parameter changes refused
+    callback_errors: int = 0  # exceptions caught around callbacks (a bug or an input no check foresaw)
+    no_calibration: int = 0  # clouds skipped while waiting for camera_info (or tf)
+    bad_camera_info: int = 0  # camera_info messages that give no usable calibration
+    failed: int = 0  # fusion errors
+    latency: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})  # seconds per stage
+
+    def counts(self) -> dict[str, int]:
+        """The counters by name (every field but latency), in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latency"}
+
+
+def cluster_settings(config: FusionConfig, classes: tuple[str, ...], strict: str | None = None) -> tuple[ClusterSettings, list[str]]:
     """The clustering rules the parameters describe, for a label set's class names (matched in any case),
     and the names in `cluster_classes` / `cluster_rules` that no known label set has (skipped, worth a
     warning). Names of other label sets' classes (the defaults list Cityscapes' and CamVid's objects) are
     skipped quietly. `strict` names the parameter being changed live: names in `cluster_classes` that this
     label set lacks, or rule names no label set has, are a SemsegError listing the classes."""
     try:
-        overrides = {name.lower(): rule for name, rule in parse_cluster_rules(config["cluster_rules"]).items()}
-        names = [name.lower() for name in parse_class_names(config["cluster_classes"])]
+        overrides = {name.lower(): rule for name, rule in parse_cluster_rules(config.cluster_rules).items()}
+        names = [name.lower() for name in parse_class_names(config.cluster_classes)]
     except SemsegError as exc:
         raise SemsegError(f"cluster_rules: {exc}") from None
     own = [c.lower() for c in classes]
@@ -64,9 +82,9 @@ def cluster_settings(config: dict[str, Any], classes: tuple[str, ...], strict: s
         if name in own:
             rule = overrides.get(name, {})
             rules[own.index(name)] = ClassRule(
-                float(rule.get("radius", config["cluster_radius"])), int(rule.get("min_points", config["cluster_min_points"]))
+                float(rule.get("radius", config.cluster_radius)), int(rule.get("min_points", config.cluster_min_points))
             )
-    return ClusterSettings(rules, config["voxel_size"]), unknown
+    return ClusterSettings(rules, config.voxel_size), unknown
 
 
 def parse_labels(text: str) -> tuple[tuple[str, ...], list[tuple[int, int, int]]]:
@@ -91,75 +109,49 @@ def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
 class FusionNode(Node):
     def __init__(self, **kwargs: Any):
         super().__init__(FUSION_NODE, **kwargs)
-        self.config = ros_params.declare(self, FUSION_PARAMS)
+        self.config = ros_params.declare(self, FusionConfig)
         c = self.config
-        self.calibration: Calibration | None = self._static_calibration()
+        self.calibration_source = c.calibration()
+        self.calibration: Calibration | None = self.calibration_source.calibration()  # None until camera_info
         labels = get_label_set("cityscapes19")
         self.classes: tuple[str, ...] = labels.classes
         self.palette = palette_array(labels.colors)
-        self.counts = {
-            "fused": 0,
-            "rejected_cloud": 0,
-            "rejected_mask": 0,
-            "rejected_labels": 0,
-            "rejected_parameters": 0,
-            "callback_errors": 0,
-            "no_calibration": 0,
-            "bad_camera_info": 0,
-            "failed": 0,
-        }
+        self.stats = FusionStats()
         self.distortion = "none"  # whether camera_info's D is applied: on /diagnostics
         self.clustering = self._cluster_settings()
         self.add_on_set_parameters_callback(guarded_parameters(self, self._on_set_parameters, self._count))
-        self.latency: dict[str, deque[float]] = {s: deque(maxlen=200) for s in STAGES}
-        self.sync = ApproximateSync(self._fuse, slop=c["slop"], queue_size=c["queue_size"])
+        self.sync = ApproximateSync(self._fuse, ("points", "mask"), slop=c.slop, queue_size=c.queue_size)
         self.confidences: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self.lock = threading.Lock()
 
         self.cloud_pub = self.create_publisher(PointCloud2, "labelled_points", 2)
         self.marker_pub = self.create_publisher(MarkerArray, "clusters", 2)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        points_qos, mask_qos = qos(c["points_reliability"], c["points_depth"]), qos(c["mask_reliability"], c["mask_depth"])
+        points_qos, mask_qos = qos(c.points_reliability, c.points_depth), qos(c.mask_reliability, c.mask_depth)
 
         def subscribe(kind: Any, topic: str, callback: Any, profile: QoSProfile) -> None:
             self.create_subscription(kind, topic, guarded(self, callback, f"{topic} callback failed", self._count), profile)
 
-        subscribe(PointCloud2, "points", lambda m: self.sync.add("a", m), points_qos)
-        subscribe(Image, "mask", lambda m: self.sync.add("b", m), mask_qos)
+        subscribe(PointCloud2, "points", lambda m: self.sync.add("points", m), points_qos)
+        subscribe(Image, "mask", lambda m: self.sync.add("mask", m), mask_qos)
         # latched by segmentation_node: reliable, transient local, so a late subscriber gets the last one
         subscribe(String, "labels", self._on_labels, QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        if c["use_confidence"]:
+        if c.use_confidence:
             subscribe(Image, "confidence", self._on_confidence, mask_qos)
-        if c["calibration_source"].startswith("camera_info"):
-            subscribe(CameraInfo, "camera_info", self._on_camera_info, qos(c["camera_info_reliability"], c["camera_info_depth"]))
-        self.tf_buffer = self._tf_buffer() if c["calibration_source"] == "camera_info_tf" else None
+        if not self.calibration_source.from_files:
+            subscribe(CameraInfo, "camera_info", self._on_camera_info, qos(c.camera_info_reliability, c.camera_info_depth))
+        self.tf_buffer = self._tf_buffer() if self.calibration_source.extrinsic_from_tf else None
         self._window = (time.monotonic(), 0)
         # a steady clock: /diagnostics keeps coming while a bag (use_sim_time) is paused or has ended
         self.create_timer(
-            c["diagnostics_period"],
+            c.diagnostics_period,
             guarded(self, self._publish_diagnostics, "diagnostics failed", self._count),
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
-        where = "waiting for camera_info" if self.calibration is None else f"calibration {c['calibration_source']}"
-        self.get_logger().info(f"ready: {where}, slop {c['slop']} s, clustering {[self.classes[i] for i in self.clustering.rules]}")
+        where = "waiting for camera_info" if self.calibration is None else f"calibration {c.calibration_source}"
+        self.get_logger().info(f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]}")
 
     # ------------------------------------------------------------ calibration
-    def _static_calibration(self) -> Calibration | None:
-        c = self.config
-        if c["calibration_source"].startswith("kitti") and c["mask_image"] == "raw":
-            raise SemsegError(
-                f"mask_image raw needs a camera_info calibration source: {c['calibration_source']} describes rectified images only"
-            )
-        if c["calibration_source"] == "kitti_raw":
-            if not c["kitti_calib_dir"]:
-                raise SemsegError("calibration_source kitti_raw needs kitti_calib_dir (the KITTI date folder)")
-            return Calibration.from_kitti_raw(c["kitti_calib_dir"], c["camera_index"])
-        if c["calibration_source"] == "kitti_object":
-            if not c["kitti_calib_file"]:
-                raise SemsegError("calibration_source kitti_object needs kitti_calib_file")
-            return Calibration.from_kitti_object(c["kitti_calib_file"], c["camera_index"])
-        return None
-
     def _tf_buffer(self) -> Any:
         try:
             import tf2_ros
@@ -173,14 +165,13 @@ class FusionNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._note_distortion(msg)
-        if self.config["calibration_source"] == "camera_info_tf":
+        if self.calibration_source.extrinsic_from_tf:
             self._camera_info_tf = msg  # the extrinsic comes from TF, per cloud
             return
         try:
-            self.calibration = Calibration.from_camera_info(msg, self.config["lidar_to_camera"], self.config["mask_image"])
-            self._camera_info = msg
+            self.calibration = self.calibration_source.calibration(msg)
         except CalibrationError as exc:
-            self.counts["bad_camera_info"] += 1
+            self.stats.bad_camera_info += 1
             self.get_logger().warning(f"unusable camera_info: {exc}", throttle_duration_sec=5.0)
 
     def _note_distortion(self, msg: CameraInfo) -> None:
@@ -188,41 +179,34 @@ class FusionNode(Node):
         distorted = any(float(v) != 0.0 for v in msg.d) or msg.distortion_model == "equidistant"  # fisheye even with D = 0
         if not distorted:
             note = "none"
-        elif self.config["mask_image"] == "raw":
+        elif self.config.mask_image == "raw":
             note = f"applied ({msg.distortion_model})"
         else:
             note = "not applied: masks of the rectified image (mask_image: rectified) are projected with P"
         if note != self.distortion:
             self.distortion = note
-            if distorted and self.config["mask_image"] != "raw":
+            if distorted and self.config.mask_image != "raw":
                 self.get_logger().warning(
                     f"camera_info describes a distorted ({msg.distortion_model}) lens; {note}. "
                     "Set mask_image: raw if the masks come from the unrectified image"
                 )
 
     def _calibration_for(self, cloud: PointCloud2) -> Calibration | None:
-        if self.config["calibration_source"] != "camera_info_tf":
+        if not self.calibration_source.extrinsic_from_tf:
             return self.calibration
         info = getattr(self, "_camera_info_tf", None)
         if info is None or self.tf_buffer is None:
             return None
         transform = self.tf_buffer.lookup_transform(info.header.frame_id, cloud.header.frame_id, cloud.header.stamp).transform
-        x, y, z, w = transform.rotation.x, transform.rotation.y, transform.rotation.z, transform.rotation.w
-        rotation = np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-            ]
-        )
-        extrinsic = np.eye(4)
-        extrinsic[:3, :3] = rotation
-        extrinsic[:3, 3] = [transform.translation.x, transform.translation.y, transform.translation.z]
-        return Calibration.from_camera_info(info, extrinsic, self.config["mask_image"])
+        t, q = transform.translation, transform.rotation
+        return self.calibration_source.calibration(info, rigid_from_pose((t.x, t.y, t.z), (q.x, q.y, q.z, q.w)))
 
     # ------------------------------------------------------------ inputs
     def _count(self, what: str) -> None:
-        self.counts["rejected_parameters" if what == "rejected_parameters" else "callback_errors"] += 1
+        if what == "rejected_parameters":
+            self.stats.rejected_parameters += 1
+        else:
+            self.stats.callback_errors += 1
 
     def _cluster_settings(self) -> ClusterSettings:
         settings, unknown = cluster_settings(self.config, self.classes)
@@ -236,7 +220,7 @@ class FusionNode(Node):
         try:
             self.classes, colors = parse_labels(msg.data)
         except SemsegError as exc:
-            self.counts["rejected_labels"] += 1
+            self.stats.rejected_labels += 1
             self.get_logger().warning(f"ignoring malformed labels message: {exc}", throttle_duration_sec=5.0)
             return
         self.palette = palette_array(colors)
@@ -245,38 +229,32 @@ class FusionNode(Node):
     def _on_confidence(self, msg: Image) -> None:
         with self.lock:
             self.confidences[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
-            while len(self.confidences) > self.config["queue_size"]:
+            while len(self.confidences) > self.config.queue_size:
                 self.confidences.popitem(last=False)
 
     def _on_set_parameters(self, updates: list[Parameter]) -> Any:
         def extra(update: Parameter) -> str | None:
             if update.name in ("cluster_rules", "cluster_classes"):
                 try:
-                    cluster_settings({**self.config, update.name: update.value}, self.classes, strict=update.name)
+                    cluster_settings(self.config.updated({update.name: update.value}), self.classes, strict=update.name)
                 except SemsegError as exc:
                     return f"{update.name}: {exc}"
             return None
 
-        result = ros_params.apply_update(self.config, FUSION_PARAMS, updates, extra)
+        result, self.config = ros_params.apply_update(self.config, updates, extra)
         if result.successful:
             self.clustering = self._cluster_settings()
-            self.sync.slop = self.config["slop"]
+            self.sync.slop = self.config.slop
         return result
 
     # ------------------------------------------------------------ fusion
-    def settings(self) -> FusionSettings:
-        c = self.config
-        return FusionSettings(
-            c["min_depth"], c["max_depth"], c["occlusion"], c["occlusion_window"], c["occlusion_tolerance"], c["occlusion_tolerance_ratio"]
-        )
-
     def _fuse(self, cloud: PointCloud2, mask_msg: Image) -> None:
         try:
             self._fuse_pair(cloud, mask_msg)
         except Exception as exc:  # a callback must never take the node down
             if shutting_down(self):
                 return  # publishers are gone: nothing left to do, nothing to report
-            self.counts["failed"] += 1
+            self.stats.failed += 1
             self.get_logger().error(f"fusion failed: {exc!r}", throttle_duration_sec=5.0)
 
     def _fuse_pair(self, cloud: PointCloud2, mask_msg: Image) -> None:
@@ -284,32 +262,32 @@ class FusionNode(Node):
         try:
             xyz, intensity, _ = read_points(cloud)
         except SemsegError as exc:
-            self.counts["rejected_cloud"] += 1
+            self.stats.rejected_cloud += 1
             self.get_logger().warning(f"rejected cloud: {exc}", throttle_duration_sec=5.0)
             return
         try:
             mask = mask_from_image(mask_msg)
         except SemsegError as exc:
-            self.counts["rejected_mask"] += 1
+            self.stats.rejected_mask += 1
             self.get_logger().warning(f"rejected mask: {exc}", throttle_duration_sec=5.0)
             return
         calibration = self._calibration_for(cloud)
         if calibration is None:
-            self.counts["no_calibration"] += 1
+            self.stats.no_calibration += 1
             self.get_logger().warning("no calibration yet (waiting for camera_info); cloud skipped", throttle_duration_sec=5.0)
             return
         confidence = None
-        if self.config["use_confidence"]:
+        if self.config.use_confidence:
             with self.lock:
                 conf_msg = self.confidences.pop((mask_msg.header.stamp.sec, mask_msg.header.stamp.nanosec), None)
             if conf_msg is not None:
                 confidence = mask_from_image(conf_msg)
         decoded = time.perf_counter()
-        labelled = label_points(xyz, mask, calibration, self.settings(), confidence)
+        labelled = label_points(xyz, mask, calibration, self.config.fusion_settings(), confidence)
         labelled_at = time.perf_counter()
         clusters, ids = cluster_points(xyz, labelled.labels, self.clustering)
         clustered = time.perf_counter()
-        keep = labelled.labels != 255 if self.config["drop_unlabelled"] else slice(None)
+        keep = labelled.labels != 255 if self.config.drop_unlabelled else slice(None)
         point_confidence = None if labelled.confidence is None else labelled.confidence[keep]
         out = labelled_cloud(
             PointCloud2(),
@@ -322,14 +300,14 @@ class FusionNode(Node):
             point_confidence,
         )
         self.cloud_pub.publish(out)
-        if self.config["publish_markers"]:
+        if self.config.publish_markers:
             self.marker_pub.publish(self._markers(cloud.header, clusters))
         done = time.perf_counter()
-        self.counts["fused"] += 1
+        self.stats.fused += 1
         for stage, value in zip(
             STAGES, (decoded - start, labelled_at - decoded, clustered - labelled_at, done - clustered, done - start), strict=True
         ):
-            self.latency[stage].append(value)
+            self.stats.latency[stage].append(value)
 
     def _markers(self, header: Any, clusters: list[Cluster]) -> MarkerArray:
         markers = [Marker(header=header, action=Marker.DELETEALL)]
@@ -355,31 +333,31 @@ class FusionNode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         since, fused = self._window
-        self._window = (now, self.counts["fused"])
+        self._window = (now, self.stats.fused)
         stats = self.sync.stats
         values = {
-            "calibration": self.config["calibration_source"] if self._calibration_ready() else "missing",
+            "calibration": self.config.calibration_source if self._calibration_ready() else "missing",
             "distortion": self.distortion,
-            "fused_rate_hz": f"{(self.counts['fused'] - fused) / max(now - since, 1e-9):.2f}",
-            **{k: str(v) for k, v in self.counts.items()},
+            "fused_rate_hz": f"{(self.stats.fused - fused) / max(now - since, 1e-9):.2f}",
+            **{k: str(v) for k, v in self.stats.counts().items()},
             "pairs": str(stats.pairs),
-            "unmatched_points": str((stats.unmatched or {}).get("a", 0)),
-            "unmatched_masks": str((stats.unmatched or {}).get("b", 0)),
+            "unmatched_points": str(stats.unmatched["points"]),
+            "unmatched_masks": str(stats.unmatched["mask"]),
             "sync_resets": str(stats.resets),
         }
-        values |= latency_values(self.latency)
-        problems = self.counts["failed"] + self.counts["no_calibration"]
+        values |= latency_values(self.stats.latency)
+        problems = self.stats.failed + self.stats.no_calibration
         self.diagnostics_pub.publish(
             diagnostics_message(self, values, "failures or missing calibration: see counts" if problems else None, "cpu")
         )
 
     def _calibration_ready(self) -> bool:
-        return self.calibration is not None or self.config["calibration_source"] == "camera_info_tf"
+        return self.calibration is not None or self.calibration_source.extrinsic_from_tf
 
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run semseg_ros fusion_node --ros-args --params-file config/kitti.yaml`."""
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     return run_nodes([FusionNode], args)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.ros.runner import run_nodes
+from semseg_ros.ros.node_process import run_nodes
 from semseg_ros.topics import remap_arguments
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

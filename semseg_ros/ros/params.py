@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -12,7 +13,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.node_params import NODES, Param, is_ros_own
+from semseg_ros.node_params import NODES, NodeConfig, Param, is_ros_own
+
+C = TypeVar("C", bound=NodeConfig)
 
 
 def descriptor(param: Param) -> ParameterDescriptor:
@@ -27,10 +30,10 @@ def descriptor(param: Param) -> ParameterDescriptor:
     return desc
 
 
-def declare(node: Node, params: tuple[Param, ...]) -> dict[str, Any]:
-    """Declare every parameter; values from params files are checked; returns {name: value}."""
+def declare(node: Node, config: type[C]) -> C:
+    """Declare every parameter of `config` (a node_params.NodeConfig); values from params files are checked."""
     values = {}
-    for param in params:
+    for param in config.PARAMS:
         try:
             value = node.declare_parameter(param.name, param.default, descriptor(param)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
@@ -40,7 +43,7 @@ def declare(node: Node, params: tuple[Param, ...]) -> dict[str, Any]:
             raise SemsegError(f"parameter {problem}")
         values[param.name] = value
     warn_undeclared(node)
-    return values
+    return config.from_values(values)
 
 
 def warn_undeclared(node: Node) -> None:
@@ -55,10 +58,13 @@ def warn_undeclared(node: Node) -> None:
             )
 
 
-def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: list[Parameter], extra: Any = None) -> SetParametersResult:
-    """Validate live parameter changes against the schema (and `extra(update)`), then write them into
-    `config`; read-only parameters are refused by rclpy itself."""
-    schema = {p.name: p for p in params}
+def apply_update(
+    config: C, updates: list[Parameter], extra: Callable[[Parameter], str | None] | None = None
+) -> tuple[SetParametersResult, C]:
+    """Validate live parameter changes against the schema (and `extra(update)`: why not, or None);
+    returns the result and the config with the changes (`config` itself when refused). Read-only
+    parameters are refused by rclpy itself."""
+    schema = {p.name: p for p in config.PARAMS}
     for update in updates:
         param = schema.get(update.name)
         if param is None:
@@ -67,11 +73,8 @@ def apply_update(config: dict[str, Any], params: tuple[Param, ...], updates: lis
         if problem is None and extra is not None:
             problem = extra(update)
         if problem is not None:
-            return SetParametersResult(successful=False, reason=problem)
-    for update in updates:
-        if update.name in schema:
-            config[update.name] = update.value
-    return SetParametersResult(successful=True)
+            return SetParametersResult(successful=False, reason=problem), config
+    return SetParametersResult(successful=True), config.updated({u.name: u.value for u in updates})
 
 
 def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:

@@ -85,7 +85,6 @@ class BagPlayer(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if clock else None
         self.pace: Callable[[str], None] | None = None
         self.published = 0
-        self.loops = 0
         self.errors: list[str] = []
         self.finished = threading.Event()
         self._stop = threading.Event()
@@ -98,7 +97,6 @@ class BagPlayer(Node):
         try:
             while not self._stop.is_set():
                 self._play_once()
-                self.loops += 1
                 if not self.loop:
                     break
         finally:

@@ -16,7 +16,7 @@ from semseg_ros.errors import SemsegError
 
 # sensor_msgs/PointField datatypes
 DATATYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
-FLOAT32, UINT8, UINT16, INT32, UINT32 = 7, 2, 4, 5, 6
+FLOAT32, UINT8, INT32 = 7, 2, 5  # sensor_msgs/PointField datatypes of the fields we write
 
 
 class CloudError(SemsegError):

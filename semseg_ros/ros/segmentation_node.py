@@ -27,7 +27,7 @@ from semseg_ros.errors import SemsegError
 from semseg_ros.eval.pictures import overlay
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import palette_array
-from semseg_ros.node_params import SEGMENTATION_NODE, SEGMENTATION_PARAMS
+from semseg_ros.node_params import SEGMENTATION_NODE, SegmentationConfig
 from semseg_ros.node_params import parse_palette as parse_palette_text
 from semseg_ros.paths import resolve_data_file
 from semseg_ros.ros import params as ros_params
@@ -71,21 +71,20 @@ def parse_palette(text: str, classes: int) -> np.ndarray | None:
 class SegmentationNode(Node):
     def __init__(self, **kwargs: Any):
         super().__init__(SEGMENTATION_NODE, **kwargs)
-        self.config = ros_params.declare(self, SEGMENTATION_PARAMS)
+        self.config = ros_params.declare(self, SegmentationConfig)
         c = self.config
-        model_path = resolve_data_file(c["model"], "models")
-        size = (c["input_height"], c["input_width"]) if c["input_height"] and c["input_width"] else None
+        model_path = resolve_data_file(c.model, "models")
         self.segmenter = Segmenter.from_path(
-            model_path, backend=c["backend"], device=c["device"], fp16=c["fp16"], input_size=size, keep_aspect=c["keep_aspect"],
-            cuda_graphs=c["cuda_graphs"], cache_dir=c["cache_dir"] or None, precision=c["precision"],
+            model_path, backend=c.backend, device=c.device, fp16=c.fp16, input_size=c.input_size, keep_aspect=c.keep_aspect,
+            cuda_graphs=c.cuda_graphs, cache_dir=c.cache_dir or None, precision=c.precision,
         )  # fmt: skip
         card = self.segmenter.card
-        if c["label_set"] and c["label_set"] != card.label_set:
+        if c.label_set and c.label_set != card.label_set:
             raise SemsegError(
                 f"{model_path}: the model predicts label set {card.label_set} ({len(card.classes)} classes), the node's label_set "
-                f"parameter asks for {c['label_set']}; use a model trained on {c['label_set']} or set label_set to ''"
+                f"parameter asks for {c.label_set}; use a model trained on {c.label_set} or set label_set to ''"
             )
-        self.palette = self._palette(c["palette"])
+        self.palette = self._palette(c.palette)
         self.stats = Stats()
         self.add_on_set_parameters_callback(guarded_parameters(self, self._on_set_parameters, self._count_error))
         self._slot: Any = None
@@ -93,7 +92,7 @@ class SegmentationNode(Node):
         self._running = True
         self._last_process = 0.0
 
-        out_qos = qos(c["output_reliability"], c["output_depth"])
+        out_qos = qos(c.output_reliability, c.output_depth)
         self.pubs = {
             "mask": self.create_publisher(Image, "mask", out_qos),
             "color_mask": self.create_publisher(Image, "color_mask", out_qos),
@@ -115,12 +114,12 @@ class SegmentationNode(Node):
         )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        if c["warmup_runs"]:
-            self.segmenter.warmup(runs=c["warmup_runs"])
-        in_qos = qos(c["input_reliability"], c["input_depth"])
+        if c.warmup_runs:
+            self.segmenter.warmup(runs=c.warmup_runs)
+        in_qos = qos(c.input_reliability, c.input_depth)
         # the guard keeps _on_image's two-argument signature, so rclpy passes MessageInfo (sequence numbers)
         on_image = guarded(self, self._on_image, "image callback failed", self._count_error)
-        if c["input_transport"] == "compressed":
+        if c.input_transport == "compressed":
             self.input_sub = self.create_subscription(CompressedImage, "image/compressed", on_image, in_qos)
         else:
             self.input_sub = self.create_subscription(Image, "image", on_image, in_qos)
@@ -129,7 +128,7 @@ class SegmentationNode(Node):
         self._diag_window = (time.monotonic(), 0, 0)
         # a steady clock: /diagnostics keeps coming while a bag (use_sim_time) is paused or has ended
         self.create_timer(
-            c["diagnostics_period"],
+            c.diagnostics_period,
             guarded(self, self._publish_diagnostics, "diagnostics failed", self._count_error),
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
@@ -148,9 +147,9 @@ class SegmentationNode(Node):
                     return str(exc)
             return None
 
-        result = ros_params.apply_update(self.config, SEGMENTATION_PARAMS, updates, extra)
+        result, self.config = ros_params.apply_update(self.config, updates, extra)
         if result.successful and any(update.name == "palette" for update in updates):
-            self.palette = self._palette(self.config["palette"])
+            self.palette = self._palette(self.config.palette)
         return result
 
     def _count_error(self, what: str) -> None:
@@ -181,7 +180,7 @@ class SegmentationNode(Node):
                     self._cond.wait(timeout=0.5)
                 if not self._running:
                     return
-            rate = self.config["max_rate_hz"]
+            rate = self.config.max_rate_hz
             if rate > 0:
                 wait = self._last_process + 1.0 / rate - time.monotonic()
                 if wait > 0:
@@ -200,7 +199,7 @@ class SegmentationNode(Node):
                 self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
 
     def _wanted(self) -> dict[str, bool]:
-        return {name: bool(self.config[f"publish_{name}"]) and self.pubs[name].get_subscription_count() > 0 for name in OUTPUTS}
+        return {name: bool(getattr(self.config, f"publish_{name}")) and self.pubs[name].get_subscription_count() > 0 for name in OUTPUTS}
 
     def _process(self, msg: Any) -> None:
         start = time.perf_counter()
@@ -209,7 +208,7 @@ class SegmentationNode(Node):
             self.stats.idle += 1
             return
         try:
-            limit = self.config["max_image_pixels"]
+            limit = self.config.max_image_pixels
             image = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) else image_to_rgb(msg, limit)
         except SemsegError as exc:
             self.stats.rejected += 1
@@ -217,7 +216,7 @@ class SegmentationNode(Node):
             return
         converted = time.perf_counter()
         try:
-            self.segmenter.upsampling = self.config["upsampling"]
+            self.segmenter.upsampling = self.config.upsampling
             prediction = self.segmenter.predict(image, confidence=wanted["confidence"])
         except Exception as exc:
             self.stats.failed += 1
@@ -231,7 +230,7 @@ class SegmentationNode(Node):
             self.pubs["color_mask"].publish(fill_image(Image(), msg.header, self.palette[labels], "rgb8"))
         if wanted["overlay"]:
             self.pubs["overlay"].publish(
-                fill_image(Image(), msg.header, overlay(image, labels, self.palette, self.config["overlay_alpha"]), "rgb8")
+                fill_image(Image(), msg.header, overlay(image, labels, self.palette, self.config.overlay_alpha), "rgb8")
             )
         if wanted["confidence"] and prediction.confidence is not None:
             self.pubs["confidence"].publish(fill_image(Image(), msg.header, prediction.confidence, "mono8"))
@@ -254,7 +253,7 @@ class SegmentationNode(Node):
         values = {
             "backend": self.segmenter.backend.name,
             "device": str(self.segmenter.device),
-            "model": str(self.config["model"]),
+            "model": str(self.config.model),
             "input_rate_hz": f"{(stats.received - received) / elapsed:.2f}",
             "output_rate_hz": f"{(stats.processed - processed) / elapsed:.2f}",
             "received": str(stats.received),
@@ -290,7 +289,7 @@ class SegmentationNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run semseg_ros segmentation_node --ros-args --params-file config/kitti.yaml`."""
-    from semseg_ros.ros.runner import run_nodes
+    from semseg_ros.ros.node_process import run_nodes
 
     return run_nodes([SegmentationNode], args)
 

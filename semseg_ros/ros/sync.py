@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -23,7 +23,7 @@ def stamp_seconds(msg: Any) -> float:
 @dataclass
 class SyncStats:
     pairs: int = 0
-    unmatched: dict[str, int] | None = None
+    unmatched: dict[str, int] = field(default_factory=dict)  # per stream name: messages dropped without a partner
     resets: int = 0
 
 
@@ -31,16 +31,20 @@ REORDER_WINDOW = 1.0  # seconds of stamps within which messages may arrive out o
 
 
 class ApproximateSync:
-    """Pairs messages of streams "a" and "b"; calls `callback(a_msg, b_msg)` for each pair."""
+    """Pairs messages of the two named `streams` (e.g. ("points", "mask")); calls `callback(first, second)`
+    for each pair, in the order the streams are named."""
 
-    def __init__(self, callback: Callable[[Any, Any], None], slop: float = 0.05, queue_size: int = 10):
+    def __init__(self, callback: Callable[[Any, Any], None], streams: tuple[str, str], slop: float = 0.05, queue_size: int = 10):
+        if len(set(streams)) != 2:
+            raise ValueError(f"two distinct stream names needed, got {streams}")
         self.callback = callback
+        self.streams = streams
         self.slop = slop
-        self.queues: dict[str, list[tuple[float, Any]]] = {"a": [], "b": []}
+        self.queues: dict[str, list[tuple[float, Any]]] = {name: [] for name in streams}
         self.queue_size = queue_size
-        self.stats = SyncStats(unmatched={"a": 0, "b": 0})
+        self.stats = SyncStats(unmatched=dict.fromkeys(streams, 0))
         self.lock = threading.Lock()
-        self.latest = {"a": float("-inf"), "b": float("-inf")}  # newest stamp per stream
+        self.latest = dict.fromkeys(streams, float("-inf"))  # newest stamp per stream
         self.paired = float("-inf")  # newest stamp of a pair
 
     def add(self, stream: str, msg: Any) -> None:
@@ -50,12 +54,13 @@ class ApproximateSync:
             if stamp < self.latest[stream] - REORDER_WINDOW:  # time went backwards: start over
                 self._reset()
             self.latest[stream] = max(self.latest[stream], stamp)
-            other = "b" if stream == "a" else "a"
+            first, second = self.streams
+            other = second if stream == first else first
             candidates = self.queues[other]
             best = min(range(len(candidates)), key=lambda i: abs(candidates[i][0] - stamp), default=None)
             if best is not None and abs(candidates[best][0] - stamp) <= self.slop:
                 _, match = candidates.pop(best)
-                pair = (msg, match) if stream == "a" else (match, msg)
+                pair = (msg, match) if stream == first else (match, msg)
                 self.stats.pairs += 1
                 self.paired = max(self.paired, stamp)
             else:
@@ -65,7 +70,7 @@ class ApproximateSync:
                 while len(queue) > self.queue_size:
                     queue.pop(0)
                     self._count(stream)
-            for name in ("a", "b"):  # too old to be paired any more
+            for name in self.streams:  # too old to be paired any more
                 queue = self.queues[name]
                 while queue and queue[0][0] < self.paired - REORDER_WINDOW:
                     queue.pop(0)
@@ -74,12 +79,11 @@ class ApproximateSync:
             self.callback(*pair)
 
     def _count(self, stream: str, count: int = 1) -> None:
-        assert self.stats.unmatched is not None
         self.stats.unmatched[stream] += count
 
     def _reset(self) -> None:
-        self.queues["a"].clear()
-        self.queues["b"].clear()
-        self.latest = {"a": float("-inf"), "b": float("-inf")}
+        for queue in self.queues.values():
+            queue.clear()
+        self.latest = dict.fromkeys(self.streams, float("-inf"))
         self.paired = float("-inf")
         self.stats.resets += 1

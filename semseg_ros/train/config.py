@@ -8,34 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 from semseg_ros import schema
+from semseg_ros.data.config import AugmentConfig, DataConfig
 from semseg_ros.errors import SemsegError, unknown_choice
 from semseg_ros.labels import LABEL_SETS
-from semseg_ros.models.factory import SMP_ARCHS, ModelConfig
+from semseg_ros.models.card import ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class DataConfig:
-    format: Literal["cityscapes", "camvid", "kitti-road", "kitti-raw"] = "cityscapes"
-    root: str = ""  # dataset root (kitti-raw: a folder holding drives, searched recursively)
-    label_set: str = "cityscapes19"  # cityscapes19 | categories | road | camvid (kitti-road: road; camvid: camvid)
-    coarse: bool = False  # cityscapes: add train_extra images with gtCoarse labels to training
-    kitti_road_target: Literal["road", "lane"] = "road"
-    val_every_nth: int = 5  # kitti-road / kitti-raw: every n-th image (sorted by name) goes to val
-    batch_size: int = 8
-    val_batch_size: int = 4
-    workers: int = 2
-
-
-@dataclass
-class AugmentConfig:
-    scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area fraction
-    hflip: float = 0.5
-    color: float = 0.5  # probability of a brightness/contrast/hue change
-    hard_augs: bool = False  # rain, snow, fog or sun flare (one of them)
-    hard_augs_p: float = 0.3
 
 
 @dataclass
@@ -136,6 +115,8 @@ def smp_encoder_names() -> list[str]:
 
 
 def _check(config: Config) -> None:
+    from semseg_ros.models.factory import SMP_ARCHS  # here: loading a config does not import the model libraries
+
     if config.model.arch in SMP_ARCHS:
         encoders = smp_encoder_names()
         if config.model.encoder not in encoders:

@@ -22,6 +22,7 @@ from torch import nn
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE
+from semseg_ros.models.card import ModelCard
 from semseg_ros.models.checkpoint import model_from_checkpoint
 from semseg_ros.models.factory import SegmentationNet
 from semseg_ros.train.config import DistillConfig
@@ -74,23 +75,23 @@ class Distiller(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, config: DistillConfig, teacher: SegmentationNet, card: dict[str, Any], mean: Any, std: Any):
+    def __init__(self, config: DistillConfig, teacher: SegmentationNet, card: ModelCard, mean: Any, std: Any):
         super().__init__()
         if config.temperature <= 0 or min(config.pixel, config.pair, config.holistic) < 0:
             raise SemsegError("distill: temperature must be positive and the weights pixel, pair, holistic non-negative")
         if config.pair > 0 and teacher.family != "smp":
-            raise SemsegError(f"distill.pair needs encoder features; teacher arch {card['model']['arch']} has none (set distill.pair: 0)")
+            raise SemsegError(f"distill.pair needs encoder features; teacher arch {card.model.arch} has none (set distill.pair: 0)")
         self.config = config
         self.teacher = teacher.eval().requires_grad_(False)
         # The teacher sees the images as it was trained to: undo the student's normalisation, apply its own.
         student_mean, student_std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-        teacher_mean, teacher_std = torch.tensor(card["mean"]).view(1, 3, 1, 1), torch.tensor(card["std"]).view(1, 3, 1, 1)
+        teacher_mean, teacher_std = torch.tensor(card.mean).view(1, 3, 1, 1), torch.tensor(card.std).view(1, 3, 1, 1)
         self.register_buffer("scale", student_std / teacher_std, persistent=False)
         self.register_buffer("shift", (student_mean - teacher_mean) / teacher_std, persistent=False)
         self.discriminator: Discriminator | None = None
         self.discriminator_optimizer: torch.optim.Optimizer | None = None
         if config.holistic > 0:
-            self.discriminator = Discriminator(len(card["classes"]))
+            self.discriminator = Discriminator(len(card.classes))
             self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.holistic_lr, betas=(0.5, 0.999))
 
     def train(self, mode: bool = True) -> Distiller:
@@ -145,9 +146,9 @@ def build_distiller(config: DistillConfig, classes: list[str], mean: Any, std: A
     """Load the teacher checkpoint and check it predicts the student's classes."""
     assert config.teacher is not None
     teacher, card = model_from_checkpoint(config.teacher, map_location="cpu")
-    if list(card["classes"]) != list(classes):
+    if list(card.classes) != list(classes):
         raise SemsegError(
-            f"distill.teacher {config.teacher}: predicts label set {card['label_set']} ({len(card['classes'])} classes), "
+            f"distill.teacher {config.teacher}: predicts label set {card.label_set} ({len(card.classes)} classes), "
             f"the student trains on {len(classes)}; use a teacher trained on the same label set"
         )
     return Distiller(config, teacher.float(), card, mean, std).to(device)

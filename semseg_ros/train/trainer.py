@@ -39,7 +39,8 @@ from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeli
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.evaluate import evaluate
 from semseg_ros.files import atomic_writer
-from semseg_ros.models.checkpoint import load_checkpoint, model_card, save_checkpoint
+from semseg_ros.models.card import ModelCard
+from semseg_ros.models.checkpoint import load_checkpoint, save_checkpoint
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
 from semseg_ros.train.distill import Distiller, build_distiller
@@ -292,7 +293,7 @@ class Trainer:
             "distiller": self.distiller.training_state() if self.distiller is not None else {},
         }
         config = self.config
-        card = model_card(config.model, self.label_set, config.train.input_size, config.mean, config.std)
+        card = ModelCard.build(config.model, self.label_set, config.train.input_size, config.mean, config.std)
         save_checkpoint(self.out_dir / name, self.model, card, config=schema.dump(self.config), train_state=state, metrics=metrics)
 
     def _log_line(self, record: dict[str, Any], durable: bool = False) -> None:

@@ -1,0 +1,32 @@
+"""The `data` and `augment` sections of a training config (YAML keys, defaults shown here).
+
+They live beside the datasets and transforms that read them; train/config.py assembles them into
+the whole `Config` (and re-exports them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class DataConfig:
+    format: Literal["cityscapes", "camvid", "kitti-road", "kitti-raw"] = "cityscapes"
+    root: str = ""  # dataset root (kitti-raw: a folder holding drives, searched recursively)
+    label_set: str = "cityscapes19"  # cityscapes19 | categories | road | camvid (kitti-road: road; camvid: camvid)
+    coarse: bool = False  # cityscapes: add train_extra images with gtCoarse labels to training
+    kitti_road_target: Literal["road", "lane"] = "road"
+    val_every_nth: int = 5  # kitti-road / kitti-raw: every n-th image (sorted by name) goes to val
+    batch_size: int = 8
+    val_batch_size: int = 4
+    workers: int = 2
+
+
+@dataclass
+class AugmentConfig:
+    scale: tuple[float, float] = (0.5, 1.0)  # RandomResizedCrop area fraction
+    hflip: float = 0.5
+    color: float = 0.5  # probability of a brightness/contrast/hue change
+    hard_augs: bool = False  # rain, snow, fog or sun flare (one of them)
+    hard_augs_p: float = 0.3
