@@ -210,7 +210,9 @@ def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", 
 
             def write(key: str, msgtype: str, msg: Any, stamp_ns: int, qos: Qos | None = None) -> None:
                 if key not in connections:
-                    connections[key] = writer.add_connection(TOPICS[key], msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos or _qos()])
+                    connections[key] = writer.add_connection(
+                        TOPICS[key], msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos or _qos()]
+                    )
                 writer.write(connections[key], stamp_ns, bytes(TYPESTORE.serialize_cdr(msg, msgtype)))
                 counts[TOPICS[key]] = counts.get(TOPICS[key], 0) + 1
 

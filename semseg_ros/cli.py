@@ -576,22 +576,8 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_node)
 
 
-def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
-    """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
-    from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file
-    from semseg_ros.paths import resolve_data_file
-
-    args = ["semseg"]
-    if params is not None:
-        path = resolve_data_file(params, "config")
-        check_params_file(schema.read_yaml(path), str(path))
-        args += ["--ros-args", "--params-file", str(path)]
-    return args + list(extra)
-
-
 def _run_node(args: argparse.Namespace) -> int:
-    from semseg_ros.ros.node_process import run_nodes
+    from semseg_ros.ros.node_process import ros_arguments, run_nodes
 
     rclpy_args = ros_arguments(args.params, args.ros_args)
     if args.name == "segmentation":
@@ -689,6 +675,7 @@ def _run_launch(args: argparse.Namespace) -> int:
     require_model(args.model)
     require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
     from semseg_ros.ros.launcher import launch_kitti
+    from semseg_ros.ros.node_process import ros_arguments
 
     return launch_kitti(
         ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir, prog="semseg launch"
@@ -711,6 +698,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from semseg_ros.ros.node_process import ros_arguments
+
     require_model(args.model)
     require(args.drive, "--drive", "folder", "give a KITTI raw <date>_drive_NNNN_sync folder")
     if args.params is not None:

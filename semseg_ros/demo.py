@@ -25,11 +25,11 @@ from semseg_ros.bags import kitti_to_bag
 from semseg_ros.data.kitti_raw import KittiDrive, read_timestamps
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.metrics import ConfusionMatrix
-from semseg_ros.eval.pictures import captioned
 from semseg_ros.eval.predict import VideoWriter
 from semseg_ros.fusion.bev import bev_picture
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
 from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
+from semseg_ros.pictures import captioned
 from semseg_ros.synth import writers
 from semseg_ros.topics import KITTI_REMAPS, TOPICS
 
@@ -97,8 +97,8 @@ def run_pipeline(
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from semseg_ros.cli import ros_arguments
     from semseg_ros.ros.launcher import kitti_nodes
+    from semseg_ros.ros.node_process import ros_arguments
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     recording = Recording()

@@ -239,12 +239,28 @@ FUSION_PARAMS: tuple[Param, ...] = (
     ),
     Param("camera_info_depth", 1, "QoS depth of the `camera_info` subscription", range=(1, 100)),
     Param("use_confidence", False, "subscribe `confidence` and add a per-point confidence field"),
-    Param("min_depth", FusionSettings.min_depth, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)),
-    Param("max_depth", FusionSettings.max_depth, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)),
+    Param(
+        "min_depth", FusionSettings.min_depth, "points closer to the camera than this (m) stay unlabelled", live=True, range=(0.0, 100.0)
+    ),
+    Param(
+        "max_depth", FusionSettings.max_depth, "points farther than this (m) stay unlabelled (0 = no limit)", live=True, range=(0.0, 1000.0)
+    ),
     Param("occlusion", FusionSettings.occlusion, "leave points hidden behind nearer surfaces unlabelled", live=True),
     Param("occlusion_window", FusionSettings.occlusion_window, "half-size (px) of the nearest-depth window", live=True, range=(0, 20)),
-    Param("occlusion_tolerance", FusionSettings.occlusion_tolerance, "depth margin (m) before a point counts as hidden ...", live=True, range=(0.0, 50.0)),
-    Param("occlusion_tolerance_ratio", FusionSettings.occlusion_tolerance_ratio, "... plus this fraction of the depth", live=True, range=(0.0, 10.0)),
+    Param(
+        "occlusion_tolerance",
+        FusionSettings.occlusion_tolerance,
+        "depth margin (m) before a point counts as hidden ...",
+        live=True,
+        range=(0.0, 50.0),
+    ),
+    Param(
+        "occlusion_tolerance_ratio",
+        FusionSettings.occlusion_tolerance_ratio,
+        "... plus this fraction of the depth",
+        live=True,
+        range=(0.0, 10.0),
+    ),
     Param("drop_unlabelled", False, "publish only points that got a class", live=True),
     Param(
         "cluster_classes",

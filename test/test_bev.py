@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semseg_ros.eval.pictures import CAPTION_HEIGHT
 from semseg_ros.fusion.bev import (
     BACKGROUND,
     BOX,
@@ -22,6 +21,7 @@ from semseg_ros.fusion.bev import (
     readable,
 )
 from semseg_ros.labels import IGNORE, get_label_set
+from semseg_ros.pictures import CAPTION_HEIGHT
 
 CITYSCAPES = get_label_set("cityscapes19")
 VIEW = BevView()

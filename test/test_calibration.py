@@ -400,7 +400,9 @@ def test_plumb_bob_with_eight_coefficients_projects_as_opencv_and_more_are_refus
     expected, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), k, d)
     np.testing.assert_allclose(uv, expected.reshape(-1, 2), atol=1e-6)
     with pytest.raises(CalibrationError, match="thin-prism and tilt terms are not supported"):
-        Calibration(np.column_stack([k, np.zeros(3)]), np.eye(3), extrinsic, (1240, 380), distortion=np.zeros(12), distortion_model="plumb_bob")
+        Calibration(
+            np.column_stack([k, np.zeros(3)]), np.eye(3), extrinsic, (1240, 380), distortion=np.zeros(12), distortion_model="plumb_bob"
+        )
 
 
 # ------------------------------------------------------------ calibration sources and poses

@@ -111,8 +111,20 @@ def write_camvid(root: Path, split: str, names: list[str], rng: np.random.Genera
         label = rng.integers(0, 12, (36, 48), dtype=np.uint8)
         labels.append(label)
         if colour_coded:  # one original class per 11-class id: Sky, Wall, Column_Pole, LaneMkgsDriv, ...
-            originals = ["Sky", "Wall", "Column_Pole", "LaneMkgsDriv", "ParkingBlock", "VegetationMisc", "Misc_Text", "Fence",
-                         "SUVPickupTruck", "Child", "MotorcycleScooter", "Void"]
+            originals = [
+                "Sky",
+                "Wall",
+                "Column_Pole",
+                "LaneMkgsDriv",
+                "ParkingBlock",
+                "VegetationMisc",
+                "Misc_Text",
+                "Fence",
+                "SUVPickupTruck",
+                "Child",
+                "MotorcycleScooter",
+                "Void",
+            ]
             rgb = np.array([CAMVID32_COLORS[o] for o in originals], np.uint8)[label]
             cv2.imwrite(str(root / f"{split}annot" / f"{name}_L.png"), rgb[..., ::-1])
         else:
@@ -123,7 +135,9 @@ def write_camvid(root: Path, split: str, names: list[str], rng: np.random.Genera
 @pytest.mark.parametrize("colour_coded", [False, True])
 def test_camvid_reads_class_index_and_original_colour_labels(tmp_path: Path, colour_coded: bool) -> None:
     rng = np.random.default_rng(0)
-    written = {split: write_camvid(tmp_path, split, [f"0001TP_{i:06d}" for i in range(3)], rng, colour_coded) for split in ("train", "val", "test")}
+    written = {
+        split: write_camvid(tmp_path, split, [f"0001TP_{i:06d}" for i in range(3)], rng, colour_coded) for split in ("train", "val", "test")
+    }
     for split in ("train", "val", "test"):
         dataset = build_dataset(DataConfig(format="camvid", root=str(tmp_path)), split)
         assert dataset.label_set.name == "camvid" and len(dataset) == 3

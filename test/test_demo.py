@@ -11,10 +11,10 @@ import pytest
 from rosutil import isolate_ros_domain
 
 from semseg_ros.data.images import read_label_png
-from semseg_ros.eval.pictures import CAPTION_HEIGHT
 from semseg_ros.fusion.bev import LEGEND_WIDTH
 from semseg_ros.labels import get_label_set
 from semseg_ros.node_params import SYNTHETIC_MODEL
+from semseg_ros.pictures import CAPTION_HEIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / SYNTHETIC_MODEL

@@ -20,11 +20,11 @@ from semseg_ros.data.config import DataConfig
 from semseg_ros.data.datasets import build_dataset
 from semseg_ros.eval.dataset_eval import evaluate_files, evaluate_model
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
-from semseg_ros.eval.pictures import CAPTION_HEIGHT, caption_strip
 from semseg_ros.eval.predict import run_predict, run_video
 from semseg_ros.eval.tta import probabilities
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import IGNORE
+from semseg_ros.pictures import CAPTION_HEIGHT, caption_strip
 
 
 def direct_road_metrics(probs: list[np.ndarray], roads: list[np.ndarray], valids: list[np.ndarray]) -> dict[str, float]:
@@ -396,7 +396,9 @@ def test_predict_skips_unreadable_images_and_lists_them(tiny_checkpoint: Path, t
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
 
 
-def test_label_ids_that_fit_the_train_id_range_are_flagged(cityscapes_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_label_ids_that_fit_the_train_id_range_are_flagged(
+    cityscapes_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Found by an adversary: a perfect label-id prediction holding only road, sidewalk and building (7, 8, 11)
     read as trainIds scored 0.0 without a word; auto still reads it so, but says what label ids would score."""
     from PIL import Image

@@ -18,7 +18,8 @@ from semseg_ros.inference import quantize
 from semseg_ros.inference.backends import OpenVinoBackend, onnx_metadata
 from semseg_ros.inference.cache import tensorrt_available
 from semseg_ros.inference.export import export_onnx, parity_check, sha256
-from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter, _cpu_labels, preprocess_cpu
+from semseg_ros.inference.preprocess import preprocess_cpu
+from semseg_ros.inference.segmenter import UPSAMPLING, Segmenter, _cpu_labels
 from semseg_ros.models.checkpoint import model_from_checkpoint
 from semseg_ros.node_params import SYNTHETIC_MODEL
 

@@ -115,7 +115,9 @@ def test_mask_drawn_from_real_boxes_labels_the_points_inside_them(label_set_name
                 checked += 1
                 # within 1 m of the box, not of its centre: a 12 m truck seen from behind shows only its rear
                 centres = np.array([points[c.indices, :3].mean(axis=0) for c in clusters if c.label == class_id]).reshape(-1, 3)
-                assert box.contains_rect(velo_to_rect(centres, calibration), margin=1.0).any(), f"{frame} {box.type}: no cluster centre within 1 m"
+                assert box.contains_rect(velo_to_rect(centres, calibration), margin=1.0).any(), (
+                    f"{frame} {box.type}: no cluster centre within 1 m"
+                )
     assert inside_total > 400 and checked >= 3
     assert right_total >= 0.99 * inside_total, f"{right_total} of {inside_total} in-box points got their box's class"
 

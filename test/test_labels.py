@@ -58,7 +58,19 @@ def test_camvid_label_set_maps_cityscapes_and_groups_the_32_classes() -> None:
     from semseg_ros.labels import CAMVID32_COLORS, CITYSCAPES_ID, camvid32_color_lut
 
     camvid = get_label_set("camvid")
-    assert camvid.classes == ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist")
+    assert camvid.classes == (
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    )
     assert camvid.colors[3] == (128, 64, 128) and camvid.colors[8] == (64, 0, 128)  # SegNet's Road and Car
     ids = np.array([CITYSCAPES_ID[n] for n in ("sky", "wall", "traffic light", "sidewalk", "truck", "rider", "person", "parking")])
     np.testing.assert_array_equal(camvid.map_cityscapes_ids(ids), [0, 1, 6, 4, 8, 10, 9, IGNORE])

@@ -9,7 +9,23 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "semseg_ros"
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs", "diagnostic_msgs", "tf2_ros", "rcl_interfaces"}
-CORE = ("calibration", "labels", "data", "models", "train", "eval", "inference", "fusion", "synth", "schema", "errors", "files", "paths")
+CORE = (
+    "calibration",
+    "labels",
+    "pictures",
+    "data",
+    "models",
+    "train",
+    "eval",
+    "inference",
+    "fusion",
+    "synth",
+    "schema",
+    "errors",
+    "files",
+    "paths",
+    "topics",
+)
 APPS = ("semseg_ros.ros", "semseg_ros.cli", "semseg_ros.demo", "semseg_ros.__main__")
 
 
@@ -63,9 +79,9 @@ def test_no_import_cycles() -> None:
     def visit(module: str, trail: list[str]) -> None:
         for dep in sorted(OWN[module]):
             if dep in trail:
-                cycles.add(" -> ".join(trail[trail.index(dep) :] + [dep]))
+                cycles.add(" -> ".join([*trail[trail.index(dep) :], dep]))
             elif dep not in done:
-                visit(dep, trail + [dep])
+                visit(dep, [*trail, dep])
         done.add(module)
 
     done: set[str] = set()

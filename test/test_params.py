@@ -156,9 +156,7 @@ KITTI_OVERRIDES = {
 
 def test_kitti_yaml_values_are_the_schema_defaults_or_listed_overrides() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
-    differing = {
-        (node, p.name) for node, params in NODES.items() for p in params if data[node]["ros__parameters"][p.name] != p.default
-    }
+    differing = {(node, p.name) for node, params in NODES.items() for p in params if data[node]["ros__parameters"][p.name] != p.default}
     assert differing == set(KITTI_OVERRIDES)
 
 

@@ -163,7 +163,9 @@ def test_yaml_values_python_cannot_hold_are_one_line_errors(text: str) -> None:
         schema.parse_yaml(text)
 
 
-@pytest.mark.parametrize(("key", "value"), [("lr", "-1"), ("lr", ".nan"), ("lr", ".inf"), ("lr", "0"), ("weight_decay", "-0.1"), ("momentum", ".nan")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("lr", "-1"), ("lr", ".nan"), ("lr", ".inf"), ("lr", "0"), ("weight_decay", "-0.1"), ("momentum", ".nan")]
+)
 def test_optimizer_numbers_are_checked(key: str, value: str) -> None:
     from semseg_ros.train.config import load_config
 

@@ -180,7 +180,9 @@ def read_camvid_label(path: Path, label_set: LabelSet) -> NDArray[np.uint8]:
     lut = camvid32_color_lut()
     unknown = [f"#{c:06x}" for c in colors if int(c) not in lut]
     if unknown:
-        raise SemsegError(f"{path}: colours {', '.join(unknown[:5])} are not CamVid 32-class colours; expected class-index or colour-coded labels")
+        raise SemsegError(
+            f"{path}: colours {', '.join(unknown[:5])} are not CamVid 32-class colours; expected class-index or colour-coded labels"
+        )
     return np.asarray([lut[int(c)] for c in colors], dtype=np.uint8)[inverse].reshape(rgb.shape[:2])
 
 

@@ -25,10 +25,10 @@ from semseg_ros.data.images import read_label_png
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.metrics import ConfusionMatrix
-from semseg_ros.eval.pictures import side_by_side
 from semseg_ros.eval.tta import probabilities
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import CATEGORY_COLORS, IGNORE, LabelSet, get_label_set, palette_array
+from semseg_ros.pictures import side_by_side
 
 KITTI_CATEGORY = re.compile(r"^(umm|um|uu)_")
 

@@ -58,7 +58,9 @@ def object_point_counts(
     extrinsic place the boxes, its projection the DontCare rectangles).
     """
     rect = velo_to_rect(points, calibration)
-    object_classes = {c for c in (class_for_type(label_set, t) for t in ("Car", "Van", "Truck", "Tram", "Pedestrian", "Cyclist")) if c is not None}
+    object_classes = {
+        c for c in (class_for_type(label_set, t) for t in ("Car", "Van", "Truck", "Tram", "Pedestrian", "Cyclist")) if c is not None
+    }
     counts = ObjectPointCounts()
     in_class_box = {c: np.zeros(len(rect), bool) for c in object_classes}
     dont_care = np.zeros(len(rect), bool)

@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from semseg_ros.data.images import MAX_IMAGE_PIXELS, read_label_png, read_rgb
 from semseg_ros.errors import SemsegError
-from semseg_ros.eval.pictures import captioned, overlay
 from semseg_ros.inference.segmenter import Prediction, Segmenter
 from semseg_ros.labels import LabelSet, get_label_set, palette_array
+from semseg_ros.pictures import captioned, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("trainid", "labelid", "color", "prob")

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from semseg_ros.eval.pictures import CAPTION_HEIGHT, captioned
 from semseg_ros.labels import IGNORE
+from semseg_ros.pictures import CAPTION_HEIGHT, captioned
 
 BACKGROUND = (16, 16, 16)
 UNLABELLED = (48, 48, 48)  # points without a class: context, deliberately dim, darker than any class

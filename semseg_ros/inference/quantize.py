@@ -28,6 +28,7 @@ from semseg_ros.data.images import read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.files import atomic_write
 from semseg_ros.inference.cache import cache_root
+from semseg_ros.inference.preprocess import preprocess_cpu
 from semseg_ros.models.card import ModelCard
 
 MAX_MIOU_DROP = 0.01  # INT8 may lose at most 1.0 mIoU point against fp32 to be used by default
@@ -74,8 +75,6 @@ def quantize_int8(
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from semseg_ros.inference.segmenter import preprocess_cpu
 
     height, width = size or card.input_size
     mean = np.asarray(card.mean, np.float32) * 255.0

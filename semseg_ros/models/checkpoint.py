@@ -79,6 +79,13 @@ def pack_checkpoint(source: str | Path, target: str | Path, half: bool = False) 
     data = load_checkpoint(source)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in data["model_state"].items()}
     atomic_save(
-        {"format": FORMAT, "model_state": state, "card": ModelCard.from_dict(data.get("card"), f"{source}: card").to_dict(), "config": data.get("config"), "metrics": data.get("metrics")}, target
+        {
+            "format": FORMAT,
+            "model_state": state,
+            "card": ModelCard.from_dict(data.get("card"), f"{source}: card").to_dict(),
+            "config": data.get("config"),
+            "metrics": data.get("metrics"),
+        },
+        target,
     )
     return Path(target)

@@ -83,3 +83,17 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, 
     rclpy.try_shutdown()
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
+
+
+def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
+    """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
+    from semseg_ros import schema
+    from semseg_ros.node_params import check_params_file
+    from semseg_ros.paths import resolve_data_file
+
+    args = ["semseg"]
+    if params is not None:
+        path = resolve_data_file(params, "config")
+        check_params_file(schema.read_yaml(path), str(path))
+        args += ["--ros-args", "--params-file", str(path)]
+    return args + list(extra)

@@ -24,12 +24,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from semseg_ros.errors import SemsegError
-from semseg_ros.eval.pictures import overlay
 from semseg_ros.inference.segmenter import Segmenter
 from semseg_ros.labels import palette_array
 from semseg_ros.node_params import SEGMENTATION_NODE, SegmentationConfig
 from semseg_ros.node_params import parse_palette as parse_palette_text
 from semseg_ros.paths import resolve_data_file
+from semseg_ros.pictures import overlay
 from semseg_ros.ros import params as ros_params
 from semseg_ros.ros.conversions import compressed_to_rgb, fill_image, image_to_rgb
 from semseg_ros.ros.diagnostics import TransportGaps, diagnostics_message, latency_values
