@@ -30,6 +30,8 @@ from semseg_ros.fusion.bev import bev_picture
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
 from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
 from semseg_ros.pictures import captioned
+from semseg_ros.ros.conversions import image_to_rgb, mask_from_image
+from semseg_ros.ros.pointcloud import read_fields
 from semseg_ros.synth import writers
 from semseg_ros.topics import KITTI_REMAPS, TOPICS
 
@@ -73,21 +75,6 @@ def _recorder(recording: Recording) -> Any:
     node.create_subscription(Image, TOPICS["semantic"], lambda m: recording.add(recording.gt_semantic, m), qos_profile_sensor_data)
     node.create_subscription(PointCloud2, TOPICS["point_labels"], lambda m: recording.add(recording.gt_points, m), qos_profile_sensor_data)
     return node
-
-
-def _image(msg: Any) -> np.ndarray:
-    channels = 1 if msg.encoding == "mono8" else 3
-    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * channels]
-    return data.reshape(msg.height, msg.width, channels).squeeze(-1) if channels == 1 else data.reshape(msg.height, msg.width, 3)
-
-
-def _cloud_fields(msg: Any) -> dict[str, np.ndarray]:
-    kinds = {7: "<f4", 5: "<i4", 4: "<u2", 2: "u1"}
-    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.width * msg.height, msg.point_step)
-    return {
-        f.name: np.ascontiguousarray(raw[:, f.offset : f.offset + np.dtype(kinds[f.datatype]).itemsize]).view(kinds[f.datatype]).ravel()
-        for f in msg.fields
-    }
 
 
 def run_pipeline(
@@ -136,7 +123,7 @@ def run_pipeline(
         deadline = time.monotonic() + 10.0  # let the last frames through both nodes
         expected = len(recording.gt_points) or player.published
         while time.monotonic() < deadline and (
-            segmentation._slot is not None or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)
+            segmentation.has_pending_frame or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)
         ):
             time.sleep(0.2)
         time.sleep(1.0)
@@ -172,13 +159,15 @@ def score(recording: Recording, label_set: LabelSet) -> dict[str, Any]:
     for stamp, mask_msg in recording.masks.items():
         gt = recording.gt_semantic.get(stamp)
         if gt is not None:
-            matrix.update(torch.from_numpy(label_set.map_cityscapes_ids(_image(gt))), torch.from_numpy(_image(mask_msg).copy()))
+            matrix.update(
+                torch.from_numpy(label_set.map_cityscapes_ids(mask_from_image(gt))), torch.from_numpy(mask_from_image(mask_msg).copy())
+            )
     labelled = correct = in_view = expected = matched = produced = good = 0
     for stamp, cloud in recording.clouds.items():
         truth = recording.gt_points.get(stamp)
         if truth is None:
             continue
-        ours, gt = _cloud_fields(cloud), _cloud_fields(truth)
+        ours, gt = read_fields(cloud), read_fields(truth)
         if len(ours["label"]) != len(gt["label"]):
             continue
         gt_labels = label_set.map_cityscapes_ids(gt["label"].astype(np.uint8))
@@ -271,15 +260,15 @@ def write_report(
     if stamps:
         middle = stamps[len(stamps) // 2]
         pictures["overlay.png"] = _frame_caption("overlay", stamps, middle, drive_dir, "image_02", ".png")
-        cv2.imwrite(str(out / "overlay.png"), captioned(_image(recording.overlays[middle]), pictures["overlay.png"])[..., ::-1])
+        cv2.imwrite(str(out / "overlay.png"), captioned(image_to_rgb(recording.overlays[middle]), pictures["overlay.png"])[..., ::-1])
         writer = VideoWriter(out / "demo.mp4", fps=10.0)
         for stamp in stamps:
-            writer.write(_image(recording.overlays[stamp]))
+            writer.write(image_to_rgb(recording.overlays[stamp]))
         writer.close()
     clouds = sorted(recording.clouds)
     if clouds:
         middle = clouds[len(clouds) // 2]
-        fields = _cloud_fields(recording.clouds[middle])
+        fields = read_fields(recording.clouds[middle])
         xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1)
         pictures["bev.png"] = _frame_caption("labelled cloud", clouds, middle, drive_dir, "velodyne_points", ".bin")
         bev = bev_picture(xyz, fields["label"], label_set.classes, label_set.colors, pictures["bev.png"], fields["cluster"])

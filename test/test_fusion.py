@@ -249,7 +249,7 @@ def test_cluster_boxes_match_a_per_cluster_computation(count: int, seed: int, vo
 def test_read_points_decodes_any_layout(width: int, height: int, padding: int, step_extra: int, nan_every: int, seed: int) -> None:
     from sensor_msgs.msg import PointCloud2, PointField
 
-    from semseg_ros.ros.pointcloud import read_points
+    from semseg_ros.ros.pointcloud import read_fields, read_points
 
     rng = np.random.default_rng(seed)
     count = width * height
@@ -270,3 +270,7 @@ def test_read_points_decodes_any_layout(width: int, height: int, padding: int, s
     np.testing.assert_array_equal(xyz, values[finite, :3])
     assert intensity is not None
     np.testing.assert_array_equal(intensity, values[finite, 3])
+    fields_read = read_fields(msg)  # every point, NaNs included (what the demo scores)
+    assert list(fields_read) == ["x", "y", "z", "intensity"]
+    for column, name in enumerate(fields_read):
+        np.testing.assert_array_equal(fields_read[name], values[:, column])

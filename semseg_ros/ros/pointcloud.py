@@ -41,12 +41,11 @@ def cloud_dtype(msg: Any, names: tuple[str, ...]) -> np.dtype:
     return np.dtype(spec)  # type: ignore[call-overload]
 
 
-def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, NDArray[np.int64]]:
-    """(N x 3 float32 xyz, N intensities or None, N indices into the cloud) of the finite points."""
-    names = {f.name for f in msg.fields}
-    missing = {"x", "y", "z"} - names
-    if missing:
-        raise CloudError(f"cloud has no {', '.join(sorted(missing))} field (fields: {', '.join(sorted(names)) or 'none'})")
+def _structured_view(msg: Any, names: tuple[str, ...]) -> NDArray[Any]:
+    """The cloud's points as a structured array over `names` (a view of msg.data when rows are unpadded).
+
+    Raises CloudError for an empty cloud, an inconsistent layout, truncated data or a bad field.
+    """
     width, height, point_step, row_step = int(msg.width), int(msg.height), int(msg.point_step), int(msg.row_step)
     count = width * height
     if count == 0:
@@ -57,13 +56,29 @@ def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | No
     needed = row_step * (height - 1) + width * point_step
     if data.size < needed:
         raise CloudError(f"data holds {data.size} bytes, the layout needs {needed} (truncated message)")
-    intensity_name = next((n for n in ("intensity", "reflectance", "i") if n in names), None)
-    dtype = cloud_dtype(msg, ("x", "y", "z") + ((intensity_name,) if intensity_name else ()))
+    dtype = cloud_dtype(msg, names)
     if row_step == width * point_step:  # a view of the message's bytes, no copy
-        points = np.frombuffer(data, dtype=dtype, count=count)
-    else:
-        rows = np.lib.stride_tricks.as_strided(data, shape=(height, width * point_step), strides=(row_step, 1))
-        points = np.frombuffer(np.ascontiguousarray(rows), dtype=dtype)
+        return np.frombuffer(data, dtype=dtype, count=count)
+    rows = np.lib.stride_tricks.as_strided(data, shape=(height, width * point_step), strides=(row_step, 1))
+    return np.frombuffer(np.ascontiguousarray(rows), dtype=dtype)
+
+
+def read_fields(msg: Any) -> dict[str, NDArray[Any]]:
+    """Every field of every point (non-finite ones included), by name, each a contiguous (N,) array in native byte order."""
+    names = tuple(f.name for f in msg.fields)
+    points = _structured_view(msg, names)
+    return {name: np.ascontiguousarray(points[name]).astype(points[name].dtype.newbyteorder("="), copy=False) for name in names}
+
+
+def read_points(msg: Any) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, NDArray[np.int64]]:
+    """(N x 3 float32 xyz, N intensities or None, N indices into the cloud) of the finite points."""
+    names = {f.name for f in msg.fields}
+    missing = {"x", "y", "z"} - names
+    if missing:
+        raise CloudError(f"cloud has no {', '.join(sorted(missing))} field (fields: {', '.join(sorted(names)) or 'none'})")
+    intensity_name = next((n for n in ("intensity", "reflectance", "i") if n in names), None)
+    points = _structured_view(msg, ("x", "y", "z") + ((intensity_name,) if intensity_name else ()))
+    count = len(points)
     xyz = np.empty((count, 3), np.float32)
     with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 range becomes inf (points are then dropped)
         for column, name in enumerate("xyz"):

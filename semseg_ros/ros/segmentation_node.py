@@ -163,6 +163,11 @@ class SegmentationNode(Node):
         return parsed if parsed is not None else palette_array(self.segmenter.card.colors)
 
     # ------------------------------------------------------------ frames
+    @property
+    def has_pending_frame(self) -> bool:
+        """A received frame waits for the worker (the newest-frame slot is full)."""
+        return self._slot is not None
+
     def _on_image(self, msg: Any, info: dict[str, Any]) -> None:
         """Newest frame into the slot (rclpy passes MessageInfo because this takes two arguments)."""
         with self._cond:
