@@ -345,12 +345,7 @@ def _run_build_engine(args: argparse.Namespace) -> int:
         shapes = trt_engine.Shapes(args.min_shape, args.opt_shape, args.max_shape)
     precision = "int8" if args.int8 else ("fp16" if args.fp16 else "fp32")
     engine_path = args.engine or trt_engine.engine_paths(args.onnx, precision)[0]
-    sidecar_path = engine_path.with_name(engine_path.name + ".json")
-    if (
-        not args.force
-        and engine_path.is_file()
-        and not trt_engine.stale_reasons(sidecar_path, trt_engine.sidecar_for(args.onnx, precision, device, shapes))
-    ):
+    if not args.force and not trt_engine.rebuild_reasons(args.onnx, engine_path, precision, device, shapes):
         print(f"{engine_path} is current (use --force to rebuild)")
         return 0
     trt_engine.build_engine(args.onnx, engine_path, args.fp16, args.int8, args.calib_images, args.workspace_gb, shapes, device)

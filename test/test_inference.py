@@ -162,9 +162,8 @@ def test_tensorrt_fp16_engine_agrees_with_pytorch(tiny_checkpoint: Path, tmp_pat
     # The cache: a second load of the ONNX reuses the engine; a changed precision rebuilds.
     backend, _ = trt_engine.load_backend(onnx_path, torch.device("cuda"), fp16=True, cache_dir=tmp_path)
     assert backend.name == "tensorrt"
-    assert not trt_engine.stale_reasons(
-        engine_path.with_name(engine_path.name + ".json"), trt_engine.sidecar_for(onnx_path, "fp16", torch.device("cuda"), None)
-    )
+    assert not trt_engine.rebuild_reasons(onnx_path, engine_path, "fp16", torch.device("cuda"), None)
+    assert trt_engine.rebuild_reasons(onnx_path, engine_path, "fp32", torch.device("cuda"), None)  # another precision: rebuild
 
 
 @needs_tensorrt

@@ -63,14 +63,21 @@ def sidecar_for(onnx_path: Path, precision: str, device: torch.device, shapes: S
     }
 
 
-def stale_reasons(sidecar_path: Path, expected: dict[str, Any]) -> list[str]:
-    """Why a cached engine cannot be used (empty when it can)."""
-    if not sidecar_path.is_file():
+def rebuild_reasons(onnx_path: Path, engine_path: Path, precision: str, device: torch.device, shapes: Shapes | None) -> list[str]:
+    """Why the engine at `engine_path` must be (re)built from `onnx_path`; empty when it is current.
+
+    Current means: the engine file and its sidecar exist, and the sidecar names this TensorRT version,
+    this GPU and compute capability, this precision, these shapes and this ONNX file's hash. The one
+    decision `semseg build-engine` and the backend's build-on-first-use both take.
+    """
+    sidecar_path = engine_path.with_name(engine_path.name + ".json")
+    if not engine_path.is_file() or not sidecar_path.is_file():
         return ["no cached engine"]
     try:
         found = json.loads(sidecar_path.read_text())
     except (OSError, json.JSONDecodeError):
         return ["unreadable sidecar"]
+    expected = sidecar_for(onnx_path, precision, device, shapes)
     keys = ("tensorrt", "gpu", "compute_capability", "precision", "onnx_sha256", "shapes")
     return [f"{k}: cached {found.get(k)!r}, now {expected.get(k)!r}" for k in keys if found.get(k) != expected.get(k)]
 
@@ -281,11 +288,10 @@ def load_backend(
         return TensorRTBackend(path.read_bytes(), device), ModelCard.from_dict(sidecar.get("card"), f"{sidecar_path}: card")
     onnx_path = path if path.suffix == ".onnx" else cached_onnx(path, cache_dir, input_size)
     precision = "fp16" if fp16 else "fp32"
-    engine_path, sidecar_path = engine_paths(onnx_path, precision, cache_dir)
-    expected = sidecar_for(onnx_path, precision, device, None)
-    reasons = ["--force"] if force else stale_reasons(sidecar_path, expected)
-    if not reasons and engine_path.is_file():
-        return TensorRTBackend(engine_path.read_bytes(), device), ModelCard.from_dict(expected["card"])
+    engine_path, _ = engine_paths(onnx_path, precision, cache_dir)
+    reasons = ["--force"] if force else rebuild_reasons(onnx_path, engine_path, precision, device, None)
+    if not reasons:
+        return TensorRTBackend(engine_path.read_bytes(), device), onnx_metadata(onnx_path)
     print(f"semseg: building a TensorRT engine for {onnx_path.name} ({'; '.join(reasons)})", file=sys.stderr)
     data, sidecar = build_engine(onnx_path, engine_path, fp16=fp16, device=device, log=lambda m: print(m, file=sys.stderr))
     return TensorRTBackend(data, device), ModelCard.from_dict(sidecar["card"])
