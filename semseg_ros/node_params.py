@@ -63,12 +63,27 @@ def parse_class_names(text: str) -> list[str]:
 
 
 def parse_cluster_rules(text: str) -> dict[str, dict[str, float | int]]:
-    """`cluster_rules`: JSON {class: {"radius": m, "min_points": n}}, either key optional, each value in the range
-    of its scalar sibling (`cluster_radius`, `cluster_min_points`)."""
-    rules = load_json(text) if text.strip() else {}
-    if not isinstance(rules, dict):
-        raise SemsegError('expected a JSON object {"class": {"radius": m, "min_points": n}}')
-    for name, rule in rules.items():
+    """`cluster_rules`: per-class overrides of `cluster_radius` / `cluster_min_points`, either key optional, each
+    value in the range of its scalar sibling. Written as a JSON list [{"class": c, "radius": m, "min_points": n}]:
+    the form `ros2 param set` and `ros2 param load` carry (rclpy's get_parameter_value re-reads every string as
+    YAML and fails on a mapping). The JSON object {c: {"radius": m, "min_points": n}} is also read (from files).
+    Returns {class: {"radius": m, "min_points": n}}; SemsegError says what is wrong."""
+    data = load_json(text) if text.strip() else []
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list) and all(isinstance(rule, dict) for rule in data):
+        items = [(rule.get("class"), {k: v for k, v in rule.items() if k != "class"}) for rule in data]
+        names = [name for name, _ in items]
+        bad = [name for name in names if not isinstance(name, str) or not name]
+        if bad:
+            raise SemsegError(f'every rule needs "class": a class name, got {str(bad[0])[:40]}')
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise SemsegError(f"more than one rule for {', '.join(duplicates)}")
+    else:
+        raise SemsegError('expected a JSON list [{"class": c, "radius": m, "min_points": n}, ...]')
+    rules: dict[str, dict[str, float | int]] = {}
+    for name, rule in items:
         if not isinstance(rule, dict) or not set(rule) <= {"radius", "min_points"}:
             raise SemsegError(f'{name}: expected {{"radius": m, "min_points": n}}, got {str(rule)[:60]}')
         radius, points = rule.get("radius", CLUSTER_RADIUS_RANGE[0]), rule.get("min_points", 1)
@@ -80,6 +95,7 @@ def parse_cluster_rules(text: str) -> dict[str, dict[str, float | int]]:
             or not CLUSTER_MIN_POINTS_RANGE[0] <= points <= CLUSTER_MIN_POINTS_RANGE[1]
         ):
             raise SemsegError(f"{name}: min_points {points!r} is not an integer in {list(CLUSTER_MIN_POINTS_RANGE)}")
+        rules[name] = rule
     return rules
 
 
@@ -253,9 +269,13 @@ FUSION_PARAMS: tuple[Param, ...] = (
     Param("cluster_min_points", 10, "default smallest cluster", live=True, range=CLUSTER_MIN_POINTS_RANGE),
     Param(
         "cluster_rules",
-        '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}, '
-        '"pedestrian": {"radius": 0.4, "min_points": 5}, "bicyclist": {"radius": 0.4, "min_points": 5}}',
-        "JSON per-class overrides: {class: {radius, min_points}}, in the ranges of cluster_radius and cluster_min_points",
+        "["
+        + ", ".join(
+            f'{{"class": "{c}", "radius": 0.4, "min_points": 5}}' for c in ("person", "rider", "bicycle", "pedestrian", "bicyclist")
+        )
+        + "]",
+        'JSON list of per-class overrides [{"class": c, "radius": m, "min_points": n}], in the ranges of cluster_radius and '
+        "cluster_min_points",
         live=True,
         parse=parse_cluster_rules,
     ),
