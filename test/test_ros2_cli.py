@@ -185,3 +185,41 @@ def test_pip_only_launch_reads_the_shipped_file_first() -> None:
     assert shipped_params().resolve() == KITTI_YAML.resolve()
     text = (ROOT / "semseg_ros" / "ros" / "launcher.py").read_text()
     assert '[*program, "--ros-args", "--params-file", str(shipped_params()), *rest]' in text
+
+
+# ---------------------------------------------------------------- a player started next to a running stack
+def test_a_player_started_beside_running_subscribers_delivers_the_first_frames(ros: None, tmp_path: Path) -> None:
+    """`semseg play` in its own process, as next to `ros2 launch`: under the real launch it sent the first 17 of
+    60 frames before discovery matched the nodes (segmentation_node's first_sequence 18). It now waits (at most
+    DISCOVERY_WAIT) for every topic's subscriber before the first message, and for their acks after the last."""
+    import os
+    import subprocess
+    import sys
+
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from semseg_ros.bags import TOPICS, kitti_to_bag
+    from semseg_ros.synth import writers
+
+    kitti_to_bag(writers.write_kitti_raw(tmp_path, frames=4, seed=6, width=320, height=96, progress=False), tmp_path / "bag")
+    listener = Node("early_listener")
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    images: list[Any] = []
+    clouds: list[Any] = []
+    listener.create_subscription(Image, TOPICS["image"], images.append, reliable)
+    listener.create_subscription(PointCloud2, TOPICS["points"], clouds.append, reliable)
+    try:
+        with spinning(listener):
+            played = subprocess.run(
+                [sys.executable, "-m", "semseg_ros", "play", str(tmp_path / "bag"), "--topics", TOPICS["image"], TOPICS["points"]],
+                env={**os.environ, **isolate_ros_domain()},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert played.returncode == 0 and "no subscriber" not in played.stderr, played.stderr
+            assert wait_for(lambda: len(images) == 4 and len(clouds) == 4, timeout=5.0), [m.header.stamp.nanosec for m in images]
+    finally:
+        listener.destroy_node()
