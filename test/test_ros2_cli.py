@@ -223,3 +223,26 @@ def test_a_player_started_beside_running_subscribers_delivers_the_first_frames(r
             assert wait_for(lambda: len(images) == 4 and len(clouds) == 4, timeout=5.0), [m.header.stamp.nanosec for m in images]
     finally:
         listener.destroy_node()
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports() -> None:
+    """rosdep installs exec_depends only: rosgraph_msgs (the player's /clock) and rcl_interfaces (parameter
+    descriptors) were imported but not declared. tf2_ros stays optional (calibration_source camera_info_tf)."""
+    import ast
+    import re
+
+    ros = re.compile(r"^(rclpy|rcl_interfaces|ament_index_python|launch|launch_ros|\w+_msgs|\w+_interfaces|tf2_\w+)$")
+    imported: set[str] = set()
+    for path in [*(ROOT / "semseg_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            imported |= {name.split(".")[0] for name in names if ros.match(name.split(".")[0])}
+    declared = set(re.findall(r"<exec_depend>([\w-]+)</exec_depend>", (ROOT / "package.xml").read_text()))
+    assert {"rclpy", "rosgraph_msgs", "rcl_interfaces", "sensor_msgs"} <= imported
+    assert imported - {"tf2_ros"} <= declared, imported - declared
