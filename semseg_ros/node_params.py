@@ -39,22 +39,24 @@ def is_number(value: Any) -> bool:
 
 
 def parse_colors(colors: Any, what: str = "colours") -> list[tuple[int, int, int]]:
-    """A JSON list of 1-256 [r, g, b] integer triples, each 0-255 (SemsegError otherwise)."""
+    """A JSON list of 1-256 [r, g, b] integer triples, each 0-255 (SemsegError otherwise, its message prefixed
+    with `what: ` unless `what` is empty)."""
+    prefix = f"{what}: " if what else ""
     if not isinstance(colors, list) or not 1 <= len(colors) <= 256:
-        raise SemsegError(f"{what}: expected a list of 1-256 [r, g, b] entries")
+        raise SemsegError(f"{prefix}expected a list of 1-256 [r, g, b] entries")
     for color in colors:
         if not (
             isinstance(color, list)
             and len(color) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
         ):
-            raise SemsegError(f"{what}: {str(color)[:40]} is not [r, g, b] with integers 0-255")
+            raise SemsegError(f"{prefix}{str(color)[:40]} is not [r, g, b] with integers 0-255")
     return [(c[0], c[1], c[2]) for c in colors]
 
 
 def parse_palette(text: str) -> list[tuple[int, int, int]] | None:
     """The `palette` parameter: '' (None: the model's colours) or a JSON list of [r, g, b] (0-255, at most 256)."""
-    return parse_colors(load_json(text), "palette") if text.strip() else None
+    return parse_colors(load_json(text), "") if text.strip() else None  # Param.check and the node name the parameter
 
 
 def parse_class_names(text: str) -> list[str]:

@@ -246,3 +246,15 @@ def test_package_xml_declares_every_ros_package_the_code_imports() -> None:
     declared = set(re.findall(r"<exec_depend>([\w-]+)</exec_depend>", (ROOT / "package.xml").read_text()))
     assert {"rclpy", "rosgraph_msgs", "rcl_interfaces", "sensor_msgs"} <= imported
     assert imported - {"tf2_ros"} <= declared, imported - declared
+
+
+@pytest.mark.parametrize("param", [p for params in NODES.values() for p in params if p.parse is not None], ids=lambda p: p.name)
+def test_a_refusal_names_the_parameter_once(param: Any) -> None:
+    """`ros2 param set /segmentation_node palette '[[1e400, 0, 0]]'` answered 'palette: palette: [inf, 0, 0] ...'."""
+    for bad in ("[[1e400, 0, 0]]", "[5]", "{", '"x"'):
+        reason = param.check(bad)
+        if reason is not None:
+            assert reason.startswith(f"{param.name}: ") and not reason.startswith(f"{param.name}: {param.name}"), reason
+    assert NODES["segmentation_node"][[p.name for p in NODES["segmentation_node"]].index("palette")].check("[[1e400, 0, 0]]") == (
+        "palette: [inf, 0, 0] is not [r, g, b] with integers 0-255"
+    )
