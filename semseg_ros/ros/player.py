@@ -119,8 +119,9 @@ class BagPlayer(Node):
                 if not self.loop:
                     break
             if not self._stop.is_set():  # the process may end next: reliable subscribers get the last frames first
+                deadline = time.monotonic() + DISCOVERY_WAIT  # for all publishers together
                 for publisher in self.publishers_by_id.values():
-                    publisher.wait_for_all_acked(Duration(seconds=DISCOVERY_WAIT))
+                    publisher.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
         finally:
             self.finished.set()
 
