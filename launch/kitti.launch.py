@@ -3,7 +3,8 @@
     ros2 launch semseg_ros kitti.launch.py bag:=/data/kitti_0005_bag rviz:=true use_sim_time:=true
     ros2 launch semseg_ros kitti.launch.py model:=/models/fpn.engine params_file:=/my/kitti.yaml
 
-`model` and `use_sim_time` override the params file only when given. Everything the arguments ask
+`params_file` is applied over config/kitti.yaml: it needs only the keys it changes. `model` and
+`use_sim_time` override the params file only when given. Everything the arguments ask
 for (rviz2, ros2 bag) is checked before anything starts. Fast DDS reads config/fastdds.xml (large
 frames over shared memory) unless FASTRTPS_DEFAULT_PROFILES_FILE is already set.
 Pip-only equivalent (same nodes, same YAML, same topic wiring): semseg launch kitti --bag BAG.
@@ -18,7 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from semseg_ros.ros.launcher import launch_flag, launch_overrides, missing_for_launch
+from semseg_ros.ros.launcher import launch_flag, launch_overrides, missing_for_launch, params_files
 from semseg_ros.ros.node_process import PROFILE_VARIABLES
 from semseg_ros.topics import KITTI_REMAPS
 
@@ -33,6 +34,7 @@ def launch_setup(context: Any, share: str) -> list[Any]:
     if missing:
         raise RuntimeError("; ".join(missing))  # before any process starts
     overrides = launch_overrides(args["model"], args["use_sim_time"])
+    files = params_files(args["params_file"], os.path.join(share, "config", "kitti.yaml"))
     actions: list[Any] = []
     if not any(os.environ.get(name) for name in PROFILE_VARIABLES):
         actions.append(SetEnvironmentVariable(PROFILE_VARIABLES[0], os.path.join(share, "config", "fastdds.xml")))
@@ -42,7 +44,7 @@ def launch_setup(context: Any, share: str) -> list[Any]:
                 package="semseg_ros",
                 executable=name,
                 name=name,
-                parameters=[args["params_file"], overrides[name]],
+                parameters=[*files, overrides[name]],
                 remappings=list(KITTI_REMAPS[name].items()),
                 output="screen",
             )
@@ -68,7 +70,9 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("bag", default_value="", description="ROS 2 bag to play (from semseg kitti2bag); empty: live topics"),
             DeclareLaunchArgument("model", default_value="", description="model file (.pt, .onnx, .engine); empty: the params file's"),
-            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "kitti.yaml"), description="node parameters"),
+            DeclareLaunchArgument(
+                "params_file", default_value="", description="node parameters over config/kitti.yaml's (only the keys it sets change)"
+            ),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/kitti.rviz"),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="", description="true: follow /clock from the bag; empty: the params file's"

@@ -44,22 +44,24 @@ def is_number(value: Any) -> bool:
 
 
 def parse_colors(colors: Any, what: str = "colours") -> list[tuple[int, int, int]]:
-    """A JSON list of 1-256 [r, g, b] integer triples, each 0-255 (SemsegError otherwise)."""
+    """A JSON list of 1-256 [r, g, b] integer triples, each 0-255 (SemsegError otherwise, its message prefixed
+    with `what: ` unless `what` is empty)."""
+    prefix = f"{what}: " if what else ""
     if not isinstance(colors, list) or not 1 <= len(colors) <= 256:
-        raise SemsegError(f"{what}: expected a list of 1-256 [r, g, b] entries")
+        raise SemsegError(f"{prefix}expected a list of 1-256 [r, g, b] entries")
     for color in colors:
         if not (
             isinstance(color, list)
             and len(color) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
         ):
-            raise SemsegError(f"{what}: {str(color)[:40]} is not [r, g, b] with integers 0-255")
+            raise SemsegError(f"{prefix}{str(color)[:40]} is not [r, g, b] with integers 0-255")
     return [(c[0], c[1], c[2]) for c in colors]
 
 
 def parse_palette(text: str) -> list[tuple[int, int, int]] | None:
     """The `palette` parameter: '' (None: the model's colours) or a JSON list of [r, g, b] (0-255, at most 256)."""
-    return parse_colors(load_json(text), "palette") if text.strip() else None
+    return parse_colors(load_json(text), "") if text.strip() else None  # Param.check and the node name the parameter
 
 
 def parse_class_names(text: str) -> list[str]:
@@ -68,12 +70,27 @@ def parse_class_names(text: str) -> list[str]:
 
 
 def parse_cluster_rules(text: str) -> dict[str, dict[str, float | int]]:
-    """`cluster_rules`: JSON {class: {"radius": m, "min_points": n}}, either key optional, each value in the range
-    of its scalar sibling (`cluster_radius`, `cluster_min_points`)."""
-    rules = load_json(text) if text.strip() else {}
-    if not isinstance(rules, dict):
-        raise SemsegError('expected a JSON object {"class": {"radius": m, "min_points": n}}')
-    for name, rule in rules.items():
+    """`cluster_rules`: per-class overrides of `cluster_radius` / `cluster_min_points`, either key optional, each
+    value in the range of its scalar sibling. Written as a JSON list [{"class": c, "radius": m, "min_points": n}]:
+    the form `ros2 param set` and `ros2 param load` carry (rclpy's get_parameter_value re-reads every string as
+    YAML and fails on a mapping). The JSON object {c: {"radius": m, "min_points": n}} is also read (from files).
+    Returns {class: {"radius": m, "min_points": n}}; SemsegError says what is wrong."""
+    data = load_json(text) if text.strip() else []
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list) and all(isinstance(rule, dict) for rule in data):
+        items = [(rule.get("class"), {k: v for k, v in rule.items() if k != "class"}) for rule in data]
+        names = [name for name, _ in items]
+        bad = [name for name in names if not isinstance(name, str) or not name]
+        if bad:
+            raise SemsegError(f'every rule needs "class": a class name, got {str(bad[0])[:40]}')
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise SemsegError(f"more than one rule for {', '.join(duplicates)}")
+    else:
+        raise SemsegError('expected a JSON list [{"class": c, "radius": m, "min_points": n}, ...]')
+    rules: dict[str, dict[str, float | int]] = {}
+    for name, rule in items:
         if not isinstance(rule, dict) or not set(rule) <= {"radius", "min_points"}:
             raise SemsegError(f'{name}: expected {{"radius": m, "min_points": n}}, got {str(rule)[:60]}')
         radius, points = rule.get("radius", CLUSTER_RADIUS_RANGE[0]), rule.get("min_points", 1)
@@ -85,6 +102,7 @@ def parse_cluster_rules(text: str) -> dict[str, dict[str, float | int]]:
             or not CLUSTER_MIN_POINTS_RANGE[0] <= points <= CLUSTER_MIN_POINTS_RANGE[1]
         ):
             raise SemsegError(f"{name}: min_points {points!r} is not an integer in {list(CLUSTER_MIN_POINTS_RANGE)}")
+        rules[name] = rule
     return rules
 
 
@@ -274,9 +292,13 @@ FUSION_PARAMS: tuple[Param, ...] = (
     Param("cluster_min_points", ClassRule.min_points, "default smallest cluster", live=True, range=CLUSTER_MIN_POINTS_RANGE),
     Param(
         "cluster_rules",
-        '{"person": {"radius": 0.4, "min_points": 5}, "rider": {"radius": 0.4, "min_points": 5}, "bicycle": {"radius": 0.4, "min_points": 5}, '
-        '"pedestrian": {"radius": 0.4, "min_points": 5}, "bicyclist": {"radius": 0.4, "min_points": 5}}',
-        "JSON per-class overrides: {class: {radius, min_points}}, in the ranges of cluster_radius and cluster_min_points",
+        "["
+        + ", ".join(
+            f'{{"class": "{c}", "radius": 0.4, "min_points": 5}}' for c in ("person", "rider", "bicycle", "pedestrian", "bicyclist")
+        )
+        + "]",
+        'JSON list of per-class overrides [{"class": c, "radius": m, "min_points": n}], in the ranges of cluster_radius and '
+        "cluster_min_points",
         live=True,
         parse=parse_cluster_rules,
     ),

@@ -428,8 +428,11 @@ def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, dr
         with running(drive) as (node, probe):
             assert wait_for(lambda: node.classes == ("road", "car"))
             assert node.palette[1].tolist() == [4, 5, 6] and list(node.clustering.rules) == [1]  # car is id 1 now
-            result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")
-            assert not result.successful and "unknown class person; the label set has road, car" in result.reason
+            result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")  # person: another label set's
+            assert result.successful  # and the node logs "not clustering person: not in the label set (road, car)"
+            assert list(node.clustering.rules) == [1]
+            result = remote_set(probe, "fusion_node", "cluster_classes", "car,persn")  # in no label set: a typo
+            assert not result.successful and "unknown class persn; the label set has road, car" in result.reason
     finally:
         latch.destroy_node()
 

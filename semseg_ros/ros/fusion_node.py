@@ -64,8 +64,9 @@ def cluster_settings(config: FusionConfig, classes: tuple[str, ...], strict: str
     """The clustering rules the parameters describe, for a label set's class names (matched in any case),
     and the names in `cluster_classes` / `cluster_rules` that no known label set has (skipped, worth a
     warning). Names of other label sets' classes (the defaults list Cityscapes' and CamVid's objects) are
-    skipped quietly. `strict` names the parameter being changed live: names in `cluster_classes` that this
-    label set lacks, or rule names no label set has, are a SemsegError listing the classes."""
+    skipped quietly. `strict` names the parameter being changed live: names no label set has (typos) are a
+    SemsegError listing the classes; another label set's names pass, so the shipped list (Cityscapes' and
+    CamVid's objects) and a `ros2 param dump` of it can be set back."""
     try:
         overrides = {name.lower(): rule for name, rule in parse_cluster_rules(config.cluster_rules).items()}
         names = [name.lower() for name in parse_class_names(config.cluster_classes)]
@@ -74,7 +75,7 @@ def cluster_settings(config: FusionConfig, classes: tuple[str, ...], strict: str
     own = [c.lower() for c in classes]
     known = {c.lower() for label_set in LABEL_SETS.values() for c in label_set.classes} | set(own)
     unknown = list(dict.fromkeys(name for name in [*names, *overrides] if name not in known))
-    refused = [n for n in names if n not in own] if strict == "cluster_classes" else unknown if strict else []
+    refused = unknown if strict else []
     if refused:
         raise SemsegError(f"unknown class {', '.join(dict.fromkeys(refused))}; the label set has {', '.join(classes)}")
     rules = {}
@@ -245,6 +246,10 @@ class FusionNode(Node):
         if result.successful:
             self.clustering = self._cluster_settings()
             self.sync.slop = self.config.slop
+            own = {c.lower() for c in self.classes}
+            lacking = [n for n in parse_class_names(self.config.cluster_classes) if n.lower() not in own]
+            if lacking and any(u.name == "cluster_classes" for u in updates):  # rclpy drops a successful result's reason
+                self.get_logger().warning(f"not clustering {', '.join(lacking)}: not in the label set ({', '.join(self.classes)})")
         return result
 
     # ------------------------------------------------------------ fusion

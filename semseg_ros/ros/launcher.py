@@ -3,11 +3,13 @@ wired like launch/kitti.launch.py (the topic table in semseg_ros.topics) with th
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from semseg_ros.errors import SemsegError
+from semseg_ros.paths import share_dirs
 from semseg_ros.ros.node_process import run_nodes
 from semseg_ros.topics import remap_arguments
 
@@ -32,6 +34,25 @@ def launch_overrides(model: str, use_sim_time: str) -> dict[str, dict[str, Any]]
     if sim is not None:
         common["use_sim_time"] = sim
     return {"segmentation_node": {**common, **({"model": model} if model.strip() else {})}, "fusion_node": dict(common)}
+
+
+def shipped_params() -> Path:
+    """config/kitti.yaml of the installed package (never a kitti.yaml of the working directory)."""
+    for share in share_dirs():
+        if (share / "config" / "kitti.yaml").is_file():
+            return share / "config" / "kitti.yaml"
+    raise SemsegError(f"config/kitti.yaml not found in {', '.join(map(str, share_dirs())) or 'any share folder'}: reinstall semseg_ros")
+
+
+def params_files(params_file: str, shipped: str) -> list[str]:
+    """The parameter files of the KITTI launch, in the order rcl applies them (later files win): the shipped
+    config/kitti.yaml, then the user's `params_file` (unless it is that same file). A file that sets only
+    `model` and `use_sim_time` thus keeps the KITTI wiring's calibration_source, extrinsic and network size;
+    replacing kitti.yaml whole left the fusion node on the schema's calibration_source (kitti_raw), dead."""
+    given = params_file.strip()
+    if not given or (os.path.exists(given) and os.path.exists(shipped) and os.path.samefile(given, shipped)):
+        return [shipped]
+    return [shipped, given]
 
 
 def missing_for_launch(rviz: bool, bag: str) -> list[str]:
@@ -94,9 +115,11 @@ def launch_kitti(
             players.append(nodes[-1])
             nodes[-1].start()
 
+    # the shipped kitti.yaml first, as kitti.launch.py does: a --params file of a few keys changes only those
+    program, rest = (rclpy_args[:1] or ["semseg"]), rclpy_args[1:]
     return run_nodes(
         kitti_nodes(bag, model, rate, loop, calib_dir),
-        rclpy_args,
+        [*program, "--ros-args", "--params-file", str(shipped_params()), *rest],
         started=started,
         done=lambda: bool(players) and players[0].finished.is_set(),
         prog=prog,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -44,6 +45,9 @@ def qos_from(connection: Any) -> QoSProfile:
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if durable else DurabilityPolicy.VOLATILE,
     )
+
+
+DISCOVERY_WAIT = 3.0  # seconds a player waits for its topics' subscribers before the first message, for acks after the last
 
 
 class BagPlayer(Node):
@@ -93,12 +97,29 @@ class BagPlayer(Node):
     def start(self) -> None:
         self._thread.start()
 
+    def wait_for_subscribers(self, timeout: float = DISCOVERY_WAIT) -> list[str]:
+        """Block until every topic to be played has a subscriber, at most `timeout` seconds (or until `stop`);
+        the topics still without one. Discovery between processes takes about 2 s here: a player started next
+        to a running `ros2 launch` sent its first 17 frames of a 10 Hz bag to nobody before this wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alone = [c.topic for c in self.connections if self.publishers_by_id[c.id].get_subscription_count() == 0]
+            if not alone or time.monotonic() >= deadline or self._stop.wait(0.02):
+                return alone
+
     def _play(self) -> None:
         try:
+            alone = self.wait_for_subscribers()
+            if alone:
+                self.get_logger().info(f"no subscriber after {DISCOVERY_WAIT:.0f} s on {', '.join(alone)}; playing anyway")
             while not self._stop.is_set():
                 self._play_once()
                 if not self.loop:
                     break
+            if not self._stop.is_set():  # the process may end next: reliable subscribers get the last frames first
+                deadline = time.monotonic() + DISCOVERY_WAIT  # for all publishers together
+                for publisher in self.publishers_by_id.values():
+                    publisher.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
         finally:
             self.finished.set()
 
