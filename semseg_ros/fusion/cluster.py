@@ -40,8 +40,21 @@ def euclidean_components(points: NDArray[np.floating], radius: float | NDArray[n
     count = len(points)
     if count == 0:
         return np.zeros(0, np.int64)
-    k = min(neighbours + 1, count)
     bounds = np.broadcast_to(np.asarray(radius, np.float64), (count,))
+    # Coincident points are linked whatever the radius; querying them all makes the KD-tree quadratic
+    # (50k identical points: 4 s). Link the distinct positions, then give every copy its position's id.
+    exact = np.ascontiguousarray(np.asarray(points, np.float64) + 0.0)  # + 0.0: -0.0 becomes 0.0, one position
+    rows = exact.view(np.dtype((np.void, exact.dtype.itemsize * exact.shape[1]))).ravel()  # 3x faster than unique(axis=0)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    if len(first) < count:
+        components = _knn_components(exact[first], bounds[first], neighbours)[inverse.ravel()]
+        return _renumber_by_first_point(components)
+    return _knn_components(exact, bounds, neighbours)
+
+
+def _knn_components(points: NDArray[np.floating], bounds: NDArray[np.float64], neighbours: int) -> NDArray[np.int64]:
+    count = len(points)
+    k = min(neighbours + 1, count)
     # One query at the largest radius, then each point's own bound: the k nearest are the same points
     # whatever the bound, which only prunes the search (cKDTree takes a scalar bound, strictly below).
     distances, indices = cKDTree(points).query(points, k=k, distance_upper_bound=float(bounds.max()))
@@ -52,6 +65,15 @@ def euclidean_components(points: NDArray[np.floating], radius: float | NDArray[n
     np.cumsum(linked.sum(axis=1), out=indptr[1:])
     graph = csr_matrix((np.ones(int(indptr[-1]), np.int8), indices[linked], indptr), shape=(count, count))
     return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _renumber_by_first_point(components: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The same partition with ids ascending in the order of each component's first point."""
+    first = np.full(int(components.max()) + 1, len(components), np.int64)
+    np.minimum.at(first, components, np.arange(len(components)))
+    rank = np.empty_like(first)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[components]
 
 
 def _voxel_components(
@@ -100,8 +122,9 @@ def cluster_points(
     """(clusters, cluster id per point with -1 for none) of N x >=3 `points` (metres) and N class ids.
 
     Clusters come in class-id order, then in order of their first point. All classes are linked in
-    one KD-tree query: each class is shifted along z by more than the scene's height plus twice the
-    largest radius, so no link crosses classes, and each point uses its class's radius.
+    one KD-tree query: a fourth coordinate puts each class more than the largest radius from the
+    others (a separate axis: x, y and z keep their full precision whatever their range), so no link
+    crosses classes, and each point uses its class's radius.
     """
     points = np.asarray(points)
     ids = np.full(len(points), -1, np.int32)
@@ -118,8 +141,7 @@ def cluster_points(
     radius = np.array([rule.radius for _, rule in classes])[groups]
     min_points = np.array([rule.min_points for _, rule in classes])
     xyz = points[members, :3].astype(np.float64)  # only the clustered points, in float64
-    gap = float(np.ptp(xyz[:, 2])) + 2 * float(radius.max()) + 1.0
-    separated = xyz + np.outer(groups * gap, (0.0, 0.0, 1.0))
+    separated = np.column_stack([xyz, groups * (2 * float(radius.max()) + 1.0)])
     components = (
         _voxel_components(xyz, separated, groups, radius, settings.voxel) if settings.voxel > 0 else euclidean_components(separated, radius)
     )
