@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 from semseg_ros import __version__
 from semseg_ros.data.images import MAX_IMAGE_PIXELS
 from semseg_ros.errors import SemsegError
+from semseg_ros.models.card import MAX_INPUT_SIDE
 
 if TYPE_CHECKING:
     from semseg_ros.inference.segmenter import Segmenter
@@ -75,6 +76,14 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _side(value: str) -> int:
+    """An argparse type: a network input side in pixels."""
+    number = _positive(value)
+    if number > MAX_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INPUT_SIDE} pixels, got {value}")
+    return number
+
+
 def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
     """An argparse type for comma-separated integers such as C,H,W."""
     count = len(names.split(","))
@@ -86,6 +95,8 @@ def _ints(names: str, example: str) -> Callable[[str], tuple[int, ...]]:
             values = ()
         if len(values) != count:
             raise argparse.ArgumentTypeError(f"expected {names} such as {example}, got {text!r}")
+        if not all(1 <= v <= MAX_INPUT_SIDE for v in values):
+            raise argparse.ArgumentTypeError(f"each of {names} must be 1 to {MAX_INPUT_SIDE}, got {text!r}")
         return values
 
     return parse
@@ -304,8 +315,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", "--onnx", dest="onnx", metavar="OUT", type=Path, required=True, help="output .onnx path (--onnx: the old spelling)"
     )
-    p.add_argument("--height", type=_positive, help="network input height (default: the checkpoint's)")
-    p.add_argument("--width", type=_positive, help="network input width (default: the checkpoint's)")
+    p.add_argument("--height", type=_side, help="network input height (default: the checkpoint's)")
+    p.add_argument("--width", type=_side, help="network input width (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (multiples of 32)")
     p.add_argument("--argmax", action="store_true", help="argmax in the graph: the model outputs uint8 labels")
     p.set_defaults(func=_run_export)
@@ -713,7 +724,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", help="model file (default: the shipped synthetic model on the synthetic drive, the real CamVid model with --drive)"
     )
-    p.add_argument("--rate", type=_positive_float, default=0.2, help="bag playback speed factor (default 0.2); the player also waits for each frame's mask, so nothing is dropped at any rate")
+    p.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=0.2,
+        help="bag playback speed factor (default 0.2); the player also waits for each frame's mask, so nothing is dropped at any rate",
+    )
     p.add_argument("--drive", type=Path, help="a real KITTI raw drive instead of the synthetic world (no GT scoring)")
     p.add_argument("--params", type=Path, help="node parameter file (default: share/semseg_ros/config/kitti.yaml)")
     p.set_defaults(func=_run_demo)

@@ -323,3 +323,9 @@ def test_export_with_argmax_in_the_graph_reports_labels_only(tmp_path: Path, tin
     result = semseg("export", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "m.onnx", "--argmax")
     assert result.returncode == 0, result.stderr
     assert "labels only (argmax in the graph), labels agree on" in result.stdout and "nan" not in result.stdout
+
+
+@pytest.mark.parametrize("ros_args", [["-p", "slop:=[1,"], ["-p", "slop"], ["--bogus"]])
+def test_malformed_ros_arguments_are_one_line(ros_args: list[str], tmp_path: Path) -> None:
+    result = semseg("node", "fusion", "--ros-args", *ros_args, cwd=tmp_path)
+    assert "bad ROS arguments" in assert_one_error_line(result, "node")

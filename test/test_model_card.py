@@ -121,3 +121,66 @@ def test_a_broken_card_in_a_file_is_named(tiny_checkpoint: Path, tmp_path: Path)
     onnx.save(proto, str(tmp_path / "bad.onnx"))
     with pytest.raises(SemsegError, match=r"bad.onnx: semseg_ros.card.palette: unknown key"):
         onnx_metadata(tmp_path / "bad.onnx")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input_size": [-64, 192]}, r"input_size: \[-64, 192\], expected height and width of 1 to 8192"),
+        ({"input_size": [0, 0]}, "input_size"),
+        ({"input_size": [1_000_000, 1_000_000]}, "input_size"),
+        ({"colors": "first=[999, -5, 3]"}, "colors: each colour is three integers 0-255"),
+        ({"colors": "short"}, "colors: 2 colours for 3 classes"),
+        ({"classes": ["a", "a", "b"]}, "classes: names must be distinct"),
+        ({"classes": [f"c{i}" for i in range(300)], "colors": [[0, 0, 0]] * 300}, "classes: 300 classes, expected 1 to 255"),
+        ({"std": [0.0, 0.0, 0.0]}, "std:"),
+        ({"std": [float("nan")] * 3}, "std:"),
+        ({"mean": [1e301, 0.0, 0.0]}, "mean:"),
+    ],
+)
+def test_values_no_model_can_have_are_named(change: dict, message: str) -> None:
+    """Types alone let through cards that crashed predict and the node deep inside (an adversary's list)."""
+    good = {**a_card().to_dict(), "classes": ["a", "b", "c"], "colors": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}
+    if change.get("colors") == "first=[999, -5, 3]":
+        change = {"colors": [[999, -5, 3], [4, 5, 6], [7, 8, 9]]}
+    elif change.get("colors") == "short":
+        change = {"colors": [[1, 2, 3], [4, 5, 6]]}
+    with pytest.raises(SemsegError, match=f"checkpoint card.{message}"):
+        ModelCard.from_dict({**good, **change}, "checkpoint card")
+
+
+def test_a_card_that_contradicts_its_weights_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    stored = torch.load(tiny_checkpoint, weights_only=True)
+    two = {"classes": stored["card"]["classes"][:2], "colors": stored["card"]["colors"][:2]}
+    edited = tmp_path / "edited.pt"
+    torch.save({**stored, "card": {**stored["card"], **two}}, edited)
+    with pytest.raises(SemsegError, match=r"weights do not fit its card \(2 classes, \w+\): size mismatch for \S+"):
+        Segmenter.from_path(edited, backend="torch", device="cpu")
+    picture = np.zeros((64, 96, 3), np.uint8)
+    torch.save({**stored, "card": {**stored["card"], "argmax_in_graph": True}}, edited)
+    with pytest.raises(SemsegError, match="says argmax_in_graph, but the model outputs"):
+        Segmenter.from_path(edited, backend="torch", device="cpu").predict(picture)
+    # An ONNX file's card is not checked against weights at load: the first frame is (it once wrote ids up to 18 for 2 classes).
+    onnx_path = export_onnx(tiny_checkpoint, tmp_path / "m.onnx", dynamic=True)
+    model = onnx.load(str(onnx_path))
+    for prop in model.metadata_props:
+        if prop.key == "semseg_ros.card":
+            prop.value = json.dumps({**json.loads(prop.value), **two})
+    onnx.save(model, str(onnx_path))
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(SemsegError, match="card names 2 classes: card and weights disagree"):
+            Segmenter.from_path(onnx_path, backend=backend, device="cpu").predict(picture)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"classes": ' + "9" * 5000 + "}"])
+def test_an_onnx_card_json_cannot_escape_the_error_handling(text: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    onnx_path = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    model = onnx.load(str(onnx_path))
+    for prop in model.metadata_props:
+        if prop.key == "semseg_ros.card":
+            prop.value = text
+    onnx.save(model, str(onnx_path))
+    with pytest.raises(SemsegError, match="semseg_ros.card metadata is not JSON"):
+        onnx_metadata(onnx_path)

@@ -235,7 +235,7 @@ def onnx_metadata(path: str | Path) -> ModelCard:
         raise SemsegError(f"{path}: ONNX model has no semseg_ros metadata; export it with `semseg export`")
     try:
         card = json.loads(props["semseg_ros.card"])
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:  # ValueError: a 5000-digit number; RecursionError: 100k brackets
         raise SemsegError(f"{path}: semseg_ros.card metadata is not JSON ({exc}); re-export the model with `semseg export`") from None
     if isinstance(card, dict):
         card.setdefault("argmax_in_graph", props.get("semseg_ros.argmax") == "true")

@@ -62,6 +62,7 @@ class Segmenter:
         device = backend.device
         self._mean = torch.tensor(card.mean, device=device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(card.std, device=device).view(1, 3, 1, 1) * 255.0
+        self._output_checked = False  # the first inference compares the model's output with its card
 
     @property
     def device(self) -> torch.device:
@@ -220,11 +221,17 @@ class Segmenter:
         start = time.perf_counter()
         fused = getattr(self.backend, "infer_labels", None)
         labels_only = not (confidence or road_probability or self.card.argmax_in_graph)
-        if fused and labels_only and self.upsampling in ("bilinear", "nearest") and valid == tuple(batch.shape[2:]):
+        if (
+            fused
+            and labels_only
+            and self._output_checked
+            and self.upsampling in ("bilinear", "nearest")
+            and valid == tuple(batch.shape[2:])
+        ):
             results = [Prediction(labels) for labels in fused(batch, (int(size[0]), int(size[1])), self.upsampling)]
             timings["infer"], timings["postprocess"] = self._sync_time(start), 0.0  # upsampling and argmax run in the graph
         else:
-            output = self.backend.infer(batch)
+            output = self._checked(self.backend.infer(batch))
             timings["infer"] = self._sync_time(start)
             start = time.perf_counter()
             results = self._postprocess(output, valid, (int(size[0]), int(size[1])), confidence, road_probability)
@@ -238,7 +245,20 @@ class Segmenter:
         if self.card.argmax_in_graph:
             raise SemsegError("this model outputs labels (exported with --argmax): logits, TTA and probabilities need a logits model")
         batch, valid = self._preprocess(images, size)
-        return self.backend.infer(batch)[:, :, : valid[0], : valid[1]].float()
+        return self._checked(self.backend.infer(batch))[:, :, : valid[0], : valid[1]].float()
+
+    def _checked(self, output: torch.Tensor) -> torch.Tensor:
+        """`output` unchanged; a SemsegError when it contradicts the card (a card edited or copied from another model)."""
+        if self._output_checked:
+            return output
+        if self.card.argmax_in_graph and output.ndim != 3:
+            raise SemsegError(f"the model card says argmax_in_graph, but the model outputs {tuple(output.shape)} (logits?)")
+        if not self.card.argmax_in_graph and (output.ndim != 4 or output.shape[1] != len(self.card.classes)):
+            raise SemsegError(
+                f"the model outputs {tuple(output.shape)}, its card names {len(self.card.classes)} classes: card and weights disagree"
+            )
+        self._output_checked = True
+        return output
 
     def warmup(self, size: tuple[int, int] = (375, 1242), runs: int = 2) -> None:
         """Run a few dummy frames so the first real frame does not pay for lazy initialisation."""

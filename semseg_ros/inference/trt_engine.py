@@ -75,7 +75,9 @@ def rebuild_reasons(onnx_path: Path, engine_path: Path, precision: str, device: 
         return ["no cached engine"]
     try:
         found = json.loads(sidecar_path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):
+        return ["unreadable sidecar"]
+    if not isinstance(found, dict):
         return ["unreadable sidecar"]
     expected = sidecar_for(onnx_path, precision, device, shapes)
     keys = ("tensorrt", "gpu", "compute_capability", "precision", "onnx_sha256", "shapes")
@@ -280,7 +282,16 @@ def load_backend(
         sidecar_path = path.with_name(path.name + ".json")
         if not sidecar_path.is_file():
             raise SemsegError(f"{path}: no sidecar {sidecar_path.name}; rebuild the engine with `semseg build-engine`")
-        sidecar = json.loads(sidecar_path.read_text())
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise SemsegError(
+                f"{sidecar_path}: unreadable sidecar ({exc}); rebuild the engine with `semseg build-engine --force`"
+            ) from None
+        if not isinstance(sidecar, dict):
+            raise SemsegError(
+                f"{sidecar_path}: not a sidecar (expected a JSON object); rebuild the engine with `semseg build-engine --force`"
+            )
         now = {"tensorrt": trt.__version__, **gpu_identity(device)}
         mismatch = {k: f"{sidecar.get(k)} -> {v}" for k, v in now.items() if sidecar.get(k) != v}
         if mismatch:

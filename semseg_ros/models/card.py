@@ -9,12 +9,16 @@ neither torch nor the model zoo, so ONNX-only runtimes can read cards cheaply.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from semseg_ros import schema
+from semseg_ros.errors import SemsegError
 from semseg_ros.labels import LabelSet
+
+MAX_INPUT_SIDE = 8192  # pixels: a network input beyond this is a corrupt card, not a model
 
 
 @dataclass
@@ -77,7 +81,30 @@ class ModelCard:
         """
         if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):  # the weights file is a training input, never carried
             data = {**data, "model": {**data["model"], "encoder_weights": None}}
-        return schema.load(cls, data, where)
+        card = schema.load(cls, data, where)
+        problem = card.problem()
+        if problem:
+            raise SemsegError(f"{where}.{problem}")
+        return card
+
+    def problem(self) -> str | None:
+        """The first value no model can have ("key: why"), or None. Class ids travel as uint8 with 255
+        for unknown, so at most 255 classes; normalisation is in 0-1 units; sizes are pixels."""
+        if not 1 <= len(self.classes) <= 255:
+            return f"classes: {len(self.classes)} classes, expected 1 to 255 (ids are uint8, 255 is unknown)"
+        if len(set(self.classes)) != len(self.classes) or not all(name.strip() for name in self.classes):
+            return "classes: names must be distinct and non-empty"
+        if len(self.colors) != len(self.classes):
+            return f"colors: {len(self.colors)} colours for {len(self.classes)} classes"
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.colors):
+            return "colors: each colour is three integers 0-255 (RGB)"
+        if not all(math.isfinite(m) and abs(m) <= 10 for m in self.mean):
+            return f"mean: {list(self.mean)}, expected finite per-channel means in 0-1 units"
+        if not all(math.isfinite(v) and 1e-4 <= v <= 10 for v in self.std):
+            return f"std: {list(self.std)}, expected finite per-channel deviations in 0-1 units (1e-4 to 10)"
+        if not all(1 <= v <= MAX_INPUT_SIDE for v in self.input_size):
+            return f"input_size: {list(self.input_size)}, expected height and width of 1 to {MAX_INPUT_SIDE} pixels"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists, strings, numbers and bools (JSON and torch.load(weights_only=True) safe)."""

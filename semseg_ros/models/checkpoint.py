@@ -60,8 +60,13 @@ def model_from_checkpoint(
     model = build_model(card.model, len(card.classes))
     try:
         model.load_state_dict(data["model_state"])
-    except RuntimeError as exc:
-        raise SemsegError(f"checkpoint weights do not fit its own architecture ({str(exc).splitlines()[0]})") from None
+    except RuntimeError as exc:  # torch lists every mismatch on its own line after a heading: name the first
+        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        first = details[0] if details else str(exc).strip()
+        more = f" and {len(details) - 1} more" if len(details) > 1 else ""
+        raise SemsegError(
+            f"checkpoint weights do not fit its card ({len(card.classes)} classes, {card.model.arch}): {first}{more}"
+        ) from None
     return model.eval(), card
 
 

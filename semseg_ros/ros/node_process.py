@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,24 @@ def use_shipped_fastdds_profile() -> None:
         pass  # an install without the file: Fast DDS defaults
 
 
+def _init_quietly(args: list[str] | None) -> None:
+    """rclpy.init, with what rcl prints to stderr (C level) held back: on failure the exception says it
+    again and the caller prints one line; on success it is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            rclpy.init(args=args)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        text = held.read()
+    if text:
+        sys.stderr.write(text.decode(errors="replace"))
+
+
 def run_nodes(
     factories: Sequence[Callable[[], Any]],
     args: list[str] | None = None,
@@ -43,7 +62,11 @@ def run_nodes(
     use_shipped_fastdds_profile()
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
-    rclpy.init(args=args)
+    try:
+        _init_quietly(args)
+    except Exception as exc:  # rclpy's RCLError for a malformed --ros-args (`-p slop:=[1,`, `--bogus`)
+        print(f"{prog or Path(sys.argv[0]).name}: error: bad ROS arguments: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     nodes: list[Any] = []
     executor = MultiThreadedExecutor()
     try:
