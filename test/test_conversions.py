@@ -82,6 +82,8 @@ def test_masks_are_read_in_place(encoding: str, pad: int) -> None:
     mask = mask_from_image(msg)
     np.testing.assert_array_equal(mask, GRAY)  # row padding skipped
     assert np.shares_memory(mask, np.frombuffer(msg.data, np.uint8))  # the fusion node's hot path copies nothing
+    with pytest.raises(ValueError, match="read-only"):
+        mask[0, 0] = 1  # and cannot write into the message through it
     for bad, reason in (("rgb8", "must be mono8"), ("mono16", "must be mono8")):
         msg.encoding = bad
         with pytest.raises(ImageError, match=reason):

@@ -300,3 +300,20 @@ def test_coincident_points_are_one_cluster_and_keep_their_order() -> None:
     for i in range(120):
         same = (points == points[i]).all(axis=1)
         assert (ids[same] == ids[i]).all()  # copies of a position share its cluster
+
+
+def test_field_layouts_that_cannot_be_read_are_cloud_errors() -> None:
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from semseg_ros.ros.pointcloud import CloudError, read_fields, read_points
+
+    def cloud(fields: list[tuple[str, int]]) -> PointCloud2:
+        return PointCloud2(
+            height=1, width=2, point_step=16, row_step=32, data=bytes(32),
+            fields=[PointField(name=n, offset=o, datatype=7, count=1) for n, o in fields],
+        )  # fmt: skip
+
+    xyz = [("x", 0), ("y", 4), ("z", 8)]
+    with pytest.raises(CloudError, match="'_' more than once"):
+        read_fields(cloud([*xyz, ("_", 12), ("_", 12)]))  # padding fields named alike (an adversary's cloud)
+    assert len(read_points(cloud([*xyz, ("_", 12), ("_", 12)]))[0]) == 2  # x, y, z alone are readable

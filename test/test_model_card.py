@@ -182,5 +182,5 @@ def test_an_onnx_card_json_cannot_escape_the_error_handling(text: str, tiny_chec
         if prop.key == "semseg_ros.card":
             prop.value = text
     onnx.save(model, str(onnx_path))
-    with pytest.raises(SemsegError, match="semseg_ros.card metadata is not JSON"):
+    with pytest.raises(SemsegError, match=r"semseg_ros\.card metadata is not JSON"):
         onnx_metadata(onnx_path)

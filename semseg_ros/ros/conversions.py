@@ -113,10 +113,12 @@ def fill_image(msg: Any, header: Any, array: NDArray[np.uint8], encoding: str) -
 
 
 def mask_from_image(msg: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> NDArray[np.uint8]:
-    """A mono8 (or 8UC1) class-id mask as an HxW uint8 view of msg.data (no copy; row padding skipped).
+    """A mono8 (or 8UC1) class-id mask as a read-only HxW uint8 view of msg.data (no copy; row padding skipped).
 
     Raises ImageError for another encoding or bad fields, ImageTooLarge beyond `max_pixels`.
     """
     if msg.encoding not in ("mono8", "8UC1"):
         raise ImageError(f"mask must be mono8 class ids, got encoding '{msg.encoding}'")
-    return _pixel_rows(msg, max_pixels)[0]
+    mask = _pixel_rows(msg, max_pixels)[0]
+    mask.flags.writeable = False  # a view of the message: nothing may write through it
+    return mask

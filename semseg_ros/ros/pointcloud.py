@@ -38,7 +38,10 @@ def cloud_dtype(msg: Any, names: tuple[str, ...]) -> np.dtype:
         spec["names"].append(name)
         spec["formats"].append(fmt)
         spec["offsets"].append(int(field.offset))
-    return np.dtype(spec)  # type: ignore[call-overload]
+    try:
+        return np.dtype(spec)  # type: ignore[call-overload]
+    except (ValueError, TypeError) as exc:  # overlapping fields, odd names
+        raise CloudError(f"fields {', '.join(map(str, names))} do not form a point layout: {exc}") from None
 
 
 def _structured_view(msg: Any, names: tuple[str, ...]) -> NDArray[Any]:
@@ -66,6 +69,9 @@ def _structured_view(msg: Any, names: tuple[str, ...]) -> NDArray[Any]:
 def read_fields(msg: Any) -> dict[str, NDArray[Any]]:
     """Every field of every point (non-finite ones included), by name, each a contiguous (N,) array in native byte order."""
     names = tuple(f.name for f in msg.fields)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CloudError(f"cloud names field(s) {', '.join(map(repr, repeated))} more than once")
     points = _structured_view(msg, names)
     return {name: np.ascontiguousarray(points[name]).astype(points[name].dtype.newbyteorder("="), copy=False) for name in names}
 
