@@ -329,3 +329,19 @@ def test_export_with_argmax_in_the_graph_reports_labels_only(tmp_path: Path, tin
 def test_malformed_ros_arguments_are_one_line(ros_args: list[str], tmp_path: Path) -> None:
     result = semseg("node", "fusion", "--ros-args", *ros_args, cwd=tmp_path)
     assert "bad ROS arguments" in assert_one_error_line(result, "node")
+
+
+def test_a_params_section_that_matches_no_node_is_warned_about(tmp_path: Path) -> None:
+    from semseg_ros.ros.node_process import ros_arguments
+
+    params = tmp_path / "p.yaml"
+    params.write_text("fusion_nod:\n  ros__parameters:\n    slop: 0.05\n")
+    result = subprocess.run(
+        [sys.executable, "-c", f"from semseg_ros.ros.node_process import ros_arguments; ros_arguments({str(params)!r}, [])"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        result.stderr.strip()
+        == f"semseg: warning: {params}: fusion_nod: matches no semseg_ros node (segmentation_node, fusion_node); ignored here"
+    )
+    assert ros_arguments(Path("kitti.yaml"), [])[1:3] == ["--ros-args", "--params-file"]  # the shipped file: no warning

@@ -111,12 +111,15 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
     """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
     from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file
+    from semseg_ros.node_params import check_params_file, params_file_warnings
     from semseg_ros.paths import resolve_data_file
 
     args = ["semseg"]
     if params is not None:
         path = resolve_data_file(params, "config")
-        check_params_file(schema.read_yaml(path), str(path))
+        data = schema.read_yaml(path)
+        check_params_file(data, str(path))
+        for warning in params_file_warnings(data):  # a mistyped section (`fusion_nod:`) reaches no node, so no node warns
+            print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
         args += ["--ros-args", "--params-file", str(path)]
     return args + list(extra)
