@@ -174,6 +174,10 @@ class Calibration:
             error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
             if error > 1e-2:
                 raise CalibrationError(f"calibration {name} is not a rotation (R Rᵀ deviates from I by {error:.3g})")
+            if np.linalg.det(rotation) < 0:
+                raise CalibrationError(f"calibration {name} is a reflection (determinant -1), not a rotation")
+        if np.abs(self.velo_to_cam[3] - [0, 0, 0, 1]).max() > 1e-9:
+            raise CalibrationError(f"calibration velo_to_cam's last row is {self.velo_to_cam[3].tolist()}, expected [0, 0, 0, 1]")
         if abs(np.linalg.det(self.velo_to_image[:, :3])) < 1e-12:
             raise CalibrationError("calibration projection is degenerate (its left 3x3 block is singular)")
         if self.image_size is not None:
@@ -406,11 +410,29 @@ def rigid_from_pose(translation: Sequence[float], quaternion: Sequence[float]) -
     """The 4x4 transform of a pose: translation (x, y, z) in metres and rotation quaternion (x, y, z, w),
     as in a geometry_msgs/Transform (normalised first, as scipy's Rotation does). Raises CalibrationError
     for a zero or non-finite quaternion."""
-    try:
-        rotation = Rotation.from_quat(np.asarray(quaternion, float)).as_matrix()
+    quat, shift = np.asarray(quaternion, float), np.asarray(translation, float)
+    if not (np.all(np.isfinite(quat)) and np.all(np.isfinite(shift))):
+        raise CalibrationError(f"pose translation {list(shift)} / quaternion {list(quat)} holds a non-finite value")
+    scale = float(np.abs(quat).max()) if quat.size else 0.0
+    try:  # scaled to a largest component of 1 first: (1e300, 1e300, 0, 0) overflowed scipy's norm into a zero matrix
+        rotation = Rotation.from_quat(quat / scale if scale > 0 else quat).as_matrix()
     except ValueError as exc:
         raise CalibrationError(f"rotation quaternion {list(quaternion)}: {exc}") from None
-    return _rigid(rotation, np.asarray(translation, float).reshape(3, 1))
+    return _rigid(rotation, shift.reshape(3, 1))
+
+
+def rigid_problem(values: Sequence[float]) -> str | None:
+    """Why 16 row-major values are not a rigid 4x4 transform (rotation with det +1, last row 0 0 0 1), or None."""
+    matrix = np.asarray(values, float)
+    if matrix.size != 16 or not np.all(np.isfinite(matrix)):
+        return "expected 16 finite values (a row-major 4x4 transform)"
+    matrix = matrix.reshape(4, 4)
+    rotation = matrix[:3, :3]
+    if np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-2 or np.linalg.det(rotation) < 0:
+        return "its upper-left 3x3 block is not a rotation"
+    if np.abs(matrix[3] - [0, 0, 0, 1]).max() > 1e-9:
+        return "its last row must be 0 0 0 1"
+    return None
 
 
 CALIBRATION_SOURCES = ("kitti_raw", "kitti_object", "camera_info", "camera_info_tf")

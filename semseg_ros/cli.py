@@ -654,9 +654,17 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="start over at the end until Ctrl-C")
     p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
     p.add_argument("--topics", nargs="+", help="only these topics")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=DISCOVERY_WAIT_S,
+        help=f"seconds to wait for every played topic to have a subscriber before the first message, and for their "
+        f"acknowledgements after the last (default {DISCOVERY_WAIT_S:g}; DDS discovery between processes takes about 2 s)",
+    )
     p.set_defaults(func=_run_play)
 
 
+DISCOVERY_WAIT_S = 3.0  # = ros.player.DISCOVERY_WAIT, here without importing rclpy for --help
 BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes one)"
 
 
@@ -668,7 +676,7 @@ def _run_play(args: argparse.Namespace) -> int:
     players: list[BagPlayer] = []
 
     def make() -> BagPlayer:
-        players.append(BagPlayer(args.bag, args.rate, args.loop, args.clock, args.topics))
+        players.append(BagPlayer(args.bag, args.rate, args.loop, args.clock, args.topics, args.wait))
         return players[0]
 
     code = run_nodes(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from semseg_ros.calibration import CALIBRATION_SOURCES, CalibrationSource
+from semseg_ros.calibration import CALIBRATION_SOURCES, CalibrationSource, rigid_problem
 from semseg_ros.errors import SemsegError
 from semseg_ros.fusion.settings import ClassRule, ClusterSettings, FusionSettings
 
@@ -320,6 +320,10 @@ class NodeConfig:
 
     PARAMS: ClassVar[tuple[Param, ...]] = ()
 
+    def problem(self) -> str | None:
+        """Values fine one by one but not together ("name: why"), or None."""
+        return None
+
     @classmethod
     def from_values(cls: type[C], values: Mapping[str, Any]) -> C:
         """From {parameter name: value}, values already checked against the schema. Raises SemsegError
@@ -423,6 +427,13 @@ class FusionConfig(NodeConfig):
         return CalibrationSource(
             self.calibration_source, self.kitti_calib_dir, self.kitti_calib_file, self.camera_index, self.lidar_to_camera, self.mask_image
         )
+
+    def problem(self) -> str | None:
+        """Values fine one by one but not together, as "name: why" (checked at start and on live changes)."""
+        if self.max_depth and self.min_depth >= self.max_depth:
+            return f"min_depth {self.min_depth} must be below max_depth {self.max_depth} (0 = no limit): every point would stay unlabelled"
+        why = rigid_problem(self.lidar_to_camera)
+        return f"lidar_to_camera: {why}" if why else None
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(

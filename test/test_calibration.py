@@ -437,6 +437,36 @@ def test_a_zero_quaternion_is_a_calibration_error() -> None:
         rigid_from_pose((0, 0, 0), (0, 0, 0, 0))
 
 
+@pytest.mark.parametrize(
+    ("translation", "quaternion", "message"),
+    [
+        ((float("nan"), 0, 0), (0, 0, 0, 1), "non-finite"),
+        ((0, 0, float("inf")), (0, 0, 0, 1), "non-finite"),
+        ((0, 0, 0), (float("inf"), 0, 0, 1), "non-finite"),
+    ],
+)
+def test_poses_that_are_no_transform_are_calibration_errors(translation: tuple, quaternion: tuple, message: str) -> None:
+    """These once gave a non-finite or zero matrix with no error (an adversary's list)."""
+    with pytest.raises(CalibrationError, match=message):
+        rigid_from_pose(translation, quaternion)
+
+
+def test_huge_quaternions_are_normalised_without_overflow() -> None:
+    huge, unit = rigid_from_pose((1, 2, 3), (1e300, 1e300, 0, 0)), rigid_from_pose((1, 2, 3), (1, 1, 0, 0))
+    np.testing.assert_allclose(huge, unit, atol=1e-12)  # was a zero matrix
+    assert np.linalg.det(huge[:3, :3]) == pytest.approx(1.0)
+
+
+def test_reflections_and_projective_rows_are_not_extrinsics() -> None:
+    from semseg_ros.calibration import rigid_problem
+
+    assert rigid_problem(np.eye(4).ravel()) is None
+    assert "not a rotation" in str(rigid_problem(np.diag([1.0, 1, -1, 1]).ravel()))
+    assert "last row" in str(rigid_problem(np.diag([1.0, 1, 1, 5]).ravel()))
+    assert "16 finite values" in str(rigid_problem([0.0] * 15))
+    assert "not a rotation" in str(rigid_problem([0.0] * 16))
+
+
 def source(kind: str, **changes: object) -> CalibrationSource:
     values: dict[str, object] = {
         "kitti_calib_dir": "",

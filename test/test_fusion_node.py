@@ -346,6 +346,24 @@ def test_raw_masks_need_a_camera_info_source(ros: Any, drive: KittiDrive) -> Non
         make_node(drive, mask_image="raw")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"calibration_source": "camera_info", "lidar_to_camera": [0.0] * 16},
+            "lidar_to_camera: its upper-left 3x3 block is not a rotation",
+        ),
+        ({"min_depth": 20.0, "max_depth": 10.0}, "min_depth 20.0 must be below max_depth 10.0"),
+    ],
+)
+def test_parameters_that_contradict_each_other_are_refused_at_start(ros: Any, drive: KittiDrive, overrides: dict, message: str) -> None:
+    """An all-zero extrinsic used to pass until the first camera_info; min > max left every point unlabelled."""
+    from semseg_ros.errors import SemsegError
+
+    with pytest.raises(SemsegError, match=message):
+        make_node(drive, **overrides)
+
+
 def remote_set(probe: Node, node_name: str, name: str, value: Any) -> Any:
     """`ros2 param set NODE NAME VALUE` through the node's parameter service; the SetParametersResult."""
     from rclpy.parameter_client import AsyncParameterClient
@@ -384,6 +402,14 @@ def test_bad_structured_parameters_are_refused_and_the_node_lives(ros: Any, driv
         assert remote_set(probe, "fusion_node", "cluster_rules", '{"car": {"radius": 0.5}}').successful  # still answering
         assert node.clustering.rules[TRAIN.classes.index("car")].radius == 0.5
         assert exchange(probe, cloud_msg(xyz, 900.0), mask_msg(mask, 900.0)) is not None
+
+
+def test_a_live_change_that_contradicts_another_parameter_is_refused(ros: Any, drive: KittiDrive) -> None:
+    with running(drive) as (node, probe):
+        assert remote_set(probe, "fusion_node", "max_depth", 10.0).successful
+        result = remote_set(probe, "fusion_node", "min_depth", 100.0)
+        assert not result.successful and "must be below max_depth 10.0" in result.reason
+        assert node.config.min_depth == FusionSettings.min_depth and node.stats.rejected_parameters == 1
 
 
 @pytest.mark.parametrize(

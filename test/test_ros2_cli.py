@@ -191,7 +191,8 @@ def test_pip_only_launch_reads_the_shipped_file_first() -> None:
 def test_a_player_started_beside_running_subscribers_delivers_the_first_frames(ros: None, tmp_path: Path) -> None:
     """`semseg play` in its own process, as next to `ros2 launch`: under the real launch it sent the first 17 of
     60 frames before discovery matched the nodes (segmentation_node's first_sequence 18). It now waits (at most
-    DISCOVERY_WAIT) for every topic's subscriber before the first message, and for their acks after the last."""
+    --wait seconds, 3 by default; 60 here, where a loaded CI machine took longer than 3) for every topic's
+    subscriber before the first message, and for their acks after the last."""
     import os
     import subprocess
     import sys
@@ -213,13 +214,28 @@ def test_a_player_started_beside_running_subscribers_delivers_the_first_frames(r
     try:
         with spinning(listener):
             played = subprocess.run(
-                [sys.executable, "-m", "semseg_ros", "play", str(tmp_path / "bag"), "--topics", TOPICS["image"], TOPICS["points"]],
+                [
+                    sys.executable,
+                    "-m",
+                    "semseg_ros",
+                    "play",
+                    str(tmp_path / "bag"),
+                    "--topics",
+                    TOPICS["image"],
+                    TOPICS["points"],
+                    "--wait",
+                    "60",
+                ],
                 env={**os.environ, **isolate_ros_domain()},
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
             assert played.returncode == 0 and "no subscriber" not in played.stderr, played.stderr
+            from semseg_ros.cli import DISCOVERY_WAIT_S
+            from semseg_ros.ros.player import DISCOVERY_WAIT
+
+            assert DISCOVERY_WAIT_S == DISCOVERY_WAIT  # the CLI's default is the player's
             assert wait_for(lambda: len(images) == 4 and len(clouds) == 4, timeout=5.0), [m.header.stamp.nanosec for m in images]
     finally:
         listener.destroy_node()

@@ -43,7 +43,11 @@ def declare(node: Node, config: type[C]) -> C:
             raise SemsegError(f"parameter {problem}")
         values[param.name] = value
     warn_undeclared(node)
-    return config.from_values(values)
+    typed = config.from_values(values)
+    problem = typed.problem()
+    if problem is not None:
+        raise SemsegError(f"parameter {problem}")
+    return typed
 
 
 def warn_undeclared(node: Node) -> None:
@@ -74,7 +78,11 @@ def apply_update(
             problem = extra(update)
         if problem is not None:
             return SetParametersResult(successful=False, reason=problem), config
-    return SetParametersResult(successful=True), config.updated({u.name: u.value for u in updates})
+    updated = config.updated({u.name: u.value for u in updates})
+    problem = updated.problem()
+    if problem is not None:
+        return SetParametersResult(successful=False, reason=problem), config
+    return SetParametersResult(successful=True), updated
 
 
 def qos(reliability: str, depth: int, durability: str = "volatile") -> QoSProfile:

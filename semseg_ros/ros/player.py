@@ -59,11 +59,21 @@ class BagPlayer(Node):
     """
 
     def __init__(
-        self, bag: str | Path, rate: float = 1.0, loop: bool = False, clock: bool = False, topics: list[str] | None = None, **kwargs: Any
+        self,
+        bag: str | Path,
+        rate: float = 1.0,
+        loop: bool = False,
+        clock: bool = False,
+        topics: list[str] | None = None,
+        discovery_wait: float = DISCOVERY_WAIT,
+        **kwargs: Any,
     ):
         super().__init__("semseg_player", **kwargs)
         if not (0 < rate < float("inf")):  # NaN fails too
             raise SemsegError(f"--rate {rate}: must be a positive finite number")
+        if not (0 <= discovery_wait < float("inf")):
+            raise SemsegError(f"--wait {discovery_wait}: must be a finite number of seconds >= 0")
+        self.discovery_wait = discovery_wait
         self.bag = Path(bag)
         self.reader = open_bag(self.bag)
         if isinstance(self.reader, TruncatedMcapReader):
@@ -97,11 +107,11 @@ class BagPlayer(Node):
     def start(self) -> None:
         self._thread.start()
 
-    def wait_for_subscribers(self, timeout: float = DISCOVERY_WAIT) -> list[str]:
+    def wait_for_subscribers(self, timeout: float | None = None) -> list[str]:
         """Block until every topic to be played has a subscriber, at most `timeout` seconds (or until `stop`);
         the topics still without one. Discovery between processes takes about 2 s here: a player started next
         to a running `ros2 launch` sent its first 17 frames of a 10 Hz bag to nobody before this wait."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.discovery_wait if timeout is None else timeout)
         while True:
             alone = [c.topic for c in self.connections if self.publishers_by_id[c.id].get_subscription_count() == 0]
             if not alone or time.monotonic() >= deadline or self._stop.wait(0.02):
@@ -111,13 +121,13 @@ class BagPlayer(Node):
         try:
             alone = self.wait_for_subscribers()
             if alone:
-                self.get_logger().info(f"no subscriber after {DISCOVERY_WAIT:.0f} s on {', '.join(alone)}; playing anyway")
+                self.get_logger().info(f"no subscriber after {self.discovery_wait:g} s on {', '.join(alone)}; playing anyway")
             while not self._stop.is_set():
                 self._play_once()
                 if not self.loop:
                     break
             if not self._stop.is_set():  # the process may end next: reliable subscribers get the last frames first
-                deadline = time.monotonic() + DISCOVERY_WAIT  # for all publishers together
+                deadline = time.monotonic() + self.discovery_wait  # for all publishers together
                 for publisher in self.publishers_by_id.values():
                     publisher.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
         finally:
