@@ -256,14 +256,15 @@ def test_onnx_export_emits_no_tracer_warning(arch: str, tmp_path: Path, tiny_che
     checkpoint = tiny_checkpoint
     if arch != "unet":
         from semseg_ros.labels import get_label_set
-        from semseg_ros.models.checkpoint import model_card, save_checkpoint
+        from semseg_ros.models.card import ModelCard
+        from semseg_ros.models.checkpoint import save_checkpoint
         from semseg_ros.models.factory import ModelConfig, build_model
 
         config = ModelConfig(arch=arch, encoder="resnet18", fpn_channels=[16, 32] if arch == "fpn" else None)
         labels = get_label_set("road")
         checkpoint = tmp_path / f"{arch}.pt"
         save_checkpoint(
-            checkpoint, build_model(config, labels.num_classes).eval(), model_card(config, labels, (64, 128), (0.5,) * 3, (0.25,) * 3)
+            checkpoint, build_model(config, labels.num_classes).eval(), ModelCard.build(config, labels, (64, 128), (0.5,) * 3, (0.25,) * 3)
         )
     for dynamic, argmax in ((False, False), (True, False), (False, True)):
         with warnings.catch_warnings(record=True) as caught:
