@@ -40,6 +40,11 @@ fi
 pip_quiet() {  # pip, without the noise of local mirror folders that lack a package
   "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
+pip_progress() {  # pip, one line per package it collects (the long install shows it is moving), errors and warnings
+  "$VENV/bin/python" -m pip install --progress-bar off "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" | grep -E "^(Collecting|ERROR|WARNING|error)" \
+        | sed -u -e "s/^Collecting /setup:   collecting /" || true; }
+}
 set -o pipefail
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}  # or a mirror of it
 torch_flavour="PyTorch with its CUDA libraries: about 7 GB"
@@ -59,7 +64,7 @@ if [ "${CPU_ONLY:-0}" = 1 ]; then
   fi
 fi
 echo "setup: installing the Python packages into $VENV ($torch_flavour, a few minutes)"
-pip_quiet "${requirements[@]}"
+pip_progress "${requirements[@]}"
 echo "setup: installing semseg_ros itself"
 pip_quiet --no-deps tensorrt-stubs
 pip_quiet --no-deps --no-build-isolation -e .
