@@ -138,3 +138,19 @@ def test_cluster_boxes_enclose_their_points() -> None:
         assert tuple(picture.image[r0 + int(row), c0 + int(col)]) == BOX
     label_band = picture.image[r0 + int(top) - 16 : r0 + int(top) - 2, c0 + int(left) : c0 + int(left) + 40]
     assert int((label_band.min(axis=-1) > 200).sum()) > 10  # "car 7" written above the box, in white
+
+
+def test_cluster_labels_of_neighbouring_boxes_do_not_cover_each_other() -> None:
+    """The README's picture had "car 4" over "car 12" and "car 19)" where two labels met (a new user's review)."""
+    from semseg_ros.fusion.bev import _draw_boxes
+
+    rng = np.random.default_rng(1)
+    centres = [(20.0, 5.0), (20.5, 5.2), (21.0, 4.8), (30.0, -3.0)]  # three boxes nearly on top of each other
+    xyz = np.concatenate([np.array([x, y, 0.0]) + rng.normal(0, 0.3, (30, 3)) for x, y in centres])
+    clusters = np.repeat(np.arange(4), 30)
+    image = np.zeros((*VIEW.shape, 3), np.uint8)
+    rects = _draw_boxes(image, VIEW, xyz, np.full(120, 13), clusters, get_label_set("cityscapes19").classes)
+    assert len(rects) == 4
+    for i, a in enumerate(rects):
+        for b in rects[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)

@@ -210,8 +210,11 @@ def _draw_boxes(
     labels: NDArray[np.integer],
     clusters: NDArray[np.integer],
     names: Sequence[str],
-) -> None:
-    """An axis-aligned box around each cluster's points, labelled with its majority class and id."""
+) -> list[tuple[int, int, int, int]]:
+    """An axis-aligned box around each cluster's points, labelled with its majority class and id (each label
+    above or below its box, stacked outwards: the first place no earlier label covers); returns the
+    labels' rectangles (x0, y0, x1, y1) in pixels."""
+    placed: list[tuple[int, int, int, int]] = []  # label rectangles drawn so far: x0, y0, x1, y1
     for cluster_id in np.unique(clusters[clusters >= 0]):
         members = clusters == cluster_id
         points, classes = xyz[members], labels[members]
@@ -220,7 +223,18 @@ def _draw_boxes(
         top, left = view.pixels(points[:, 0].max(), points[:, 1].max())
         bottom, right = view.pixels(points[:, 0].min(), points[:, 1].min())
         cv2.rectangle(image, (int(left) - 1, int(top) - 1), (int(right) + 1, int(bottom) + 1), BOX, 1)
-        _text(image, f"{name} {int(cluster_id)}", (int(left), int(top) - 4), BOX, 0.38)
+        text = f"{name} {int(cluster_id)}"
+        (w, h), _ = cv2.getTextSize(text, FONT, 0.38, 1)
+        step = h + 6  # stacked further out where neighbours' labels are already drawn
+        candidates = [
+            (x, y) for k in range(6) for x, y in ((int(left), int(top) - 4 - k * step), (int(left), int(bottom) + h + 4 + k * step))
+        ]
+        rects = [(x, y - h - 2, x + w, y + 2) for x, y in candidates]
+        free = [i for i, r in enumerate(rects) if not any(r[0] < q[2] and q[0] < r[2] and r[1] < q[3] and q[1] < r[3] for q in placed)]
+        choice = free[0] if free else 0
+        placed.append(rects[choice])
+        _text(image, text, candidates[choice], BOX, 0.38)
+    return placed
 
 
 def _legend(height: int, entries: list[tuple[str, tuple[int, int, int], bool]], unlabelled: bool) -> NDArray[np.uint8]:
