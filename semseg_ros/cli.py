@@ -244,13 +244,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from semseg_ros.train.config import load_config
-    from semseg_ros.train.trainer import train
 
+    require(args.config, "config")  # before the model zoo loads (seconds)
     config = load_config(args.config, args.overrides)
     require(config.train.init_weights, "train.init_weights")
     require(config.distill.teacher, "distill.teacher")
     require(config.model.encoder_weights, "model.encoder_weights")
     dataset(config, "train")
+    from semseg_ros.train.trainer import train
+
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
     if "mIoU" in metrics:
         print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}, checkpoints in {config.train.out_dir}")
