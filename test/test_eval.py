@@ -4,6 +4,7 @@ Cityscapes evaluator on our submission files, dumps and videos."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 from semseg_ros.cli import main
 from semseg_ros.data.config import DataConfig
 from semseg_ros.data.datasets import build_dataset
+from semseg_ros.errors import SemsegError
 from semseg_ros.eval.dataset_eval import evaluate_files, evaluate_model
 from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.predict import run_predict, run_video
@@ -414,3 +416,16 @@ def test_label_ids_that_fit_the_train_id_range_are_flagged(
     assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(gt_dir), "--format", "cityscapes"]) == 0
     assert "if the files hold label ids, use --ids labelid" in capsys.readouterr().out
     assert "ids_ambiguous" not in evaluate_files(tmp_path / "pred", gt_dir, "cityscapes", ids="labelid")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (the Debian package make setup installs)")
+def test_an_ffmpeg_failure_is_one_error_with_ffmpegs_reason(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ffmpeg's own lines once landed on the terminal over the progress bar, then a reasonless error."""
+    from semseg_ros.eval.predict import VideoWriter
+
+    writer = VideoWriter(tmp_path / "video.unknown-format", fps=10.0)
+    with pytest.raises(SemsegError, match=r"ffmpeg failed to write \S*video\.unknown-format: \S"):
+        for _ in range(3):
+            writer.write(np.zeros((32, 48, 3), np.uint8))
+        writer.close()
+    assert capfd.readouterr().err == ""  # nothing from ffmpeg itself

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,21 +211,30 @@ class VideoWriter:
             if ffmpeg:
                 command = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "-",
                            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(self.path)]  # fmt: skip
-                self.process = subprocess.Popen(command, stdin=subprocess.PIPE)
+                self.log = tempfile.TemporaryFile()  # ffmpeg's messages: into the error, never onto the terminal
+                self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self.log)
             else:
                 self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height))
         if (width, height) != self.size:
             frame = np.asarray(cv2.resize(frame, self.size), dtype=np.uint8)
         if self.process is not None and self.process.stdin is not None:
-            self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
+            try:
+                self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
+            except BrokenPipeError:  # ffmpeg ended early: close() says why
+                self.close()
         elif self.writer is not None:
             self.writer.write(frame[..., ::-1])
 
     def close(self) -> None:
         if self.process is not None and self.process.stdin is not None:
-            self.process.stdin.close()
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
             if self.process.wait() != 0:
-                raise SemsegError(f"ffmpeg failed to write {self.path}")
+                self.log.seek(0)
+                said = [line.strip() for line in self.log.read().decode(errors="replace").splitlines() if line.strip()]
+                raise SemsegError(f"ffmpeg failed to write {self.path}" + (f": {said[-1]}" if said else ""))
         if self.writer is not None:
             self.writer.release()
 
