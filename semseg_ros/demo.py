@@ -29,7 +29,7 @@ from semseg_ros.eval.predict import VideoWriter
 from semseg_ros.fusion.bev import bev_picture
 from semseg_ros.labels import IGNORE, LabelSet, get_label_set
 from semseg_ros.node_params import REAL_MODEL, SYNTHETIC_MODEL
-from semseg_ros.pictures import captioned
+from semseg_ros.pictures import captioned, legend_strip
 from semseg_ros.ros.conversions import image_to_rgb, mask_from_image
 from semseg_ros.ros.pointcloud import read_fields
 from semseg_ros.synth import writers
@@ -261,7 +261,12 @@ def write_report(
     if stamps:
         middle = stamps[len(stamps) // 2]
         pictures["overlay.png"] = _frame_caption("overlay", stamps, middle, drive_dir, "image_02", ".png")
-        cv2.imwrite(str(out / "overlay.png"), captioned(image_to_rgb(recording.overlays[middle]), pictures["overlay.png"])[..., ::-1])
+        picture = image_to_rgb(recording.overlays[middle])
+        if middle in recording.masks:  # which colour is which class: the classes in this frame's mask
+            present = [int(c) for c in np.unique(mask_from_image(recording.masks[middle])) if c < len(label_set.classes)]
+            entries = [(label_set.classes[c], tuple(int(v) for v in label_set.colors[c])) for c in present]
+            picture = np.concatenate([picture, legend_strip(picture.shape[1], entries)], axis=0)
+        cv2.imwrite(str(out / "overlay.png"), captioned(picture, pictures["overlay.png"])[..., ::-1])
         writer = VideoWriter(out / "demo.mp4", fps=10.0)
         for stamp in stamps:
             writer.write(image_to_rgb(recording.overlays[stamp]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -50,3 +52,22 @@ def caption_strip(text: str, width: int, height: int = CAPTION_HEIGHT) -> NDArra
 def captioned(image: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
     """`image` (HxWx3 uint8) with a caption strip above it: (H + CAPTION_HEIGHT)xWx3."""
     return np.concatenate([caption_strip(text, image.shape[1]), image], axis=0)
+
+
+def legend_strip(width: int, entries: Sequence[tuple[str, Sequence[int]]], row_height: int = 20) -> NDArray[np.uint8]:
+    """A dark strip `width` pixels wide holding a colour swatch and the name of each (name, RGB) entry,
+    packed left to right in as many rows as they need (for pictures whose side has no room for a panel)."""
+    cells: list[tuple[int, int, str, Sequence[int]]] = []  # row, x, name, colour
+    row, x = 0, 6
+    for name, color in entries:
+        cell = 22 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)[0][0] + 14
+        if x + cell > width and x > 6:
+            row, x = row + 1, 6
+        cells.append((row, x, name, color))
+        x += cell
+    strip = np.zeros(((row + 1) * row_height + 4, width, 3), np.uint8)
+    for line, left, name, color in cells:
+        top = 4 + line * row_height
+        strip[top + 2 : top + 14, left : left + 16] = color
+        cv2.putText(strip, name, (left + 22, top + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (230, 230, 230), 1, cv2.LINE_AA)
+    return strip

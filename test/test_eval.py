@@ -25,7 +25,7 @@ from semseg_ros.eval.kitti_road import RoadCounts, road_metrics
 from semseg_ros.eval.predict import run_predict, run_video
 from semseg_ros.eval.tta import probabilities
 from semseg_ros.inference.segmenter import Segmenter
-from semseg_ros.labels import IGNORE
+from semseg_ros.labels import IGNORE, get_label_set
 from semseg_ros.pictures import CAPTION_HEIGHT, caption_strip
 
 
@@ -429,3 +429,14 @@ def test_an_ffmpeg_failure_is_one_error_with_ffmpegs_reason(tmp_path: Path, capf
             writer.write(np.zeros((32, 48, 3), np.uint8))
         writer.close()
     assert capfd.readouterr().err == ""  # nothing from ffmpeg itself
+
+
+def test_legend_strip_shows_every_entry_and_wraps() -> None:
+    from semseg_ros.pictures import legend_strip
+
+    labels = get_label_set("cityscapes19")
+    entries = [(name, tuple(int(v) for v in color)) for name, color in zip(labels.classes, labels.colors, strict=True)]
+    strip = legend_strip(400, entries)
+    assert strip.shape[1] == 400 and strip.shape[0] > 40  # 19 names do not fit one 400-pixel row
+    for _, color in entries:
+        assert (strip == color).all(axis=2).sum() >= 16 * 12  # each swatch drawn whole
