@@ -64,7 +64,10 @@ def test_short_demo_scores_the_shipped_model(tmp_path: Path) -> None:
     assert data["pictures"]["bev.png"].startswith("labelled cloud: frame 3 of 4, velodyne_points/data/0000000002.bin, stamp 20")
     image = cv2.imread(str(drive / "image_02" / "data" / "0000000002.png"))
     overlay = cv2.imread(str(report / "overlay.png"))
-    assert overlay.shape == (image.shape[0] + CAPTION_HEIGHT, image.shape[1], 3)
+    legend = overlay[CAPTION_HEIGHT + image.shape[0] :]  # under the image: the classes of that frame's mask
+    assert overlay.shape[1:] == image.shape[1:] and legend.shape[0] >= 20
+    car_colour = tuple(int(v) for v in label_set.colors[car][::-1])  # BGR as OpenCV reads it
+    assert (legend == car_colour).all(axis=2).sum() >= 16 * 12
     assert cv2.imread(str(report / "bev.png")).shape == (CAPTION_HEIGHT + 800, 600 + LEGEND_WIDTH, 3)
 
 
