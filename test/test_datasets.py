@@ -68,6 +68,9 @@ def test_clear_errors(cityscapes_root: Path, tmp_path: Path) -> None:
     with pytest.raises(SemsegError, match="not a Cityscapes root"):
         cityscapes_samples(tmp_path / "missing", "train")
     (tmp_path / "empty" / "leftImg8bit").mkdir(parents=True)
+    with pytest.raises(SemsegError, match=r"Cityscapes split 'train' is not under .*leftImg8bit \(splits there: none\)"):
+        cityscapes_samples(tmp_path / "empty", "train")
+    (tmp_path / "empty" / "leftImg8bit" / "train").mkdir()
     with pytest.raises(SemsegError, match="no Cityscapes train images found"):
         cityscapes_samples(tmp_path / "empty", "train")
     root = tmp_path / "cs"
