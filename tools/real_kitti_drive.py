@@ -10,8 +10,8 @@ a whole raw drive was within reach.
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 REAL = Path(__file__).resolve().parents[1] / "test" / "data" / "kitti_real"
@@ -39,6 +39,6 @@ def assemble(out: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: tools/real_kitti_drive.py OUT")
-    print(assemble(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder to write OUT/2011_09_26/2011_09_26_drive_0000_sync into")
+    print(assemble(parser.parse_args().out))
