@@ -808,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_error(prog, f"{exc.strerror or exc} ({exc.filename or 'no file'}); check the path and its permissions")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        report_error(prog, "stopped by Ctrl-C", kind="interrupted")
+        report_error(prog, "stopped by Ctrl-C or SIGTERM", kind="interrupted")
         return 130
 
 

@@ -99,7 +99,15 @@ def run_pipeline(
         executor = MultiThreadedExecutor(num_threads=4)
         for node in nodes:
             executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except Exception:
+                if rclpy.ok():
+                    raise  # a real failure; after SIGTERM the executor's errors are only the shutdown
+
+        spinner = threading.Thread(target=spin, daemon=True)
         spinner.start()
         deadline = time.monotonic() + 15.0  # discovery: every node listens before the first message
         while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub in player.publishers_by_id.values()):
@@ -147,6 +155,10 @@ def run_pipeline(
             "labels": segmentation.segmenter.card.label_set,
         }
         executor.shutdown(timeout_sec=2.0)
+    except Exception:
+        if not rclpy.ok():  # SIGTERM (or SIGINT) made rclpy shut its context down under our waits
+            raise KeyboardInterrupt from None
+        raise
     finally:
         for node in nodes:
             node.destroy_node()

@@ -234,7 +234,7 @@ class VideoWriter:
             if self.process.wait() != 0:
                 self.log.seek(0)
                 said = [line.strip() for line in self.log.read().decode(errors="replace").splitlines() if line.strip()]
-                raise SemsegError(f"ffmpeg failed to write {self.path}" + (f": {said[-1]}" if said else ""))
+                raise SemsegError(f"ffmpeg failed to write {self.path}" + (f": {'; '.join(dict.fromkeys(said))}" if said else ""))
         if self.writer is not None:
             self.writer.release()
 
