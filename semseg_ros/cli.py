@@ -54,12 +54,16 @@ def _positive(value: str) -> int:
     return number
 
 
-def _positive_float(value: str) -> float:
-    """An argparse type: a finite number > 0 (rates, frame rates, sizes in GiB), checked before any work."""
+def _number(value: str) -> float:
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+
+
+def _positive_float(value: str) -> float:
+    """An argparse type: a finite number > 0 (rates, frame rates, sizes in GiB), checked before any work."""
+    number = _number(value)
     if not (math.isfinite(number) and number > 0):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
     return number
@@ -67,10 +71,7 @@ def _positive_float(value: str) -> float:
 
 def _fraction(value: str) -> float:
     """An argparse type: a number in [0, 1] (overlay weights)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _number(value)
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return number
