@@ -170,14 +170,12 @@ class Calibration:
             if not np.all(np.isfinite(value)):
                 raise CalibrationError(f"calibration {name} holds a non-finite value")
             object.__setattr__(self, name, value)
-        for name, rotation in (("rectification", self.rectification), ("velo_to_cam rotation", self.velo_to_cam[:3, :3])):
-            error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
-            if error > 1e-2:
-                raise CalibrationError(f"calibration {name} is not a rotation (R Rᵀ deviates from I by {error:.3g})")
-            if np.linalg.det(rotation) < 0:
-                raise CalibrationError(f"calibration {name} is a reflection (determinant -1), not a rotation")
-        if np.abs(self.velo_to_cam[3] - [0, 0, 0, 1]).max() > 1e-9:
-            raise CalibrationError(f"calibration velo_to_cam's last row is {self.velo_to_cam[3].tolist()}, expected [0, 0, 0, 1]")
+        why = _rotation_problem(self.rectification)
+        if why:
+            raise CalibrationError(f"calibration rectification {why}")
+        why = rigid_problem(self.velo_to_cam.ravel())
+        if why:
+            raise CalibrationError(f"calibration velo_to_cam: {why}")
         if abs(np.linalg.det(self.velo_to_image[:, :3])) < 1e-12:
             raise CalibrationError("calibration projection is degenerate (its left 3x3 block is singular)")
         if self.image_size is not None:
@@ -421,17 +419,27 @@ def rigid_from_pose(translation: Sequence[float], quaternion: Sequence[float]) -
     return _rigid(rotation, shift.reshape(3, 1))
 
 
-def rigid_problem(values: Sequence[float]) -> str | None:
+def rigid_problem(values: Sequence[float] | FloatArray) -> str | None:
     """Why 16 row-major values are not a rigid 4x4 transform (rotation with det +1, last row 0 0 0 1), or None."""
     matrix = np.asarray(values, float)
     if matrix.size != 16 or not np.all(np.isfinite(matrix)):
         return "expected 16 finite values (a row-major 4x4 transform)"
     matrix = matrix.reshape(4, 4)
-    rotation = matrix[:3, :3]
-    if np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-2 or np.linalg.det(rotation) < 0:
-        return "its upper-left 3x3 block is not a rotation"
+    why = _rotation_problem(matrix[:3, :3])
+    if why:
+        return f"its upper-left 3x3 block {why}"
     if np.abs(matrix[3] - [0, 0, 0, 1]).max() > 1e-9:
-        return "its last row must be 0 0 0 1"
+        return f"its last row is {matrix[3].tolist()}, must be 0 0 0 1"
+    return None
+
+
+def _rotation_problem(rotation: FloatArray) -> str | None:
+    """Why a 3x3 matrix is not a rotation (orthonormal within 1e-2, determinant +1), or None."""
+    error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
+    if error > 1e-2:
+        return f"is not a rotation (R Rᵀ deviates from I by {error:.3g})"
+    if np.linalg.det(rotation) < 0:
+        return "is a reflection (determinant -1), not a rotation"
     return None
 
 
