@@ -227,3 +227,24 @@ def test_a_kill_after_any_write_of_a_run_loses_and_repeats_nothing(
         kill_after[0] = -1
         train(config, resume=(tmp_path / name / "last.pt").exists())
         _assert_same_run(tmp_path / name, reference)
+
+
+def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Path) -> None:
+    """`data.train_splits: [train, val]` trains on both splits' images (once each); val is still scored."""
+    from semseg_ros.data.datasets import build_dataset
+    from semseg_ros.train.trainer import Trainer
+
+    path = tiny_config(tmp_path, cityscapes_root, "trainval")
+    config = yaml.safe_load(path.read_text())
+    config["data"]["train_splits"] = ["train", "val"]
+    path.write_text(yaml.safe_dump(config))
+    folded = load_config(path)
+    train_images = [s.image for s in build_dataset(folded.data, "train").samples]
+    val_images = [s.image for s in build_dataset(folded.data, "val").samples]
+    trainer = Trainer(folded)
+    assert [s.image for s in trainer.train_set.samples] == train_images + val_images
+    assert len(trainer.val_set) == len(val_images)
+    config["data"]["train_splits"] = ["train", "train"]
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SemsegError, match=r"name each split once"):
+        Trainer(load_config(path))

@@ -18,6 +18,9 @@ class DataConfig:
     coarse: bool = False  # cityscapes: add train_extra images with gtCoarse labels to training
     kitti_road_target: Literal["road", "lane"] = "road"
     val_every_nth: int = 5  # kitti-road / kitti-raw: every n-th image (sorted by name) goes to val
+    # splits whose images train the network; ["train", "val"] folds val in once val has made the choices
+    # (the run's val figures are then figures on training images, and its last epoch is the model)
+    train_splits: tuple[Literal["train", "val"], ...] = ("train",)
     batch_size: int = 8
     val_batch_size: int = 4
     workers: int = 2

@@ -6,7 +6,7 @@ label-set class ids (255 = ignore), passed through an optional `transform(image,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,21 +212,29 @@ def camvid_samples(root: str | Path, split: str) -> list[Sample]:
     return _pairs(images, label, "camvid", f"CamVid {split}")
 
 
-def build_dataset(data_config: DataConfig, split: str, transform: Transform | None = None) -> SegmentationDataset:
-    """The dataset described by a `data` config section (train, val or test `split`)."""
-    fmt = data_config.format
+def split_samples(data_config: DataConfig, split: str) -> tuple[list[Sample], LabelSet]:
+    """The samples of one split (train, val or test) of the dataset a `data` config section describes, and
+    its label set."""
+    fmt, root = data_config.format, data_config.root
     if fmt == "cityscapes":
-        samples = cityscapes_samples(data_config.root, split, coarse=data_config.coarse)
-        label_set = get_label_set(data_config.label_set)
-    elif fmt == "camvid":
-        samples = camvid_samples(data_config.root, split)
-        label_set = get_label_set("camvid")
-    elif fmt == "kitti-road":
-        samples = kitti_road_samples(data_config.root, split, data_config.kitti_road_target, data_config.val_every_nth)
-        label_set = get_label_set("road")
-    elif fmt == "kitti-raw":
-        samples = kitti_raw_samples(data_config.root, split, data_config.val_every_nth)
-        label_set = get_label_set(data_config.label_set)
-    else:
-        raise SemsegError(f"data.format '{fmt}' is not one of cityscapes, camvid, kitti-road, kitti-raw")
+        return cityscapes_samples(root, split, coarse=data_config.coarse), get_label_set(data_config.label_set)
+    if fmt == "camvid":
+        return camvid_samples(root, split), get_label_set("camvid")
+    if fmt == "kitti-road":
+        return kitti_road_samples(root, split, data_config.kitti_road_target, data_config.val_every_nth), get_label_set("road")
+    if fmt == "kitti-raw":
+        return kitti_raw_samples(root, split, data_config.val_every_nth), get_label_set(data_config.label_set)
+    raise SemsegError(f"data.format '{fmt}' is not one of cityscapes, camvid, kitti-road, kitti-raw")
+
+
+def build_dataset(data_config: DataConfig, split: str | Sequence[str], transform: Transform | None = None) -> SegmentationDataset:
+    """The dataset described by a `data` config section: the train, val or test `split`, or the images of
+    several splits in the order given (`data.train_splits`, e.g. ["train", "val"])."""
+    names = [split] if isinstance(split, str) else list(split)
+    if not names or len(set(names)) < len(names):
+        raise SemsegError(f"data.train_splits {names}: name each split once, e.g. [train] or [train, val]")
+    samples: list[Sample] = []
+    for name in names:
+        found, label_set = split_samples(data_config, name)
+        samples += found
     return SegmentationDataset(samples, label_set, transform)

@@ -137,7 +137,7 @@ class Trainer:
         np.random.seed(config.train.seed % 2**32)
         random.seed(config.train.seed)
 
-        self.train_set: SegmentationDataset = build_dataset(config.data, "train")
+        self.train_set: SegmentationDataset = build_dataset(config.data, config.data.train_splits)
         self.train_set.seed = config.train.seed
         self.label_set = self.train_set.label_set
         val_set = build_dataset(config.data, "val", eval_pipeline(config.train.input_size, config.mean, config.std))
