@@ -83,6 +83,11 @@ def run_nodes(
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # rclpy's signal handler shut the context down between rclpy.ok() and the wait: spin_once raises
+        # RCLError ("the given context is not valid") instead of ExternalShutdownException; a normal stop
     finally:
         stop(executor, nodes, handlers)
     return 0
