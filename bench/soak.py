@@ -97,7 +97,9 @@ class Monitor(Node):
 def start(args: list[str]) -> subprocess.Popen[bytes]:
     # PYTHONFAULTHANDLER: a process that dies of a signal prints every thread's Python stack to its stderr
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    return subprocess.Popen([sys.executable, "-m", "semseg_ros", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "semseg_ros", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_seconds: float) -> dict[str, Any]:
@@ -139,7 +141,9 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
     for process in nodes.values():
         process.send_signal(signal.SIGINT)
     exits = {name: process.wait(timeout=30) for name, process in nodes.items()}
-    failed_output = {name: (p.stderr.read() if p.stderr else b"").decode(errors="replace")[-3000:] for name, p in nodes.items() if exits[name]}
+    failed_output = {
+        name: (p.stderr.read() if p.stderr else b"").decode(errors="replace")[-3000:] for name, p in nodes.items() if exits[name]
+    }
     executor.shutdown()
     monitor.destroy_node()
 

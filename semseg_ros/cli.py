@@ -186,6 +186,11 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", type=_positive, default=3, help="cityscapes: sequences in all")
     p.add_argument("--val-sequences", type=_positive, default=1, help="cityscapes: sequences that form val")
     p.add_argument("--threads", type=int, default=0, help="ray-casting threads (0: all cores)")
+    p.add_argument(
+        "--randomise-appearance",
+        action="store_true",
+        help="domain randomisation: each world gets its own class colours, light, haze and camera response (labels unchanged)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_synth)
 
@@ -208,6 +213,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         "height": height,
         "progress": not args.quiet,
         "nthreads": args.threads,
+        "randomise_appearance": args.randomise_appearance,
     }
     start = time.perf_counter()
     if args.format == "kitti-raw":

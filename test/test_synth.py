@@ -167,6 +167,34 @@ def test_same_seed_same_bytes_other_seed_other_world(tmp_path: Path) -> None:
     assert first != other
 
 
+def test_randomised_appearance_changes_the_look_of_each_world_and_nothing_else(tmp_path: Path) -> None:
+    """Domain randomisation: the same labels as with the plain look; images of another look, one
+    per world (a road's mean colour differs between worlds more than between frames of one world)."""
+
+    def render(out: Path, *extra: str) -> Path:
+        args = ["synth", "--format", "cityscapes", "--out", str(out), "--frames", "2", "--sequences", "4", "--val-sequences", "1"]
+        assert main([*args, "--width", "192", "--height", "96", "--seed", "3", "--quiet", *extra]) == 0
+        return out
+
+    plain, randomised = render(tmp_path / "plain"), render(tmp_path / "dr", "--randomise-appearance")
+    labels = sorted(p.relative_to(plain) for p in (plain / "gtFine").rglob("*.png"))
+    assert labels and labels == sorted(p.relative_to(randomised) for p in (randomised / "gtFine").rglob("*.png"))
+    for name in labels:
+        assert (plain / name).read_bytes() == (randomised / name).read_bytes(), name
+    road = CITYSCAPES_ID["road"]
+    colours: dict[str, list[np.ndarray]] = {}
+    for image in sorted((randomised / "leftImg8bit").rglob("*.png")):
+        stem = image.name.replace("_leftImg8bit.png", "")
+        label = read_png(plain / "gtFine" / image.parent.relative_to(randomised / "leftImg8bit") / f"{stem}_gtFine_labelIds.png")
+        before = read_png(plain / image.relative_to(randomised))
+        after = read_png(image)
+        assert after.shape == before.shape and np.abs(after.astype(int) - before).mean() > 5
+        colours.setdefault(stem.split("_")[1], []).append(after[label == road].mean(axis=0))
+    within = max(float(np.abs(a - b).max()) for a, b in colours.values())
+    between = max(float(np.abs(colours[x][0] - colours[y][0]).max()) for x in colours for y in colours)
+    assert len(colours) == 4 and between > 2 * within, (within, between)
+
+
 def test_cityscapes_format(tmp_path: Path) -> None:
     assert (
         main(

@@ -30,6 +30,53 @@ _REFLECTANCE = np.array([m.reflectance for m in MATERIALS], np.float32)
 _FACADE = MATERIAL_ID["facade"]
 
 
+@dataclass(frozen=True)
+class Appearance:
+    """How a world looks to the camera (labels and lidar are unaffected).
+
+    `plain()` is the renderer's one fixed look; `randomised(seed)` draws a look per world for domain
+    randomisation (Tobin et al. 2017, arXiv 1703.06907): an albedo gain per class, texture strength,
+    ambient and direct light with a colour cast, haze distance, sky tint, and a camera response (gamma,
+    sensor noise, defocus blur, JPEG compression). Colours are linear values in [0, 1].
+    """
+
+    class_gain: NDArray[np.float32]  # (256, 3) albedo gain per Cityscapes label id
+    texture_gain: float  # multiplies each material's texture amplitude
+    ambient: float  # light on every lit or shadowed surface
+    direct: float  # sunlight, times the Lambert term
+    light_tint: NDArray[np.float32]  # (3,) colour of the light
+    haze_m: float  # distance (m) at which 63 % of a surface's colour is haze
+    sky_gain: NDArray[np.float32]  # (3,)
+    gamma: float  # output = colour ** gamma
+    noise: float  # standard deviation of per-pixel sensor noise
+    blur_px: float  # Gaussian defocus sigma in pixels, 0 for none
+    jpeg_quality: int  # 0 for none
+
+    @staticmethod
+    def plain() -> Appearance:
+        return Appearance(
+            np.ones((256, 3), np.float32), 1.0, 0.38, 0.72, np.array([1.0, 0.97, 0.92], np.float32), 350.0,
+            np.ones(3, np.float32), 1.0, 0.012, 0.0, 0,
+        )  # fmt: skip
+
+    @staticmethod
+    def randomised(seed: int) -> Appearance:
+        rng = np.random.default_rng([seed, 0xD0])
+        return Appearance(
+            class_gain=rng.uniform(0.6, 1.4, (256, 3)).astype(np.float32),
+            texture_gain=float(rng.uniform(0.3, 2.5)),
+            ambient=float(rng.uniform(0.15, 0.6)),
+            direct=float(rng.uniform(0.35, 1.0)),
+            light_tint=rng.uniform(0.85, 1.15, 3).astype(np.float32),
+            haze_m=float(rng.uniform(120.0, 800.0)),
+            sky_gain=rng.uniform(0.75, 1.15, 3).astype(np.float32),
+            gamma=float(rng.uniform(0.7, 1.4)),
+            noise=float(rng.uniform(0.004, 0.04)),
+            blur_px=float(rng.uniform(0.4, 1.5)) if rng.random() < 0.5 else 0.0,
+            jpeg_quality=int(rng.integers(25, 90)) if rng.random() < 0.5 else 0,
+        )
+
+
 @dataclass
 class CameraFrame:
     rgb: NDArray[np.uint8]  # (H, W, 3)
@@ -69,9 +116,10 @@ def noise_texture(seed: int, size: int = TEXTURE_SIZE) -> NDArray[np.float32]:
 class Renderer:
     """Renders frames of a `World` for one camera calibration and a 64-beam lidar."""
 
-    def __init__(self, calibration: Calibration, nthreads: int = 0):
+    def __init__(self, calibration: Calibration, nthreads: int = 0, randomise_appearance: bool = False):
         self.calibration = calibration
         self.nthreads = nthreads
+        self.randomise_appearance = randomise_appearance  # a look of its own per world (`Appearance.randomised`)
         centre, directions = calibration.camera_rays()
         self.camera_centre = centre
         self.camera_dirs = directions.astype(np.float32)
@@ -83,7 +131,8 @@ class Renderer:
         raycaster.add_triangles(_tensor(scene.vertices.astype(np.float32)), _tensor(scene.faces.astype(np.uint32)))
         texture = noise_texture(world.seed)
         ego = world.ego_position(t)
-        camera = self._camera(raycaster, scene, world, texture, ego, rng)
+        look = Appearance.randomised(world.seed) if self.randomise_appearance else Appearance.plain()
+        camera = self._camera(raycaster, scene, world, texture, ego, rng, look)
         lidar = self._lidar(raycaster, scene, texture, ego, rng)
         return camera, lidar
 
@@ -92,7 +141,7 @@ class Renderer:
         result = raycaster.cast_rays(_tensor(rays), nthreads=self.nthreads)
         return {k: result[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_normals")}
 
-    def _camera(self, raycaster, scene: SceneMesh, world: World, texture, ego, rng) -> CameraFrame:
+    def _camera(self, raycaster, scene: SceneMesh, world: World, texture, ego, rng, look: Appearance) -> CameraFrame:
         height, width = self.camera_dirs.shape[:2]
         origin = ego + self.camera_centre
         hit = self._cast(raycaster, origin, self.camera_dirs)
@@ -104,7 +153,8 @@ class Renderer:
         material = scene.material[face]
 
         pattern = _sample_texture(texture, points, normals, _TEXTURE_SCALE[material])
-        albedo = scene.color[face] * (1.0 + _TEXTURE_AMPLITUDE[material] * pattern)[..., None]
+        albedo = scene.color[face] * (1.0 + look.texture_gain * _TEXTURE_AMPLITUDE[material] * pattern)[..., None]
+        albedo *= look.class_gain[scene.label[face]]
         windows = (material == _FACADE) & _window_mask(points, normals)
         albedo[windows] = np.array([0.16, 0.2, 0.26], np.float32) * (1.0 + 0.3 * pattern[windows, None])
 
@@ -113,14 +163,14 @@ class Renderer:
         lit = np.zeros((height, width), np.float32)
         lit[seen] = ~shadowed
         lambert = np.clip(normals @ world.sun.astype(np.float32), 0.0, 1.0) * lit
-        colour = albedo * (0.38 + 0.72 * lambert)[..., None] * np.array([1.0, 0.97, 0.92], np.float32)
+        colour = albedo * (look.ambient + look.direct * lambert)[..., None] * look.light_tint
 
-        sky = _sky(self.camera_dirs, texture)
-        haze = (1.0 - np.exp(-np.where(seen, depth, np.inf) / 350.0))[..., None]
+        sky = _sky(self.camera_dirs, texture) * look.sky_gain
+        haze = (1.0 - np.exp(-np.where(seen, depth, np.inf) / look.haze_m))[..., None]
         colour = colour * (1.0 - haze) + sky * haze
         colour = np.where(seen[..., None], colour, sky)
-        colour = colour * rng.uniform(0.9, 1.1) + rng.normal(0.0, 0.012, colour.shape).astype(np.float32)
-        rgb = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        colour = colour * rng.uniform(0.9, 1.1) + rng.normal(0.0, look.noise, colour.shape).astype(np.float32)
+        rgb = _camera_response(np.clip(colour, 0.0, 1.0), look)
 
         label = np.where(seen, scene.label[face], SKY).astype(np.uint8)
         instance = np.where(seen, scene.instance[face], 0).astype(np.uint16)
@@ -144,6 +194,20 @@ class Renderer:
         reflectance = np.clip(reflectance + rng.normal(0.0, 0.02, reflectance.shape), 0.0, 1.0)
         labels = scene.label[face].astype(np.uint32) | (scene.instance[face].astype(np.uint32) << 16)
         return LidarFrame(np.column_stack([xyz, reflectance]).astype(np.float32), labels)
+
+
+def _camera_response(colour: NDArray[np.float32], look: Appearance) -> NDArray[np.uint8]:
+    """Colours in [0, 1] to 8-bit RGB through the look's gamma, defocus blur and JPEG compression."""
+    if look.gamma != 1.0:
+        colour = colour**look.gamma
+    rgb: NDArray[np.uint8] = (colour * 255.0 + 0.5).astype(np.uint8)
+    if look.blur_px > 0:
+        rgb = np.asarray(cv2.GaussianBlur(rgb, (0, 0), look.blur_px), np.uint8)
+    if look.jpeg_quality:
+        ok, encoded = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, look.jpeg_quality])
+        if ok:  # channel order is kept both ways
+            rgb = np.asarray(cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED), np.uint8)
+    return rgb
 
 
 def _tensor(array: NDArray) -> o3d.core.Tensor:

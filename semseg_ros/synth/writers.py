@@ -212,7 +212,15 @@ def depth_png(depth: NDArray[np.float32]) -> NDArray[np.uint16]:
 
 
 def write_kitti_raw(
-    out: Path, frames: int, seed: int, drive: int = 1, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0
+    out: Path,
+    frames: int,
+    seed: int,
+    drive: int = 1,
+    width: int = 1242,
+    height: int = 375,
+    progress: bool = True,
+    nthreads: int = 0,
+    randomise_appearance: bool = False,
 ) -> Path:
     """Render a drive of `frames` frames into out/2011_09_26/2011_09_26_drive_NNNN_sync; returns the drive dir."""
     date_dir = Path(out) / DATE
@@ -226,7 +234,7 @@ def write_kitti_raw(
 
     world_seed = _seed(seed, drive)
     world = build_world(world_seed, frames * FRAME_PERIOD, _layout_for(world_seed))
-    renderer = Renderer(reference_calibration(width, height), nthreads=nthreads)
+    renderer = Renderer(reference_calibration(width, height), nthreads, randomise_appearance)
     times = [k * FRAME_PERIOD for k in range(frames)]
     jitter = np.random.default_rng(world_seed).uniform(0.0, 0.002, frames)
     camera_stamps, velo_stamps = [], []
@@ -260,13 +268,14 @@ def write_cityscapes(
     height: int = 1024,
     progress: bool = True,
     nthreads: int = 0,
+    randomise_appearance: bool = False,
 ) -> Path:
     """`frames` images per sequence in the Cityscapes layout; the last `val_sequences` sequences form val."""
     if not 0 < val_sequences < sequences:
         raise ValueError("need 0 < val_sequences < sequences so that train and val are both non-empty")
     root = Path(out)
     palette = cityscapes_id_palette()
-    renderer = Renderer(reference_calibration(width, height), nthreads=nthreads)
+    renderer = Renderer(reference_calibration(width, height), nthreads, randomise_appearance)
     stride = 8 * FRAME_PERIOD  # 8 m between images: distinct views, like Cityscapes' sparse frames
     for seq in range(sequences):
         split, city = ("val", "synthville") if seq >= sequences - val_sequences else ("train", "synthtown")
@@ -296,13 +305,20 @@ ROAD_BGR, NOT_ROAD_BGR = (255, 0, 255), (0, 0, 255)
 
 
 def write_kitti_road(
-    out: Path, frames: int, seed: int, width: int = 1242, height: int = 375, progress: bool = True, nthreads: int = 0
+    out: Path,
+    frames: int,
+    seed: int,
+    width: int = 1242,
+    height: int = 375,
+    progress: bool = True,
+    nthreads: int = 0,
+    randomise_appearance: bool = False,
 ) -> Path:
     """`frames` images per category (um, umm, uu) in the data_road/training layout."""
     training = Path(out) / "data_road" / "training"
     for name in ("image_2", "gt_image_2", "calib"):
         (training / name).mkdir(parents=True, exist_ok=True)
-    renderer = Renderer(reference_calibration(width, height), nthreads=nthreads)
+    renderer = Renderer(reference_calibration(width, height), nthreads, randomise_appearance)
     calib_text = object_calibration_text(width, height)
     stride = 8 * FRAME_PERIOD
     road = CITYSCAPES_ID["road"]
