@@ -21,4 +21,4 @@ def test_short_soak_accounts_for_every_frame(tmp_path: Path) -> None:
     assert result["unaccounted"] == 0, result
     assert result["node"]["processed"] > 0 and result["node"]["failed"] == 0 and result["fusion_failed"] == 0
     assert result["clouds_fused"] > 0
-    assert result["exit_codes"] == {"segmentation_node": 0, "fusion_node": 0}
+    assert result["exit_codes"] == {"segmentation_node": 0, "fusion_node": 0}, result["stderr_of_failed"]
