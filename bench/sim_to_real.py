@@ -24,9 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from semseg_ros.data.config import DataConfig  # noqa: E402
 from semseg_ros.data.datasets import build_dataset  # noqa: E402
+from semseg_ros.errors import SemsegError  # noqa: E402
 from semseg_ros.eval.metrics import ConfusionMatrix  # noqa: E402
 from semseg_ros.inference.segmenter import Segmenter  # noqa: E402
 from semseg_ros.labels import get_label_set  # noqa: E402
+from semseg_ros.models.checkpoint import load_checkpoint  # noqa: E402
 
 
 def zero_shot_iou(model: Path, root: Path, split: str, size: tuple[int, int], cache: Path, limit: int) -> ConfusionMatrix:
@@ -43,22 +45,46 @@ def zero_shot_iou(model: Path, root: Path, split: str, size: tuple[int, int], ca
     return matrix
 
 
+def network_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HEIGHT,WIDTH (e.g. 352,480)") from None
+    if height < 32 or width < 32 or height % 32 or width % 32:
+        raise argparse.ArgumentTypeError(f"{height}x{width}: height and width must be multiples of 32, at least 32")
+    return height, width
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 0")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="Cityscapes-19 checkpoints (.pt)")
     parser.add_argument("--root", type=Path, default=ROOT / "data" / "CamVid", help="CamVid root, SegNet layout")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--size", default="352,480", help="network input height,width")
-    parser.add_argument("--limit", type=int, default=0, help="score only the first N images (0: all)")
+    parser.add_argument("--size", type=network_size, default="352,480", help="network input height,width (multiples of 32)")
+    parser.add_argument("--limit", type=count, default=0, help="score only the first N images (0: all)")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split(","))
+    size = args.size
     camvid = get_label_set("camvid")
+    try:  # everything checked before the first (slow) ONNX export
+        build_dataset(DataConfig(format="camvid", root=str(args.root)), args.split)
+        for model in args.models:
+            label_set = load_checkpoint(model)["card"]["label_set"]
+            if label_set != "cityscapes19":
+                parser.error(f"{model}: its label set is {label_set}; zero-shot scoring takes Cityscapes-19 models")
+    except SemsegError as exc:
+        parser.error(str(exc))
     print(f"CamVid {args.split}, zero-shot, network {size[0]}x{size[1]}, Cityscapes classes mapped to CamVid's 11")
     print("| model | " + " | ".join(camvid.classes) + " | mIoU |")
     print("|---" * (camvid.num_classes + 2) + "|")
     with tempfile.TemporaryDirectory() as cache:
         for model in args.models:
-            matrix = zero_shot_iou(model, args.root, args.split, size, Path(cache), args.limit)  # type: ignore[arg-type]
+            matrix = zero_shot_iou(model, args.root, args.split, size, Path(cache), args.limit)
             cells = " | ".join(f"{v:.3f}" for v in matrix.iou())
             print(f"| {model} | {cells} | **{matrix.mean_iou():.3f}** |", flush=True)
 

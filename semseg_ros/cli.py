@@ -257,7 +257,9 @@ def _run_train(args: argparse.Namespace) -> int:
     require(config.train.init_weights, "train.init_weights")
     require(config.distill.teacher, "distill.teacher")
     require(config.model.encoder_weights, "model.encoder_weights")
-    dataset(config, "train")
+    dataset(config, config.data.train_splits)
+    if "val" in config.data.train_splits:
+        print("semseg train: note: val is in data.train_splits: val figures are on training images, and last.pt is the model")
     from semseg_ros.train.trainer import train
 
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
@@ -518,7 +520,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def dataset(config: Any, split: str) -> Any:
+def dataset(config: Any, split: str | Sequence[str]) -> Any:
     """The config's dataset split, or a SemsegError that says how to point at data (before any model loads)."""
     from semseg_ros.data.datasets import build_dataset
 
@@ -527,7 +529,7 @@ def dataset(config: Any, split: str) -> Any:
     try:
         return build_dataset(config.data, split)
     except SemsegError as exc:
-        if f"split '{split}'" in str(exc):
+        if any(f"split '{name}'" in str(exc) for name in ([split] if isinstance(split, str) else split)):
             raise  # the data is there; the split name is wrong
         raise SemsegError(f"{exc}; {data_hint(config.data)}") from None
 

@@ -325,3 +325,7 @@ def test_a_shutdown_between_the_ok_check_and_the_wait_is_a_clean_stop() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0 and "Traceback" not in completed.stderr, completed.stderr[-1500:]
+    # only rcl's error on a shut-down context is a stop: another error at that moment still fails the process
+    failing = code.replace("    return False\n", "    raise ValueError('a real bug')\n")
+    completed = subprocess.run([sys.executable, "-c", failing], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1 and "ValueError: a real bug" in completed.stderr, completed.stderr[-1500:]

@@ -244,7 +244,12 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     trainer = Trainer(folded)
     assert [s.image for s in trainer.train_set.samples] == train_images + val_images
     assert len(trainer.val_set) == len(val_images)
-    config["data"]["train_splits"] = ["train", "train"]
+    for splits, message in ((["train", "train"], r"name each split once"), ([], r"data.train_splits is empty")):
+        config["data"]["train_splits"] = splits
+        path.write_text(yaml.safe_dump(config))
+        with pytest.raises(SemsegError, match=message):
+            load_config(path)
+    config["data"].update(train_splits=["train"], val_every_nth=0)  # a ZeroDivisionError deep in the split before
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(SemsegError, match=r"name each split once"):
-        Trainer(load_config(path))
+    with pytest.raises(SemsegError, match=r"data.val_every_nth: 0 must be at least 2"):
+        load_config(path)

@@ -6,8 +6,11 @@ the whole `Config` (and re-exports them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from semseg_ros.errors import SemsegError
 
 
 @dataclass
@@ -33,3 +36,11 @@ class AugmentConfig:
     color: float = 0.5  # probability of a brightness/contrast/hue change
     hard_augs: bool = False  # rain, snow, fog or sun flare (one of them)
     hard_augs_p: float = 0.3
+
+
+def check_split_names(splits: Sequence[str]) -> None:
+    """Raise SemsegError unless `splits` names at least one split, each once (data.train_splits)."""
+    if not splits:
+        raise SemsegError("data.train_splits is empty: name the splits that train, e.g. [train] or [train, val]")
+    if len(set(splits)) < len(splits):
+        raise SemsegError(f"data.train_splits {list(splits)}: name each split once, e.g. [train, val]")

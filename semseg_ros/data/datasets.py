@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from semseg_ros.data.config import DataConfig
+from semseg_ros.data.config import DataConfig, check_split_names
 from semseg_ros.data.images import MAX_IMAGE_PIXELS, header_size, read_label_png, read_rgb
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, LabelSet, camvid32_color_lut, get_label_set
@@ -231,8 +231,7 @@ def build_dataset(data_config: DataConfig, split: str | Sequence[str], transform
     """The dataset described by a `data` config section: the train, val or test `split`, or the images of
     several splits in the order given (`data.train_splits`, e.g. ["train", "val"])."""
     names = [split] if isinstance(split, str) else list(split)
-    if not names or len(set(names)) < len(names):
-        raise SemsegError(f"data.train_splits {names}: name each split once, e.g. [train] or [train, val]")
+    check_split_names(names)
     samples: list[Sample] = []
     for name in names:
         found, label_set = split_samples(data_config, name)

@@ -13,10 +13,12 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.paths import resolve_data_file
 
+RCLError = _rclpy.RCLError  # what rcl's C calls raise (rclpy has no public name for it)
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
@@ -83,7 +85,7 @@ def run_nodes(
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception:
+    except RCLError:
         if rclpy.ok():
             raise
         # rclpy's signal handler shut the context down between rclpy.ok() and the wait: spin_once raises

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from semseg_ros import schema
-from semseg_ros.data.config import AugmentConfig, DataConfig
+from semseg_ros.data.config import AugmentConfig, DataConfig, check_split_names
 from semseg_ros.errors import SemsegError, unknown_choice
 from semseg_ros.labels import LABEL_SETS
 from semseg_ros.models.card import ModelConfig
@@ -138,6 +138,9 @@ def _check(config: Config) -> None:
         raise SemsegError(f"optim.clip_grad: {optim.clip_grad} must be a finite number > 0 (or null for no clipping)")
     if config.optim.accumulate <= 0:
         raise SemsegError("optim.accumulate: must be at least 1")
+    check_split_names(config.data.train_splits)
+    if config.data.val_every_nth < 2:
+        raise SemsegError(f"data.val_every_nth: {config.data.val_every_nth} must be at least 2 (every n-th image goes to val)")
     if config.data.batch_size <= 0 or config.data.val_batch_size <= 0:
         raise SemsegError("data.batch_size and data.val_batch_size must be positive")
     if not 0 < config.augment.scale[0] <= config.augment.scale[1] <= 1:
