@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from semseg_ros.node_params import SYNTHETIC_MODEL  # noqa: E402
+from semseg_ros.ros.node_process import spinning_in_background  # noqa: E402
 from semseg_ros.ros.segmentation_node import STAGES, SegmentationNode  # noqa: E402
 
 
@@ -68,7 +70,8 @@ def main() -> None:
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     executor.add_node(probe)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = ExitStack()  # closed: spinning stops, then the executor shuts down (node_process.shut_down)
+    spinner.enter_context(spinning_in_background(executor))
     image = np.random.default_rng(0).integers(0, 255, (375, 1242, 3), dtype=np.uint8)
     while publisher.get_subscription_count() == 0 or node.pubs["mask"].get_subscription_count() == 0:
         time.sleep(0.05)
@@ -96,7 +99,7 @@ def main() -> None:
     print(
         f"sustained {args.frames / elapsed:.1f} FPS (one frame in flight), processed {node.stats.processed}, dropped {node.stats.dropped}"
     )
-    executor.shutdown()
+    spinner.close()
     node.destroy_node()
     probe.destroy_node()
     rclpy.try_shutdown()

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
 from semseg_ros.bags import kitti_to_bag  # noqa: E402
 from semseg_ros.node_params import SYNTHETIC_MODEL  # noqa: E402
+from semseg_ros.ros.node_process import spinning_in_background  # noqa: E402
 from semseg_ros.synth import writers  # noqa: E402
 from semseg_ros.topics import KITTI_REMAPS, remap_arguments  # noqa: E402
 
@@ -116,8 +118,8 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
     monitor.loop_seconds = loop_seconds / float(player_rate)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = ExitStack()  # closed: spinning stops, then the executor shuts down (node_process.shut_down)
+    spinner.enter_context(spinning_in_background(executor))
     deadline = time.monotonic() + 120
     while not {"segmentation_node", "fusion_node"} <= set(monitor.diagnostics):  # both up, model warmed up
         if time.monotonic() > deadline or any(p.poll() is not None for p in nodes.values()):
@@ -144,7 +146,7 @@ def soak(bag: Path, calib_dir: Path, model: str, frames: int, rate: str, loop_se
     failed_output = {
         name: (p.stderr.read() if p.stderr else b"").decode(errors="replace")[-3000:] for name, p in nodes.items() if exits[name]
     }
-    executor.shutdown()
+    spinner.close()
     monitor.destroy_node()
 
     seg = monitor.diagnostics["segmentation_node"]

@@ -85,7 +85,7 @@ def run_pipeline(
     from rclpy.executors import MultiThreadedExecutor
 
     from semseg_ros.ros.launcher import kitti_nodes
-    from semseg_ros.ros.node_process import ros_arguments
+    from semseg_ros.ros.node_process import ros_arguments, spinning_in_background
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     recording = Recording()
@@ -100,61 +100,52 @@ def run_pipeline(
         for node in nodes:
             executor.add_node(node)
 
-        def spin() -> None:
-            try:
-                executor.spin()
-            except Exception:
-                if rclpy.ok():
-                    raise  # a real failure; after SIGTERM the executor's errors are only the shutdown
+        with spinning_in_background(executor):
+            deadline = time.monotonic() + 15.0  # discovery: every node listens before the first message
+            while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub in player.publishers_by_id.values()):
+                time.sleep(0.1)
+            time.sleep(0.5)
+            images = 0
 
-        spinner = threading.Thread(target=spin, daemon=True)
-        spinner.start()
-        deadline = time.monotonic() + 15.0  # discovery: every node listens before the first message
-        while time.monotonic() < deadline and not all(pub.get_subscription_count() > 0 for pub in player.publishers_by_id.values()):
-            time.sleep(0.1)
-        time.sleep(0.5)
-        images = 0
+            def pace(topic: str) -> None:
+                """Every camera frame is segmented and scored: the next image waits for the last one's mask."""
+                nonlocal images
+                if topic == TOPICS["image"]:
+                    deadline = time.monotonic() + PACE_TIMEOUT_S
+                    while len(recording.masks) < images and time.monotonic() < deadline and not player.stopping:
+                        time.sleep(0.005)
+                    images += 1
 
-        def pace(topic: str) -> None:
-            """Every camera frame is segmented and scored: the next image waits for the last one's mask."""
-            nonlocal images
-            if topic == TOPICS["image"]:
-                deadline = time.monotonic() + PACE_TIMEOUT_S
-                while len(recording.masks) < images and time.monotonic() < deadline and not player.stopping:
-                    time.sleep(0.005)
-                images += 1
-
-        player.pace = pace
-        started = time.monotonic()
-        player.start()
-        player.finished.wait()
-        deadline = time.monotonic() + 10.0  # let the last frames through both nodes
-        expected = len(recording.gt_points) or player.published
-        while time.monotonic() < deadline and (
-            segmentation.has_pending_frame or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)
-        ):
-            time.sleep(0.2)
-        time.sleep(1.0)
-        wall = time.monotonic() - started
-        stats = {
-            "wall_s": wall,
-            "rate": rate,
-            "published": player.published,
-            "segmentation": {
-                "received": segmentation.stats.received,
-                "processed": segmentation.stats.processed,
-                "dropped": segmentation.stats.dropped,
-                "latency": {k: list(v) for k, v in segmentation.stats.latency.items()},
-            },
-            "fusion": {
-                **fusion.stats.counts(),
-                "latency": {k: list(v) for k, v in fusion.stats.latency.items()},
-                "unmatched": dict(fusion.sync.stats.unmatched),
-            },
-            "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
-            "labels": segmentation.segmenter.card.label_set,
-        }
-        executor.shutdown(timeout_sec=2.0)
+            player.pace = pace
+            started = time.monotonic()
+            player.start()
+            player.finished.wait()
+            deadline = time.monotonic() + 10.0  # let the last frames through both nodes
+            expected = len(recording.gt_points) or player.published
+            while time.monotonic() < deadline and (
+                segmentation.has_pending_frame or len(recording.clouds) < min(expected, fusion.sync.stats.pairs + 1)
+            ):
+                time.sleep(0.2)
+            time.sleep(1.0)
+            wall = time.monotonic() - started
+            stats = {
+                "wall_s": wall,
+                "rate": rate,
+                "published": player.published,
+                "segmentation": {
+                    "received": segmentation.stats.received,
+                    "processed": segmentation.stats.processed,
+                    "dropped": segmentation.stats.dropped,
+                    "latency": {k: list(v) for k, v in segmentation.stats.latency.items()},
+                },
+                "fusion": {
+                    **fusion.stats.counts(),
+                    "latency": {k: list(v) for k, v in fusion.stats.latency.items()},
+                    "unmatched": dict(fusion.sync.stats.unmatched),
+                },
+                "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
+                "labels": segmentation.segmenter.card.label_set,
+            }
     except Exception:
         if not rclpy.ok():  # SIGTERM (or SIGINT) made rclpy shut its context down under our waits
             raise KeyboardInterrupt from None

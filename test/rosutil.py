@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,19 +33,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float 
 
 @contextmanager
 def spinning(*nodes: Any) -> Iterator[Any]:
-    """Spin `nodes` in a MultiThreadedExecutor on a background thread."""
+    """Spin `nodes` in a MultiThreadedExecutor on a background thread (stopped in the package's safe order)."""
     from rclpy.executors import MultiThreadedExecutor
+
+    from semseg_ros.ros.node_process import spinning_in_background
 
     executor = MultiThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    try:
+    with spinning_in_background(executor):
         yield executor
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        thread.join(timeout=5.0)
 
 
 def make_image_msg(

@@ -329,3 +329,56 @@ def test_a_shutdown_between_the_ok_check_and_the_wait_is_a_clean_stop() -> None:
     failing = code.replace("    return False\n", "    raise ValueError('a real bug')\n")
     completed = subprocess.run([sys.executable, "-c", failing], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1 and "ValueError: a real bug" in completed.stderr, completed.stderr[-1500:]
+
+
+def test_callbacks_in_flight_finish_before_the_executor_shuts_down(ros: None) -> None:
+    """rclpy's executor.shutdown() destroys the guard condition a callback triggers when it ends, without
+    waiting for it; a callback ending during the destruction segfaulted the soak's fusion_node (exit -11).
+    Both ways this package stops an executor (run_nodes, spinning_in_background) let callbacks finish first."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    from semseg_ros.ros.node_process import spinning_in_background
+
+    events: list[str] = []
+    started = threading.Event()
+
+    def slow() -> None:
+        started.set()
+        time.sleep(0.4)
+        events.append("callback ended")
+
+    node = Node("slow_callbacks")
+    node.create_timer(0.05, slow)
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    real_shutdown = executor.shutdown
+    executor.shutdown = lambda timeout_sec=None: (events.append("shutdown"), real_shutdown(timeout_sec))[1]  # type: ignore[method-assign]
+    with spinning_in_background(executor):
+        assert started.wait(10)
+    assert events[-1] == "shutdown" and "callback ended" in events, events
+    node.destroy_node()
+
+    code = (
+        "import threading, time\n"
+        "from rclpy.executors import MultiThreadedExecutor\n"
+        "from rclpy.node import Node\n"
+        "from semseg_ros.ros.node_process import run_nodes\n"
+        "events, started = [], threading.Event()\n"
+        "real = MultiThreadedExecutor.shutdown\n"
+        "MultiThreadedExecutor.shutdown = lambda self, timeout_sec=None: (events.append('shutdown'), real(self, timeout_sec))[1]\n"
+        "def make():\n"
+        "    node = Node('slow_callbacks')\n"
+        "    node.create_timer(0.05, lambda: (started.set(), time.sleep(0.4), events.append('callback ended')))\n"
+        "    return node\n"
+        "code = run_nodes([make], done=started.is_set)\n"
+        "print(events)\n"
+        "raise SystemExit(code if events and events[-1] == 'shutdown' else 3)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-1500:]

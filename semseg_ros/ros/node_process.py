@@ -7,12 +7,13 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 from semseg_ros.errors import SemsegError
@@ -104,15 +105,52 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, 
     for node in nodes:
         if hasattr(node, "stop"):
             node.stop()  # worker and player threads: no publishing from them after this
-    executor.shutdown(timeout_sec=5.0)
-    pool = getattr(executor, "_executor", None)  # rclpy's shutdown does not wait for callbacks in flight
-    if pool is not None:
-        pool.shutdown(wait=True)
+    shut_down(executor)  # this thread was the one spinning, and no longer is
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown()
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
+
+
+def shut_down(executor: Executor) -> None:
+    """Shut `executor` down once nothing spins it any more: callbacks in flight finish first.
+
+    Each callback triggers the executor's guard condition when it ends, and executor.shutdown() destroys
+    that guard condition without waiting for them (rclpy 7.1: its wait is skipped). A callback ending during
+    the destruction segfaulted in rcl_trigger_guard_condition (the soak's fusion_node, exit -11, about once
+    in 20 stops; the kernel log named librcl's rcl_trigger_guard_condition in a pool thread).
+    """
+    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is not None:
+        pool.shutdown(wait=True)
+    executor.shutdown(timeout_sec=5.0)
+
+
+@contextmanager
+def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
+    """Spin `executor` on a daemon thread for the duration of the block, then stop in the safe order:
+    the thread stops spinning, callbacks in flight finish, the executor shuts down (see `shut_down`).
+    A shutdown of the context (SIGINT, SIGTERM) also ends the spinning."""
+    stopping = threading.Event()
+
+    def spin() -> None:
+        while not stopping.is_set() and executor.context.ok():
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, RCLError):
+                if executor.context.ok():
+                    raise
+                return
+
+    thread = threading.Thread(target=spin, name="executor", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stopping.set()
+        thread.join(timeout=10.0)
+        shut_down(executor)
 
 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
