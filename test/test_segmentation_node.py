@@ -53,10 +53,11 @@ class Probe(Node):
         self,
         reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
         outputs: tuple[str, ...] = ("mask", "color_mask", "overlay", "confidence"),
+        depth: int = 5,
     ):
         super().__init__(f"probe_{int(time.monotonic() * 1e6)}")
         _CREATED.append(self)
-        self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=5, reliability=reliability))
+        self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=depth, reliability=reliability))
         self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", QoSProfile(depth=5, reliability=reliability))
         self.received: dict[str, list[Any]] = {name: [] for name in outputs}
         self.subs = [self.create_subscription(Image, name, lambda msg, name=name: self.received[name].append(msg), 10) for name in outputs]
@@ -357,17 +358,20 @@ def test_bad_palettes_through_the_parameter_service_are_refused(ros: Any, tiny_c
 def test_two_publishers_are_counted_apart(ros: Any, tiny_checkpoint: Path) -> None:
     """50 frames from two reliable publishers: nothing lost (subtracting one writer's sequence numbers from
     the other's counted 290 lost before)."""
-    node = make_node(tiny_checkpoint, input_depth=10)  # depth 1 may overwrite a frame before the callback takes it
-    first, second = Probe(outputs=("mask",)), Probe(outputs=("mask",))
+    # Histories that hold every frame on both sides: with keep-last 5/10 a machine that stalls the node's
+    # thread for a second let the writer or the reader replace frames not yet taken (CI saw 50 not reached).
+    node = make_node(tiny_checkpoint, input_depth=50)
+    first, second = Probe(outputs=("mask",), depth=25), Probe(outputs=("mask",), depth=25)
     with spinning(node, first, second):
-        # >= 2: publishers other tests of this process left behind may still be matched
-        assert wait_for(lambda: node.count_publishers("/image") >= 2 and first.image_pub.get_subscription_count() == 1, timeout=30)
-        assert wait_for(lambda: second.image_pub.get_subscription_count() == 1, timeout=30)
+        # Matched on both sides before the first frame: a frame sent while only the writer has matched the
+        # reader is not delivered (the graph's publisher count, checked before, can be ahead of both).
+        assert wait_for(lambda: node.input_sub.get_publisher_count() == 2, timeout=30)
+        assert wait_for(lambda: all(p.image_pub.get_subscription_count() == 1 for p in (first, second)), timeout=30)
         for index in range(25):
             first.image_pub.publish(make_image_msg(RGB, "rgb8", stamp=(300, index)))
             second.image_pub.publish(make_image_msg(RGB, "rgb8", stamp=(400 + index, 0)))
-            time.sleep(0.1)  # the probes keep 5 messages: paced so that a loaded machine loses none at the writer
-        assert wait_for(lambda: node.stats.received == 50, timeout=30)
+            time.sleep(0.05)
+        assert wait_for(lambda: node.stats.received == 50, timeout=30), node.stats.received
         assert node.stats.gaps.lost == 0 and len(node.stats.gaps.streams) == 2
     for probe in (first, second):
         probe.destroy_node()
