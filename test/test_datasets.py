@@ -94,6 +94,21 @@ def test_train_pipeline_is_seeded_per_sample(cityscapes_root: Path) -> None:
     assert not torch.equal(image, dataset[1][0])
 
 
+def test_camera_effects_change_the_look_and_never_the_labels() -> None:
+    """augment.camera: exposure, white balance, noise, blur and JPEG act on the image only; 0 adds nothing."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    mask = rng.integers(0, 11, (96, 128), dtype=np.uint8)
+    no_crop = {"scale": (1.0, 1.0), "hflip": 0.0, "color": 0.0}
+    plain = train_pipeline((96, 128), AugmentConfig(**no_crop), (0.0,) * 3, (1.0,) * 3, seed=3)
+    camera = train_pipeline((96, 128), AugmentConfig(camera=1.0, **no_crop), (0.0,) * 3, (1.0,) * 3, seed=3)
+    plain_image, plain_mask = plain(image, mask)
+    camera_image, camera_mask = camera(image, mask)
+    assert torch.equal(plain_mask, torch.from_numpy(mask).long()) and torch.equal(camera_mask, plain_mask)
+    assert torch.allclose(plain_image, torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float(), atol=1e-6)
+    assert (camera_image - plain_image).abs().mean() > 0.02  # every effect at p=1: the look changed
+
+
 def test_eval_pipeline_keeps_full_resolution_masks(cityscapes_root: Path) -> None:
     dataset = build_dataset(
         DataConfig(format="cityscapes", root=str(cityscapes_root)), "val", eval_pipeline((32, 64), (0.5,) * 3, (0.25,) * 3)

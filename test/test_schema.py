@@ -53,6 +53,8 @@ def test_overrides_parse_yaml_values() -> None:
         ("train: {amp: yes}", "train.amp: True is not one of 'none', 'bf16', 'fp16'"),
         ("train: {input_size: [1, 2, 3]}", "train.input_size: expected 2 values, got 3"),
         ("augment: {hflip: '0.5'}", "augment.hflip: expected a number, got str '0.5'"),
+        ("augment: {camera: 1.5}", "augment.camera: 1.5 is a probability; give a number from 0 to 1"),
+        ("augment: {hflip: -0.1}", "augment.hflip: -0.1 is a probability; give a number from 0 to 1"),
         ("- a list", "the top level must be a mapping"),
         ("data: {root: [unclosed", "not valid YAML"),
         ("!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),

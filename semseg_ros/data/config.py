@@ -36,6 +36,7 @@ class AugmentConfig:
     color: float = 0.5  # probability of a brightness/contrast/hue change
     hard_augs: bool = False  # rain, snow, fog or sun flare (one of them)
     hard_augs_p: float = 0.3
+    camera: float = 0.0  # probability of each camera effect: exposure/gamma, white balance, noise, blur, JPEG
 
 
 def check_split_names(splits: Sequence[str]) -> None:

@@ -34,7 +34,8 @@ class Pipeline:
 
 
 def train_pipeline(size: tuple[int, int], augment: AugmentConfig, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> Pipeline:
-    """Random resized crop to `size` (h, w), flip, colour, optional weather (one of rain/snow/fog/flare), normalise."""
+    """Random resized crop to `size` (h, w), flip, colour, optional weather (one of rain/snow/fog/flare),
+    optional camera effects, normalise."""
     height, width = size
     aspect = width / height
     steps: list[Any] = [
@@ -54,6 +55,19 @@ def train_pipeline(size: tuple[int, int], augment: AugmentConfig, mean: Sequence
                 p=augment.hard_augs_p,
             )
         )
+    if augment.camera > 0:
+        # Another camera than the training set's (CamVid's 2007 camcorder against KITTI's machine-vision
+        # cameras): exposure and response curve, colour temperature, sensor noise, focus or motion blur,
+        # compression. Each is applied with probability `camera`, independently.
+        p = augment.camera
+        steps += [
+            A.RandomBrightnessContrast(brightness_limit=0.35, contrast_limit=0.35, p=p),
+            A.RandomGamma(gamma_limit=(65, 150), p=p),
+            A.PlanckianJitter(p=p),
+            A.ISONoise(color_shift=(0.01, 0.03), intensity=(0.05, 0.3), p=p),
+            A.OneOf([A.GaussianBlur(sigma_limit=(0.3, 1.5)), A.MotionBlur(blur_limit=(3, 7))], p=p),
+            A.ImageCompression(quality_range=(35, 90), p=p),
+        ]
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     return Pipeline(A.Compose(steps, seed=seed))
 

@@ -145,6 +145,10 @@ def _check(config: Config) -> None:
         raise SemsegError("data.batch_size and data.val_batch_size must be positive")
     if not 0 < config.augment.scale[0] <= config.augment.scale[1] <= 1:
         raise SemsegError("augment.scale: expected 0 < min <= max <= 1 (area fraction of the crop)")
+    for name in ("hflip", "color", "hard_augs_p", "camera"):
+        value = getattr(config.augment, name)
+        if not 0 <= value <= 1:
+            raise SemsegError(f"augment.{name}: {value} is a probability; give a number from 0 to 1")
     for h, w in [config.train.input_size] + [(s.height, s.width) for s in config.train.size_progression]:
         if h < 32 or w < 32:
             raise SemsegError(f"size {h}x{w}: height and width must be at least 32")
