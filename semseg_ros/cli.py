@@ -259,7 +259,9 @@ def _run_train(args: argparse.Namespace) -> int:
     require(config.model.encoder_weights, "model.encoder_weights")
     dataset(config, config.data.train_splits)
     if "val" in config.data.train_splits:
-        print("semseg train: note: val is in data.train_splits: val figures are on training images, and last.pt is the model")
+        print(
+            "semseg train: note: val is in data.train_splits: val figures are on training images, so no best.pt is chosen: last.pt is the model"
+        )
     from semseg_ros.train.trainer import train
 
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)

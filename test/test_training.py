@@ -230,7 +230,8 @@ def test_a_kill_after_any_write_of_a_run_loses_and_repeats_nothing(
 
 
 def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Path) -> None:
-    """`data.train_splits: [train, val]` trains on both splits' images (once each); val is still scored."""
+    """`data.train_splits: [train, val]` trains on both splits' images (once each); val is still scored, but
+    chooses no best.pt (before: best.pt was chosen on images the network trained on)."""
     from semseg_ros.data.datasets import build_dataset
     from semseg_ros.train.trainer import Trainer
 
@@ -244,6 +245,9 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     trainer = Trainer(folded)
     assert [s.image for s in trainer.train_set.samples] == train_images + val_images
     assert len(trainer.val_set) == len(val_images)
+    trainer.fit(stop_after_epochs=1)
+    out = Path(folded.train.out_dir)
+    assert (out / "last.pt").is_file() and not (out / "best.pt").exists()  # val figures are training images: last.pt is the model
     for splits, message in ((["train", "train"], r"name each split once"), ([], r"data.train_splits is empty")):
         config["data"]["train_splits"] = splits
         path.write_text(yaml.safe_dump(config))

@@ -10,7 +10,8 @@ epoch's record is appended to history.jsonl (fsynced) before it, and best.pt (a 
 after it. `--resume` drops history records past last.pt's step and epoch, and rewrites best.pt from
 last.pt when last.pt's epoch is its best one, so history.jsonl holds every optimizer step and epoch
 once and best.pt the best epoch that last.pt records. A fresh start replaces an earlier run's
-history.jsonl, last.pt and best.pt in its out_dir.
+history.jsonl, last.pt and best.pt in its out_dir. With val in data.train_splits no best.pt is
+written (val figures are then on training images): last.pt is the model.
 """
 
 from __future__ import annotations
@@ -320,7 +321,8 @@ class Trainer:
             if self.epoch % self.config.train.val_every == 0 or self.epoch == self.config.train.epochs:
                 metrics.update(self._validate())
             if self.world.is_main:
-                improved = metrics.get("mIoU", -1.0) > self.best_miou
+                # With val folded into training its figures are on training images: no best.pt to choose.
+                improved = "val" not in self.config.data.train_splits and metrics.get("mIoU", -1.0) > self.best_miou
                 if improved:
                     self.best_miou, self.best_epoch = metrics["mIoU"], self.epoch
                 self._log_line({"event": "epoch", **metrics}, durable=True)
