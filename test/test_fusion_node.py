@@ -443,7 +443,7 @@ def test_malformed_latched_labels_never_end_the_node(ros: Any, drive: KittiDrive
         latch.destroy_node()
 
 
-def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, drive: KittiDrive) -> None:
+def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, drive: KittiDrive, capfd: pytest.CaptureFixture[str]) -> None:
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from std_msgs.msg import String
 
@@ -454,9 +454,19 @@ def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, dr
         with running(drive) as (node, probe):
             assert wait_for(lambda: node.classes == ("road", "car"))
             assert node.palette[1].tolist() == [4, 5, 6] and list(node.clustering.rules) == [1]  # car is id 1 now
-            result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")  # person: another label set's
-            assert result.successful  # and the node logs "not clustering person: not in the label set (road, car)"
-            assert list(node.clustering.rules) == [1]
+            capfd.readouterr()
+            for _ in range(2):  # logged each time a user asks for it (not throttled), once each time
+                result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")  # person: another label set's
+                assert result.successful and list(node.clustering.rules) == [1]
+            captured: list[str] = []
+
+            def warnings() -> int:
+                captured.append(capfd.readouterr().err)
+                return "".join(captured).count("not clustering person: not in the label set (road, car)")
+
+            assert wait_for(lambda: warnings() >= 2)
+            time.sleep(0.2)
+            assert warnings() == 2
             result = remote_set(probe, "fusion_node", "cluster_classes", "car,persn")  # in no label set: a typo
             assert not result.successful and "unknown class persn; the label set has road, car" in result.reason
     finally:
