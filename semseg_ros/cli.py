@@ -507,7 +507,8 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
         args.model = args.model or args.source
     else:
         config = load_config(args.source, args.overrides)
-        args.model = args.model or Path(config.train.out_dir) / "best.pt"
+        # A run with val folded into training writes no best.pt: its model is last.pt.
+        args.model = args.model or Path(config.train.out_dir) / ("last.pt" if "val" in config.data.train_splits else "best.pt")
     data = dataset(config, args.split)
     segmenter = _segmenter(args)
     height, width = segmenter.input_size

@@ -54,8 +54,9 @@ class Probe(Node):
         reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
         outputs: tuple[str, ...] = ("mask", "color_mask", "overlay", "confidence"),
         depth: int = 5,
+        namespace: str = "",
     ):
-        super().__init__(f"probe_{int(time.monotonic() * 1e6)}")
+        super().__init__(f"probe_{int(time.monotonic() * 1e6)}", namespace=namespace)
         _CREATED.append(self)
         self.image_pub = self.create_publisher(Image, "image", QoSProfile(depth=depth, reliability=reliability))
         self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", QoSProfile(depth=5, reliability=reliability))
@@ -67,9 +68,9 @@ class Probe(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 
 
-def make_node(checkpoint: Path, **overrides: Any) -> SegmentationNode:
+def make_node(checkpoint: Path, namespace: str = "", **overrides: Any) -> SegmentationNode:
     params = {"model": str(checkpoint), "backend": "torch", "device": "cpu", "warmup_runs": 0, "diagnostics_period": 0.2, **overrides}
-    node = SegmentationNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    node = SegmentationNode(namespace=namespace, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     _CREATED.append(node)
     return node
 
@@ -360,8 +361,10 @@ def test_two_publishers_are_counted_apart(ros: Any, tiny_checkpoint: Path) -> No
     the other's counted 290 lost before)."""
     # Histories that hold every frame on both sides: with keep-last 5/10 a machine that stalls the node's
     # thread for a second let the writer or the reader replace frames not yet taken (CI saw 50 not reached).
-    node = make_node(tiny_checkpoint, input_depth=50)
-    first, second = Probe(outputs=("mask",), depth=25), Probe(outputs=("mask",), depth=25)
+    # A namespace of its own: no publisher another test left on /image can be matched and counted.
+    node = make_node(tiny_checkpoint, namespace="/counted_apart", input_depth=50)
+    first, second = (Probe(outputs=("mask",), depth=25, namespace="/counted_apart") for _ in range(2))
+    assert node.input_sub.topic_name == "/counted_apart/image" and first.image_pub.topic_name == "/counted_apart/image"
     with spinning(node, first, second):
         # Matched on both sides before the first frame: a frame sent while only the writer has matched the
         # reader is not delivered (the graph's publisher count, checked before, can be ahead of both).

@@ -229,7 +229,7 @@ def test_a_kill_after_any_write_of_a_run_loses_and_repeats_nothing(
         _assert_same_run(tmp_path / name, reference)
 
 
-def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Path) -> None:
+def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`data.train_splits: [train, val]` trains on both splits' images (once each); val is still scored, but
     chooses no best.pt (before: best.pt was chosen on images the network trained on)."""
     from semseg_ros.data.datasets import build_dataset
@@ -248,6 +248,17 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     trainer.fit(stop_after_epochs=1)
     out = Path(folded.train.out_dir)
     assert (out / "last.pt").is_file() and not (out / "best.pt").exists()  # val figures are training images: last.pt is the model
+    from semseg_ros.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(path), "--backend", "torch"]) == 0  # the config's model is last.pt (best.pt: not found before)
+    assert f"evaluating {out / 'last.pt'}" in capsys.readouterr().out
+    # A run started without val and resumed with it: the best.pt chosen on val goes (eval would take it).
+    plain = Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={tmp_path / 'later'}"]))
+    plain.fit(stop_after_epochs=1)
+    assert (tmp_path / "later" / "best.pt").is_file()
+    Trainer(load_config(path, [f"train.out_dir={tmp_path / 'later'}"]), resume=True)
+    assert (tmp_path / "later" / "last.pt").is_file() and not (tmp_path / "later" / "best.pt").exists()
     for splits, message in ((["train", "train"], r"name each split once"), ([], r"data.train_splits is empty")):
         config["data"]["train_splits"] = splits
         path.write_text(yaml.safe_dump(config))

@@ -248,7 +248,11 @@ class Trainer:
             self._trim_history()
             for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
                 stale.unlink(missing_ok=True)
-            if self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
+            if "val" in self.config.data.train_splits and (self.out_dir / "best.pt").exists():
+                # chosen on val before val joined training: a stale file that `semseg eval` would pick up
+                (self.out_dir / "best.pt").unlink()
+                print(f"{self.out_dir / 'best.pt'}: removed (val is in data.train_splits now: last.pt is the model)", flush=True)
+            elif self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
                 _copy_atomic(path, self.out_dir / "best.pt")
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
 
