@@ -258,7 +258,7 @@ def _run_train(args: argparse.Namespace) -> int:
     require(config.distill.teacher, "distill.teacher")
     require(config.model.encoder_weights, "model.encoder_weights")
     dataset(config, config.data.train_splits)
-    if "val" in config.data.train_splits:
+    if config.data.folds_val:
         print(
             "semseg train: note: val is in data.train_splits: val figures are on training images, so no best.pt is chosen: last.pt is the model"
         )
@@ -508,7 +508,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     else:
         config = load_config(args.source, args.overrides)
         # A run with val folded into training writes no best.pt: its model is last.pt.
-        args.model = args.model or Path(config.train.out_dir) / ("last.pt" if "val" in config.data.train_splits else "best.pt")
+        args.model = args.model or Path(config.train.out_dir) / ("last.pt" if config.data.folds_val else "best.pt")
     data = dataset(config, args.split)
     segmenter = _segmenter(args)
     height, width = segmenter.input_size

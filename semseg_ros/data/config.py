@@ -28,6 +28,12 @@ class DataConfig:
     val_batch_size: int = 4
     workers: int = 2
 
+    @property
+    def folds_val(self) -> bool:
+        """val is among the training splits: its figures are on training images, so no best.pt is chosen
+        and last.pt is the model."""
+        return "val" in self.train_splits
+
 
 @dataclass
 class AugmentConfig:

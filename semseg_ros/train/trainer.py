@@ -248,7 +248,7 @@ class Trainer:
             self._trim_history()
             for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
                 stale.unlink(missing_ok=True)
-            if "val" in self.config.data.train_splits and (self.out_dir / "best.pt").exists():
+            if self.config.data.folds_val and (self.out_dir / "best.pt").exists():
                 # chosen on val before val joined training: a stale file that `semseg eval` would pick up
                 (self.out_dir / "best.pt").unlink()
                 print(f"{self.out_dir / 'best.pt'}: removed (val is in data.train_splits now: last.pt is the model)", flush=True)
@@ -326,7 +326,7 @@ class Trainer:
                 metrics.update(self._validate())
             if self.world.is_main:
                 # With val folded into training its figures are on training images: no best.pt to choose.
-                improved = "val" not in self.config.data.train_splits and metrics.get("mIoU", -1.0) > self.best_miou
+                improved = not self.config.data.folds_val and metrics.get("mIoU", -1.0) > self.best_miou
                 if improved:
                     self.best_miou, self.best_epoch = metrics["mIoU"], self.epoch
                 self._log_line({"event": "epoch", **metrics}, durable=True)
