@@ -508,7 +508,16 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     else:
         config = load_config(args.source, args.overrides)
         # A run with val folded into training writes no best.pt: its model is last.pt.
-        args.model = args.model or Path(config.train.out_dir) / ("last.pt" if config.data.folds_val else "best.pt")
+        if args.model is None:
+            out = Path(config.train.out_dir)
+            args.model = out / ("last.pt" if config.data.folds_val else "best.pt")
+            if not args.model.exists() and (out / "last.pt").exists():
+                raise SemsegError(
+                    f"{args.model}: not found, but {out / 'last.pt'} is (a run with val in data.train_splits writes no best.pt): "
+                    f"pass --checkpoint {out / 'last.pt'} or the run's --set data.train_splits=[train,val]"
+                )
+    if config.data.folds_val and args.split == "val":
+        print("semseg eval: note: val is in data.train_splits: these images trained the model, so this is no val figure", flush=True)
     data = dataset(config, args.split)
     segmenter = _segmenter(args)
     height, width = segmenter.input_size

@@ -253,6 +253,8 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     capsys.readouterr()
     assert main(["eval", str(path), "--backend", "torch"]) == 0  # the config's model is last.pt (best.pt: not found before)
     assert f"evaluating {out / 'last.pt'}" in capsys.readouterr().out
+    assert main(["eval", str(path), "--backend", "torch", "--set", "data.train_splits=[train]"]) == 2  # the split forgotten
+    assert f"pass --checkpoint {out / 'last.pt'}" in capsys.readouterr().err
     # A run started without val and resumed with it: the best.pt chosen on val goes (eval would take it).
     plain = Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={tmp_path / 'later'}"]))
     plain.fit(stop_after_epochs=1)
