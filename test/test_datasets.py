@@ -12,7 +12,7 @@ import torch
 
 from semseg_ros.data.config import AugmentConfig, DataConfig
 from semseg_ros.data.datasets import build_dataset, cityscapes_samples, kitti_road_samples
-from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
+from semseg_ros.data.transforms import collate_eval, describe_augment, eval_pipeline, train_pipeline
 from semseg_ros.errors import SemsegError
 from semseg_ros.labels import IGNORE, get_label_set
 
@@ -107,6 +107,9 @@ def test_camera_effects_change_the_look_and_never_the_labels() -> None:
     assert torch.equal(plain_mask, torch.from_numpy(mask).long()) and torch.equal(camera_mask, plain_mask)
     assert torch.allclose(plain_image, torch.from_numpy(image.transpose(2, 0, 1) / 255.0).float(), atol=1e-6)
     assert (camera_image - plain_image).abs().mean() > 0.02  # every effect at p=1: the look changed
+    # The console says which are on (before, only config.yaml recorded camera effects).
+    assert describe_augment(AugmentConfig(camera=0.3)).endswith("weather off, camera effects 0.3")
+    assert describe_augment(AugmentConfig(hard_augs=True)).endswith("weather 0.3, camera effects off")
 
 
 def test_eval_pipeline_keeps_full_resolution_masks(cityscapes_root: Path) -> None:

@@ -255,6 +255,11 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     assert f"evaluating {out / 'last.pt'}" in capsys.readouterr().out
     assert main(["eval", str(path), "--backend", "torch", "--set", "data.train_splits=[train]"]) == 2  # the split forgotten
     assert f"pass --checkpoint {out / 'last.pt'}" in capsys.readouterr().err
+    # The folded run resumed without val: the network has seen val, so its next val epoch chooses no best.pt.
+    unfolded = Trainer(load_config(path, ["data.train_splits=[train]"]), resume=True)
+    assert "val was in data.train_splits earlier in this run" in capsys.readouterr().out
+    unfolded.fit(stop_after_epochs=1)
+    assert unfolded.epoch == 2 and not (out / "best.pt").exists()
     # A run started without val and resumed with it: the best.pt chosen on val goes (eval would take it).
     plain = Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={tmp_path / 'later'}"]))
     plain.fit(stop_after_epochs=1)

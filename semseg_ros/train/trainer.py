@@ -10,8 +10,9 @@ epoch's record is appended to history.jsonl (fsynced) before it, and best.pt (a 
 after it. `--resume` drops history records past last.pt's step and epoch, and rewrites best.pt from
 last.pt when last.pt's epoch is its best one, so history.jsonl holds every optimizer step and epoch
 once and best.pt the best epoch that last.pt records. A fresh start replaces an earlier run's
-history.jsonl, last.pt and best.pt in its out_dir. With val in data.train_splits no best.pt is
-written (val figures are then on training images): last.pt is the model.
+history.jsonl, last.pt and best.pt in its out_dir. With val in data.train_splits, or in it
+at any earlier epoch of the run, no best.pt is written (val figures are then on trained-on images):
+last.pt is the model.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 from semseg_ros import schema
 from semseg_ros.data.datasets import SegmentationDataset, build_dataset
-from semseg_ros.data.transforms import collate_eval, eval_pipeline, train_pipeline
+from semseg_ros.data.transforms import collate_eval, describe_augment, eval_pipeline, train_pipeline
 from semseg_ros.errors import SemsegError
 from semseg_ros.eval.evaluate import evaluate
 from semseg_ros.files import atomic_writer
@@ -159,6 +160,8 @@ class Trainer:
                 "class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(self.label_set.classes, weights.tolist(), strict=True)),
                 flush=True,
             )
+        if self.world.is_main:
+            print(describe_augment(config.augment), flush=True)
         self.loss = SegmentationLoss(config.loss, class_weights=weights).to(self.device)
         self.distiller: Distiller | None = None
         if config.distill.teacher:
@@ -183,6 +186,8 @@ class Trainer:
         self.step = 0
         self.best_miou = -1.0
         self.best_epoch = 0
+        # Once val images have trained the network, no later val figure can choose a best.pt either.
+        self.val_trained = config.data.folds_val
         if resume:
             self._resume()
         elif self.world.is_main:
@@ -241,6 +246,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best_miou = state["epoch"], state["step"], state["best_miou"]
         self.best_epoch = state.get("best_epoch", 0)
+        earlier_splits = (data.get("config") or {}).get("data", {}).get("train_splits", [])  # checkpoints before val_trained
+        self.val_trained = self.val_trained or state.get("val_trained", "val" in earlier_splits)
         _set_rng_state(state["rng"])
         if self.distiller is not None:
             self.distiller.load_training_state(state.get("distiller", {}))
@@ -252,6 +259,11 @@ class Trainer:
                 # chosen on val before val joined training: a stale file that `semseg eval` would pick up
                 (self.out_dir / "best.pt").unlink()
                 print(f"{self.out_dir / 'best.pt'}: removed (val is in data.train_splits now: last.pt is the model)", flush=True)
+            elif self.val_trained:
+                print(
+                    "val was in data.train_splits earlier in this run: its figures are on trained-on images, so no best.pt is chosen (last.pt is the model)",
+                    flush=True,
+                )
             elif self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
                 _copy_atomic(path, self.out_dir / "best.pt")
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
@@ -294,6 +306,7 @@ class Trainer:
             "step": self.step,
             "best_miou": self.best_miou,
             "best_epoch": self.best_epoch,
+            "val_trained": self.val_trained,
             "rng": _rng_state(),
             "distiller": self.distiller.training_state() if self.distiller is not None else {},
         }
@@ -326,7 +339,7 @@ class Trainer:
                 metrics.update(self._validate())
             if self.world.is_main:
                 # With val folded into training its figures are on training images: no best.pt to choose.
-                improved = not self.config.data.folds_val and metrics.get("mIoU", -1.0) > self.best_miou
+                improved = not self.val_trained and metrics.get("mIoU", -1.0) > self.best_miou
                 if improved:
                     self.best_miou, self.best_epoch = metrics["mIoU"], self.epoch
                 self._log_line({"event": "epoch", **metrics}, durable=True)
