@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import fnmatch
+import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -465,16 +466,36 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
-    """The nodes a params-file section applies to, as rcl matches them: `segmentation_node`,
-    `/segmentation_node`, `/ns/segmentation_node`, `/**/fusion_node`, `/**` (all), `/*` (all in /)."""
-    last = str(section).rstrip("/").rsplit("/", 1)[-1]
-    if last in ("*", "**"):
-        return list(nodes)
-    return [node for node in nodes if fnmatch.fnmatchcase(node, last)]
+def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
+    """The nodes a params-file section applies to, matched as rcl/rclpy match them against each node's fully
+    qualified name (`namespaces`: node -> namespace, "/" for a node not in it): a name without a leading
+    slash is absolute (`fusion_node` = `/fusion_node`, root namespace only), `/*` stands for one name token
+    and `/**` for any number (rclpy's node.cpp: "/*" -> "(/\\w+)", "/**" -> "(/\\w+)*", full match).
+    Checked against rclpy 7.1 for `fusion_node`, `/ns/*`, `/ns/**`, `/*/fusion_node` in /, /ns and /a/ns."""
+    absolute = section if section.startswith("/") else f"/{section}"
+    pattern = "".join({"/**": r"(/\w+)*", "/*": r"(/\w+)"}.get(part, re.escape(part)) for part in re.split(r"(/\*\*|/\*)", absolute))
+    return [node for node in nodes if re.fullmatch(pattern, _fully_qualified(node, (namespaces or {}).get(node, "/")))]
 
 
-def _walk(data: Any, nodes: dict[str, tuple[Param, ...]]) -> tuple[list[str], list[str]]:
+def _fully_qualified(node: str, namespace: str) -> str:
+    return f"{namespace.rstrip('/')}/{node}"
+
+
+def namespaces_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, str]:
+    """Each node's namespace as `--ros-args -r __ns:=/ns` (all nodes) or `-r NODE:__ns:=/ns` (one) sets it."""
+    found = dict.fromkeys(nodes, "/")
+    for flag, rule in itertools.pairwise(args):
+        if flag not in ("-r", "--remap") or "__ns:=" not in rule:
+            continue
+        target, _, namespace = rule.partition("__ns:=")
+        namespace = namespace if namespace.startswith("/") else f"/{namespace}"
+        for node in nodes:
+            if target in ("", f"{node}:"):
+                found[node] = namespace
+    return found
+
+
+def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], namespaces: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     if not isinstance(data, dict):
@@ -484,9 +505,10 @@ def _walk(data: Any, nodes: dict[str, tuple[Param, ...]]) -> tuple[list[str], li
         if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
             problems.append(f"{section}: expected a key ros__parameters holding a mapping")
             continue
-        targets = section_nodes(section, nodes)
+        targets = section_nodes(str(section), nodes, namespaces)
         if not targets:
-            warnings.append(f"{section}: matches no semseg_ros node ({', '.join(nodes)}); ignored here")
+            where = ", ".join(_fully_qualified(node, (namespaces or {}).get(node, "/")) for node in nodes)
+            warnings.append(f"{section}: matches no semseg_ros node ({where}); ignored here")
             continue
         for name, value in flatten(body["ros__parameters"]).items():
             if is_ros_own(name):
@@ -502,19 +524,20 @@ def _walk(data: Any, nodes: dict[str, tuple[Param, ...]]) -> tuple[list[str], li
     return problems, warnings
 
 
-def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
-    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes would refuse.
-    Accepts what rcl accepts: wildcard and namespaced sections, nested keys, `ros2 param dump` output,
-    rclpy's own parameters, sections for other nodes and unknown keys (see params_file_warnings)."""
-    return _walk(data, nodes)[0]
+def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
+    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes (in
+    `namespaces`, see section_nodes) would refuse. Accepts what rcl accepts: wildcard and namespaced sections,
+    nested keys, `ros2 param dump` output, rclpy's own parameters, sections for other nodes and unknown keys
+    (see params_file_warnings)."""
+    return _walk(data, nodes, namespaces)[0]
 
 
-def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES) -> list[str]:
+def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
     """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
-    return _walk(data, nodes)[1]
+    return _walk(data, nodes, namespaces)[1]
 
 
-def check_params_file(data: dict[str, Any], source: str) -> None:
-    problems = validate_params_file(data)
+def check_params_file(data: dict[str, Any], source: str, namespaces: Mapping[str, str] | None = None) -> None:
+    problems = validate_params_file(data, namespaces=namespaces)
     if problems:
         raise SemsegError(f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

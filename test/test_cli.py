@@ -343,6 +343,6 @@ def test_a_params_section_that_matches_no_node_is_warned_about(tmp_path: Path) -
     )  # fmt: skip
     assert (
         result.stderr.strip()
-        == f"semseg: warning: {params}: fusion_nod: matches no semseg_ros node (segmentation_node, fusion_node); ignored here"
+        == f"semseg: warning: {params}: fusion_nod: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here"
     )
     assert ros_arguments(Path("kitti.yaml"), [])[1:3] == ["--ros-args", "--params-file"]  # the shipped file: no warning

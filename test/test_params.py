@@ -49,7 +49,7 @@ def test_defaults_pass_their_own_checks() -> None:
         ({"segmentation_node": {"ros__parameters": {"fp16": "yes"}}}, "expected bool"),
         ({"segmentation_node": {"parameters": {}}}, "expected a key ros__parameters"),
         ({"/**": {"ros__parameters": {"overlay_alpha": 3.0}}}, "/**.overlay_alpha: 3.0 is outside"),
-        ({"/robot/fusion_node": {"ros__parameters": {"slop": "x"}}}, "/robot/fusion_node.slop: expected float"),
+        ({"/**/fusion_node": {"ros__parameters": {"slop": "x"}}}, "/**/fusion_node.slop: expected float"),
     ],
 )
 def test_problems_are_named(section: dict, problem: str) -> None:
@@ -106,8 +106,67 @@ def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
     assert validate_params_file(data) == []
     assert params_file_warnings(data) == [
         "/**/segmentation_node.overlay_alpah: no node declares it (did you mean overlay_alpha?)",
-        "camera_driver: matches no semseg_ros node (segmentation_node, fusion_node); ignored here",
+        "/robot/fusion_node: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
+        "camera_driver: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
     ]
+    in_robot = {"segmentation_node": "/robot", "fusion_node": "/robot"}
+    assert params_file_warnings(data, namespaces=in_robot)[1:] == [
+        "camera_driver: matches no semseg_ros node (/robot/segmentation_node, /robot/fusion_node); ignored here"
+    ]
+
+
+SECTIONS = (
+    "fusion_node",
+    "/fusion_node",
+    "/ns/fusion_node",
+    "/**",
+    "/*",
+    "/**/fusion_node",
+    "/*/fusion_node",
+    "/other/fusion_node",
+    "/ns/*",
+    "/ns/**",
+)
+
+
+@pytest.mark.parametrize("namespace", ["/", "/ns", "/a/ns"])
+def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, namespace: str, tmp_path: Path) -> None:
+    """section_nodes against real rclpy: which sections set a parameter of a fusion_node in `namespace`.
+    Before, `/ns/fusion_node` was checked against a node in / and `fusion_node` against one in /ns
+    (rcl reads a section without a leading slash as absolute)."""
+    from rclpy.node import Node
+
+    from semseg_ros.node_params import section_nodes
+
+    for section in SECTIONS:
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump({section: {"ros__parameters": {"probe": 7}}}))
+        node = Node("fusion_node", namespace=namespace, cli_args=["--ros-args", "--params-file", str(path)])
+        node.declare_parameter("probe", 0)
+        reached = node.get_parameter("probe").value == 7
+        node.destroy_node()
+        assert ("fusion_node" in section_nodes(section, namespaces={"fusion_node": namespace})) == reached, section
+
+
+def test_namespaces_come_from_the_ros_arguments(tmp_path: Path) -> None:
+    """`semseg node ... --ros-args -r __ns:=/robot` checks the file as rcl will apply it: a bad value in a
+    section for another namespace is not the node's (warned as reaching no node), one in its own is refused."""
+    from semseg_ros.node_params import namespaces_from_ros_args
+    from semseg_ros.ros.node_process import ros_arguments
+
+    assert namespaces_from_ros_args(["--ros-args", "-r", "__ns:=/robot"]) == {"segmentation_node": "/robot", "fusion_node": "/robot"}
+    assert namespaces_from_ros_args(["--ros-args", "--remap", "fusion_node:__ns:=robot"]) == {
+        "segmentation_node": "/",
+        "fusion_node": "/robot",
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"/other/fusion_node": {"ros__parameters": {"slop": -1.0}}}))
+    in_robot = ["--ros-args", "-r", "__ns:=/robot"]
+    assert ros_arguments(path, in_robot) == ["semseg", "--ros-args", "--params-file", str(path), *in_robot]
+    path.write_text(yaml.safe_dump({"/robot/fusion_node": {"ros__parameters": {"slop": -1.0}}}))
+    with pytest.raises(SemsegError, match=r"/robot/fusion_node\.slop"):
+        ros_arguments(path, in_robot)
+    assert ros_arguments(path, []) == ["semseg", "--ros-args", "--params-file", str(path)]  # a node in / never reads it
 
 
 def test_ros2_param_dump_output_is_accepted(ros: None, tiny_checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -156,15 +156,18 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
     """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
     from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file, params_file_warnings
+    from semseg_ros.node_params import check_params_file, namespaces_from_ros_args, params_file_warnings
     from semseg_ros.paths import resolve_data_file
 
     args = ["semseg"]
     if params is not None:
         path = resolve_data_file(params, "config")
         data = schema.read_yaml(path)
-        check_params_file(data, str(path))
-        for warning in params_file_warnings(data):  # a mistyped section (`fusion_nod:`) reaches no node, so no node warns
+        namespaces = namespaces_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
+        check_params_file(data, str(path), namespaces)
+        for warning in params_file_warnings(
+            data, namespaces=namespaces
+        ):  # a mistyped section (`fusion_nod:`) reaches no node, so no node warns
             print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
         args += ["--ros-args", "--params-file", str(path)]
     return args + list(extra)
