@@ -169,6 +169,27 @@ def test_namespaces_come_from_the_ros_arguments(tmp_path: Path) -> None:
     assert ros_arguments(path, []) == ["semseg", "--ros-args", "--params-file", str(path)]  # a node in / never reads it
 
 
+def test_raw_params_files_are_checked_like_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ros-args --params-file F` straight to rcl gets the checks `--params F` gets (before: none, so a
+    mistyped section reached no node and nobody said so)."""
+    from semseg_ros.ros.node_process import ros_arguments
+
+    path = tmp_path / "raw.yaml"
+    path.write_text(yaml.safe_dump({"fusion_nod": {"ros__parameters": {"slop": 0.05}}}))
+    raw = ["--ros-args", "--params-file", str(path)]
+    assert ros_arguments(None, raw) == ["semseg", *raw]
+    assert (
+        capsys.readouterr().err.strip()
+        == f"semseg: warning: {path}: fusion_nod: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here"
+    )
+    path.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {"slop": "soon"}}}))
+    with pytest.raises(SemsegError, match=r"raw.yaml: fusion_node.slop: expected float"):
+        ros_arguments(None, raw)
+    assert ros_arguments(None, ["--ros-args", "--params-file", str(tmp_path / "absent.yaml")])[-1].endswith(
+        "absent.yaml"
+    )  # rcl's own error
+
+
 def test_ros2_param_dump_output_is_accepted(ros: None, tiny_checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """What `ros2 param dump /fusion_node` writes (every declared parameter, rclpy's own included) loads
     back through rcl unchanged, without a warning."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -154,20 +155,17 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
 
 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
-    """rclpy arguments for a params file (validated against the schema first) and trailing --ros-args."""
+    """rclpy arguments for a params file and trailing --ros-args. Every params file, `params` and any
+    `--params-file` in `extra`, is validated against the schema first, for the namespaces `extra` gives."""
     from semseg_ros import schema
     from semseg_ros.node_params import check_params_file, namespaces_from_ros_args, params_file_warnings
-    from semseg_ros.paths import resolve_data_file
 
-    args = ["semseg"]
-    if params is not None:
-        path = resolve_data_file(params, "config")
+    namespaces = namespaces_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
+    given = [resolve_data_file(params, "config")] if params is not None else []
+    raw = [Path(name) for flag, name in itertools.pairwise(extra) if flag == "--params-file"]
+    for path in [*given, *(path for path in raw if path.is_file())]:  # a missing raw one: rcl's own error
         data = schema.read_yaml(path)
-        namespaces = namespaces_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
         check_params_file(data, str(path), namespaces)
-        for warning in params_file_warnings(
-            data, namespaces=namespaces
-        ):  # a mistyped section (`fusion_nod:`) reaches no node, so no node warns
+        for warning in params_file_warnings(data, namespaces=namespaces):  # `fusion_nod:` reaches no node: no node warns
             print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
-        args += ["--ros-args", "--params-file", str(path)]
-    return args + list(extra)
+    return ["semseg", *(arg for path in given for arg in ("--ros-args", "--params-file", str(path))), *extra]
