@@ -466,36 +466,37 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
+def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
     """The nodes a params-file section applies to, matched as rcl/rclpy match them against each node's fully
-    qualified name (`namespaces`: node -> namespace, "/" for a node not in it): a name without a leading
-    slash is absolute (`fusion_node` = `/fusion_node`, root namespace only), `/*` stands for one name token
-    and `/**` for any number (rclpy's node.cpp: "/*" -> "(/\\w+)", "/**" -> "(/\\w+)*", full match).
-    Checked against rclpy 7.1 for `fusion_node`, `/ns/*`, `/ns/**`, `/*/fusion_node` in /, /ns and /a/ns."""
+    qualified name (`names`: node -> its name as run, e.g. "/robot/fusion_node"; "/node" where not given):
+    a section without a leading slash is absolute (`fusion_node` = `/fusion_node`, root namespace only),
+    `/*` stands for one name token and `/**` for any number (rclpy's node.cpp: "/*" -> "(/\\w+)", "/**" ->
+    "(/\\w+)*", full match). Checked against rclpy 7.1 in /, /ns and /a/ns (test_params.py)."""
     absolute = section if section.startswith("/") else f"/{section}"
-    pattern = "".join({"/**": r"(/\w+)*", "/*": r"(/\w+)"}.get(part, re.escape(part)) for part in re.split(r"(/\*\*|/\*)", absolute))
-    return [node for node in nodes if re.fullmatch(pattern, _fully_qualified(node, (namespaces or {}).get(node, "/")))]
+    tokens = re.split(r"(/\*\*|/\*)", absolute)
+    pattern = "".join({"/**": r"(/\w+)*", "/*": r"(/\w+)"}.get(token, re.escape(token)) for token in tokens)
+    return [node for node in nodes if re.fullmatch(pattern, (names or {}).get(node, f"/{node}"))]
 
 
-def _fully_qualified(node: str, namespace: str) -> str:
-    return f"{namespace.rstrip('/')}/{node}"
-
-
-def namespaces_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, str]:
-    """Each node's namespace as `--ros-args -r __ns:=/ns` (all nodes) or `-r NODE:__ns:=/ns` (one) sets it."""
-    found = dict.fromkeys(nodes, "/")
+def names_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, str]:
+    """Each node's fully qualified name as remap rules in `args` set it: `-r __ns:=/robot` (every node),
+    `-r fusion_node:__ns:=/robot` (one), `__node:=` / `__name:=` likewise for the name."""
+    namespace = dict.fromkeys(nodes, "/")
+    name = {node: node for node in nodes}
     for flag, rule in itertools.pairwise(args):
-        if flag not in ("-r", "--remap") or "__ns:=" not in rule:
+        if flag not in ("-r", "--remap") or ":=" not in rule:
             continue
-        target, _, namespace = rule.partition("__ns:=")
-        namespace = namespace if namespace.startswith("/") else f"/{namespace}"
-        for node in nodes:
-            if target in ("", f"{node}:"):
-                found[node] = namespace
-    return found
+        target, _, value = rule.partition(":=")
+        node, _, key = target.rpartition(":")
+        for ours in nodes if not node else [n for n in nodes if n == node]:
+            if key == "__ns":
+                namespace[ours] = value if value.startswith("/") else f"/{value}"
+            elif key in ("__node", "__name"):
+                name[ours] = value
+    return {node: f"{namespace[node].rstrip('/')}/{name[node]}" for node in nodes}
 
 
-def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], namespaces: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
+def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     if not isinstance(data, dict):
@@ -505,9 +506,9 @@ def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], namespaces: Mapping[st
         if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
             problems.append(f"{section}: expected a key ros__parameters holding a mapping")
             continue
-        targets = section_nodes(str(section), nodes, namespaces)
+        targets = section_nodes(str(section), nodes, names)
         if not targets:
-            where = ", ".join(_fully_qualified(node, (namespaces or {}).get(node, "/")) for node in nodes)
+            where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
             warnings.append(f"{section}: matches no semseg_ros node ({where}); ignored here")
             continue
         for name, value in flatten(body["ros__parameters"]).items():
@@ -524,20 +525,20 @@ def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], namespaces: Mapping[st
     return problems, warnings
 
 
-def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
+def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
     """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes (in
-    `namespaces`, see section_nodes) would refuse. Accepts what rcl accepts: wildcard and namespaced sections,
+    `names`, see section_nodes) would refuse. Accepts what rcl accepts: wildcard and namespaced sections,
     nested keys, `ros2 param dump` output, rclpy's own parameters, sections for other nodes and unknown keys
     (see params_file_warnings)."""
-    return _walk(data, nodes, namespaces)[0]
+    return _walk(data, nodes, names)[0]
 
 
-def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, namespaces: Mapping[str, str] | None = None) -> list[str]:
+def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
     """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
-    return _walk(data, nodes, namespaces)[1]
+    return _walk(data, nodes, names)[1]
 
 
-def check_params_file(data: dict[str, Any], source: str, namespaces: Mapping[str, str] | None = None) -> None:
-    problems = validate_params_file(data, namespaces=namespaces)
+def check_params_file(data: dict[str, Any], source: str, names: Mapping[str, str] | None = None) -> None:
+    problems = validate_params_file(data, names=names)
     if problems:
         raise SemsegError(f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

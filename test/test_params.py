@@ -109,8 +109,8 @@ def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
         "/robot/fusion_node: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
         "camera_driver: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
     ]
-    in_robot = {"segmentation_node": "/robot", "fusion_node": "/robot"}
-    assert params_file_warnings(data, namespaces=in_robot)[1:] == [
+    in_robot = {"segmentation_node": "/robot/segmentation_node", "fusion_node": "/robot/fusion_node"}
+    assert params_file_warnings(data, names=in_robot)[1:] == [
         "camera_driver: matches no semseg_ros node (/robot/segmentation_node, /robot/fusion_node); ignored here"
     ]
 
@@ -126,39 +126,46 @@ SECTIONS = (
     "/other/fusion_node",
     "/ns/*",
     "/ns/**",
+    "/ns/fuser",
+    "fuser",
 )
 
 
-@pytest.mark.parametrize("namespace", ["/", "/ns", "/a/ns"])
-def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, namespace: str, tmp_path: Path) -> None:
-    """section_nodes against real rclpy: which sections set a parameter of a fusion_node in `namespace`.
-    Before, `/ns/fusion_node` was checked against a node in / and `fusion_node` against one in /ns
-    (rcl reads a section without a leading slash as absolute)."""
+@pytest.mark.parametrize(
+    "remaps",
+    [
+        [],
+        ["-r", "__ns:=/ns"],
+        ["--remap", "fusion_node:__ns:=/a/ns"],
+        ["-r", "__ns:=/ns", "-r", "fusion_node:__node:=fuser"],
+        ["-r", "__name:=fuser"],
+    ],
+)
+def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, remaps: list[str], tmp_path: Path) -> None:
+    """section_nodes and names_from_ros_args against real rclpy: which sections set a parameter of a
+    fusion_node run with `remaps`. Before, `/ns/fusion_node` was checked against a node in / and `fusion_node`
+    against one in /ns (rcl reads a section without a leading slash as absolute), renames were not seen."""
     from rclpy.node import Node
 
-    from semseg_ros.node_params import section_nodes
+    from semseg_ros.node_params import names_from_ros_args, section_nodes
 
+    args = ["--ros-args", *remaps]
     for section in SECTIONS:
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump({section: {"ros__parameters": {"probe": 7}}}))
-        node = Node("fusion_node", namespace=namespace, cli_args=["--ros-args", "--params-file", str(path)])
+        node = Node("fusion_node", cli_args=[*args, "--params-file", str(path)])
         node.declare_parameter("probe", 0)
-        reached = node.get_parameter("probe").value == 7
+        reached, name = node.get_parameter("probe").value == 7, node.get_fully_qualified_name()
         node.destroy_node()
-        assert ("fusion_node" in section_nodes(section, namespaces={"fusion_node": namespace})) == reached, section
+        assert names_from_ros_args(args)["fusion_node"] == name
+        assert ("fusion_node" in section_nodes(section, names=names_from_ros_args(args))) == reached, section
 
 
-def test_namespaces_come_from_the_ros_arguments(tmp_path: Path) -> None:
+def test_names_come_from_the_ros_arguments(tmp_path: Path) -> None:
     """`semseg node ... --ros-args -r __ns:=/robot` checks the file as rcl will apply it: a bad value in a
     section for another namespace is not the node's (warned as reaching no node), one in its own is refused."""
-    from semseg_ros.node_params import namespaces_from_ros_args
     from semseg_ros.ros.node_process import ros_arguments
 
-    assert namespaces_from_ros_args(["--ros-args", "-r", "__ns:=/robot"]) == {"segmentation_node": "/robot", "fusion_node": "/robot"}
-    assert namespaces_from_ros_args(["--ros-args", "--remap", "fusion_node:__ns:=robot"]) == {
-        "segmentation_node": "/",
-        "fusion_node": "/robot",
-    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"/other/fusion_node": {"ros__parameters": {"slop": -1.0}}}))
     in_robot = ["--ros-args", "-r", "__ns:=/robot"]

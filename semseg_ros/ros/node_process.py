@@ -156,16 +156,16 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
     """rclpy arguments for a params file and trailing --ros-args. Every params file, `params` and any
-    `--params-file` in `extra`, is validated against the schema first, for the namespaces `extra` gives."""
+    `--params-file` in `extra`, is validated against the schema first, for the node names and namespaces `extra` gives."""
     from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file, namespaces_from_ros_args, params_file_warnings
+    from semseg_ros.node_params import check_params_file, names_from_ros_args, params_file_warnings
 
-    namespaces = namespaces_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
+    names = names_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
     given = [resolve_data_file(params, "config")] if params is not None else []
     raw = [Path(name) for flag, name in itertools.pairwise(extra) if flag == "--params-file"]
     for path in [*given, *(path for path in raw if path.is_file())]:  # a missing raw one: rcl's own error
         data = schema.read_yaml(path)
-        check_params_file(data, str(path), namespaces)
-        for warning in params_file_warnings(data, namespaces=namespaces):  # `fusion_nod:` reaches no node: no node warns
+        check_params_file(data, str(path), names)
+        for warning in params_file_warnings(data, names=names):  # `fusion_nod:` reaches no node: no node warns
             print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
     return ["semseg", *(arg for path in given for arg in ("--ros-args", "--params-file", str(path))), *extra]
