@@ -128,6 +128,11 @@ SECTIONS = (
     "/ns/**",
     "/ns/fuser",
     "fuser",
+    "/**/**",
+    "/*/*",
+    "/ns/**/fusion_node",
+    "*",
+    "**",
 )
 
 
