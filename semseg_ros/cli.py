@@ -266,7 +266,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     metrics = train(config, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
     if "mIoU" in metrics:
-        print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}, checkpoints in {config.train.out_dir}")
+        seen = " (on trained-on images)" if _trained_on_val(Path(config.train.out_dir) / "last.pt") else ""
+        print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}{seen}, checkpoints in {config.train.out_dir}")
     return 0
 
 
@@ -516,7 +517,7 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
                     f"{args.model}: not found, but {out / 'last.pt'} is (a run with val in data.train_splits writes no best.pt): "
                     f"pass --checkpoint {out / 'last.pt'} or the run's --set data.train_splits=[train,val]"
                 )
-    if config.data.folds_val and args.split == "val":
+    if args.split == "val" and (config.data.folds_val or (Path(args.model).suffix in (".pt", ".pth") and _trained_on_val(args.model))):
         print("semseg eval: note: val is in data.train_splits: these images trained the model, so this is no val figure", flush=True)
     data = dataset(config, args.split)
     segmenter = _segmenter(args)
@@ -530,6 +531,12 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     result["data"] = {"root": config.data.root, "format": config.data.format, "split": args.split, "images": len(data)}
     result["input_size"] = [height, width]
     return result
+
+
+def _trained_on_val(path: Path) -> bool:
+    from semseg_ros.models.checkpoint import load_checkpoint, trained_on_val
+
+    return Path(path).is_file() and trained_on_val(load_checkpoint(path))
 
 
 def dataset(config: Any, split: str | Sequence[str]) -> Any:

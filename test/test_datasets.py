@@ -110,6 +110,7 @@ def test_camera_effects_change_the_look_and_never_the_labels() -> None:
     # The console says which are on (before, only config.yaml recorded camera effects).
     assert describe_augment(AugmentConfig(camera=0.3)).endswith("weather off, camera effects 0.3")
     assert describe_augment(AugmentConfig(hard_augs=True)).endswith("weather 0.3, camera effects off")
+    assert describe_augment(AugmentConfig(hard_augs=True, hard_augs_p=0.0)).endswith("weather off, camera effects off")
 
 
 def test_eval_pipeline_keeps_full_resolution_masks(cityscapes_root: Path) -> None:

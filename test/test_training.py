@@ -260,12 +260,26 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     assert "val was in data.train_splits earlier in this run" in capsys.readouterr().out
     unfolded.fit(stop_after_epochs=1)
     assert unfolded.epoch == 2 and not (out / "best.pt").exists()
-    # A run started without val and resumed with it: the best.pt chosen on val goes (eval would take it).
-    plain = Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={tmp_path / 'later'}"]))
+    capsys.readouterr()
+    assert main(["eval", str(out / "last.pt"), "--backend", "torch"]) == 0  # its stored config no longer folds val
+    assert "these images trained the model, so this is no val figure" in capsys.readouterr().out
+    Trainer(
+        load_config(path, ["data.train_splits=[train]", f"train.init_weights={out / 'last.pt'}", f"train.out_dir={tmp_path / 'tuned'}"])
+    )
+    assert "trained on this dataset's val images" in capsys.readouterr().out
+    # A run started without val and resumed with it: the best.pt chosen on val goes (eval would take it), but
+    # only once an epoch trained on val commits: a kill before that loses nothing (before: removed at resume).
+    later = tmp_path / "later"
+    plain = Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={later}"]))
     plain.fit(stop_after_epochs=1)
-    assert (tmp_path / "later" / "best.pt").is_file()
-    Trainer(load_config(path, [f"train.out_dir={tmp_path / 'later'}"]), resume=True)
-    assert (tmp_path / "later" / "last.pt").is_file() and not (tmp_path / "later" / "best.pt").exists()
+    chosen = (later / "best.pt").read_bytes()
+    resumed = Trainer(load_config(path, [f"train.out_dir={later}"]), resume=True)
+    assert (later / "best.pt").read_bytes() == chosen  # killed here: the val-chosen best.pt is still there
+    resumed.fit(stop_after_epochs=1)
+    assert (later / "last.pt").is_file() and not (later / "best.pt").exists()
+    (later / "best.pt").write_bytes(chosen)  # as if killed between that epoch's commit and the removal
+    Trainer(load_config(path, ["data.train_splits=[train]", f"train.out_dir={later}"]), resume=True)
+    assert not (later / "best.pt").exists()
     for splits, message in ((["train", "train"], r"name each split once"), ([], r"data.train_splits is empty")):
         config["data"]["train_splits"] = splits
         path.write_text(yaml.safe_dump(config))

@@ -75,8 +75,12 @@ def train_pipeline(size: tuple[int, int], augment: AugmentConfig, mean: Sequence
 def describe_augment(augment: AugmentConfig) -> str:
     """One line naming what `train_pipeline` does to training images, for the console."""
     low, high = augment.scale
-    parts = [f"crops of {low:g}-{high:g} of the image area", f"hflip {augment.hflip:g}", f"colour {augment.color:g}"]
-    parts.append(f"weather {augment.hard_augs_p:g}" if augment.hard_augs else "weather off")
+    parts = [
+        f"crops of {low:g}-{high:g} of the image area at 0.8-1.25x the network's aspect ratio",
+        f"hflip {augment.hflip:g}",
+        f"colour {augment.color:g}",
+    ]
+    parts.append(f"weather {augment.hard_augs_p:g}" if augment.hard_augs and augment.hard_augs_p > 0 else "weather off")
     parts.append(f"camera effects {augment.camera:g}" if augment.camera > 0 else "camera effects off")
     return "augment: " + ", ".join(parts)
 

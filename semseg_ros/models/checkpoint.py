@@ -33,6 +33,14 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, *
     atomic_save({"format": FORMAT, "model_state": state, "card": card.to_dict(), **extra}, path)
 
 
+def trained_on_val(data: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint's network has trained on its dataset's val split (`data.train_splits`
+    held val at some epoch of its run), so that val figures of it are figures on trained-on images."""
+    state = data.get("train_state") or {}
+    splits = ((data.get("config") or {}).get("data") or {}).get("train_splits") or []
+    return bool(state.get("val_trained", False)) or "val" in splits
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (no arbitrary pickle); clear errors for missing, corrupt or foreign files."""
     path = Path(path)

@@ -42,7 +42,7 @@ from semseg_ros.errors import SemsegError
 from semseg_ros.eval.evaluate import evaluate
 from semseg_ros.files import atomic_writer
 from semseg_ros.models.card import ModelCard
-from semseg_ros.models.checkpoint import load_checkpoint, save_checkpoint
+from semseg_ros.models.checkpoint import load_checkpoint, save_checkpoint, trained_on_val
 from semseg_ros.models.factory import build_model
 from semseg_ros.train.config import Config
 from semseg_ros.train.distill import Distiller, build_distiller
@@ -223,7 +223,8 @@ class Trainer:
     # ---------------------------------------------------------------- state
     def _init_weights(self, path: str) -> None:
         """Fine-tuning start: copy every tensor whose name and shape match (a new head stays random)."""
-        source = load_checkpoint(path)["model_state"]
+        checkpoint = load_checkpoint(path)
+        source = checkpoint["model_state"]
         own = self.model.state_dict()
         matched = {k: v.to(own[k].dtype) for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not matched:
@@ -231,6 +232,13 @@ class Trainer:
         self.model.load_state_dict(matched, strict=False)
         if self.world.is_main:
             print(f"init_weights: {len(matched)} of {len(own)} tensors from {path}", flush=True)
+            stored_data = (checkpoint.get("config") or {}).get("data") or {}
+            same_data = (stored_data.get("format"), stored_data.get("root")) == (self.config.data.format, self.config.data.root)
+            if same_data and trained_on_val(checkpoint) and not self.config.data.folds_val:
+                print(
+                    f"init_weights: warning: {path} trained on this dataset's val images: val figures and best.pt of this run flatter it",
+                    flush=True,
+                )
 
     def _resume(self) -> None:
         path = self.out_dir / "last.pt"
@@ -246,8 +254,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.best_miou = state["epoch"], state["step"], state["best_miou"]
         self.best_epoch = state.get("best_epoch", 0)
-        earlier_splits = (data.get("config") or {}).get("data", {}).get("train_splits", [])  # checkpoints before val_trained
-        self.val_trained = self.val_trained or state.get("val_trained", "val" in earlier_splits)
+        committed_val_trained = trained_on_val(data)
+        self.val_trained = self.val_trained or committed_val_trained
         _set_rng_state(state["rng"])
         if self.distiller is not None:
             self.distiller.load_training_state(state.get("distiller", {}))
@@ -255,18 +263,23 @@ class Trainer:
             self._trim_history()
             for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a run killed while writing a checkpoint
                 stale.unlink(missing_ok=True)
-            if self.config.data.folds_val and (self.out_dir / "best.pt").exists():
-                # chosen on val before val joined training: a stale file that `semseg eval` would pick up
-                (self.out_dir / "best.pt").unlink()
-                print(f"{self.out_dir / 'best.pt'}: removed (val is in data.train_splits now: last.pt is the model)", flush=True)
-            elif self.val_trained:
-                print(
-                    "val was in data.train_splits earlier in this run: its figures are on trained-on images, so no best.pt is chosen (last.pt is the model)",
-                    flush=True,
-                )
+            if committed_val_trained:
+                self._drop_best()  # killed between the commit of an epoch trained on val and the removal
+                if not self.config.data.folds_val:
+                    print(
+                        "val was in data.train_splits earlier in this run: its figures are on trained-on images, so no best.pt is chosen (last.pt is the model)",
+                        flush=True,
+                    )
             elif self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
                 _copy_atomic(path, self.out_dir / "best.pt")
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
+
+    def _drop_best(self) -> None:
+        """Remove a best.pt chosen on val before val trained the network (`semseg eval` would pick it up)."""
+        best = self.out_dir / "best.pt"
+        if best.exists():
+            best.unlink()
+            print(f"{best}: removed (val is in data.train_splits: last.pt is the model)", flush=True)
 
     def _start_new_run(self) -> None:
         """A fresh start: an earlier run's records and checkpoints in out_dir go (last.pt first, so that a
@@ -346,6 +359,8 @@ class Trainer:
                 self._save("last.pt", metrics)  # the epoch's commit point (see the module docstring)
                 if improved:
                     _copy_atomic(self.out_dir / "last.pt", self.out_dir / "best.pt")
+                if self.val_trained:
+                    self._drop_best()  # chosen on val before val joined training (kept until now: a kill loses nothing)
                 shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "iou")
                 print(f"epoch {self.epoch}/{self.config.train.epochs}: {shown}", flush=True)
         if self.world.enabled:
