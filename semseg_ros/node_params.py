@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import itertools
 import json
 import math
 import re
@@ -478,22 +477,34 @@ def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES, nam
     return [node for node in nodes if re.fullmatch(pattern, (names or {}).get(node, f"/{node}"))]
 
 
+def remapped_names(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, tuple[str, str]]:
+    """Each node's (namespace, name) as the remap rules of `args` give them, the way rcl's remap.c does:
+    rules count inside `--ros-args ... [--]` blocks only (`-r RULE`, `--remap RULE`), the first rule that
+    matches wins, `__node:=` / `__name:=` apply first and `__ns:=` rules then match the new name; a rule may
+    name its node (`fusion_node:__ns:=/robot`). Values are returned as given (rcl checks them)."""
+    rules: list[tuple[str, str, str]] = []  # (node or "", key, value), in order
+    inside = False
+    for index, arg in enumerate(args):
+        if arg in ("--ros-args", "--"):
+            inside = arg == "--ros-args"
+        elif inside and arg in ("-r", "--remap") and index + 1 < len(args) and ":=" in args[index + 1]:
+            target, _, value = args[index + 1].partition(":=")
+            node, _, key = target.rpartition(":")
+            rules.append((node, key, value))
+
+    def first(keys: tuple[str, ...], node: str) -> str | None:
+        return next((value for target, key, value in rules if key in keys and target in ("", node)), None)
+
+    result = {}
+    for node in nodes:
+        name = first(("__node", "__name"), node) or node
+        result[node] = (first(("__ns",), name) or "/", name)
+    return result
+
+
 def names_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, str]:
-    """Each node's fully qualified name as remap rules in `args` set it: `-r __ns:=/robot` (every node),
-    `-r fusion_node:__ns:=/robot` (one), `__node:=` / `__name:=` likewise for the name."""
-    namespace = dict.fromkeys(nodes, "/")
-    name = {node: node for node in nodes}
-    for flag, rule in itertools.pairwise(args):
-        if flag not in ("-r", "--remap") or ":=" not in rule:
-            continue
-        target, _, value = rule.partition(":=")
-        node, _, key = target.rpartition(":")
-        for ours in nodes if not node else [n for n in nodes if n == node]:
-            if key == "__ns":
-                namespace[ours] = value if value.startswith("/") else f"/{value}"
-            elif key in ("__node", "__name"):
-                name[ours] = value
-    return {node: f"{namespace[node].rstrip('/')}/{name[node]}" for node in nodes}
+    """Each node's fully qualified name under the remap rules of `args` (see remapped_names)."""
+    return {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped_names(args, nodes).items()}
 
 
 def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, str] | None) -> tuple[list[str], list[str]]:

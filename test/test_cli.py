@@ -332,6 +332,29 @@ def test_malformed_ros_arguments_are_one_line(ros_args: list[str], tmp_path: Pat
     assert "bad ROS arguments" in assert_one_error_line(result, "node")
 
 
+@pytest.mark.parametrize(
+    ("ros_args", "reason"),
+    [
+        (["-r", "__ns:=/x/"], "namespace must not end with a '/'"),  # rcl takes the rule, the node refused it: a traceback
+        (["-r", "__ns:=robot"], "namespace must be absolute"),
+        (["-r", "fusion_node:__node:=1x"], "node name must not start with a number"),
+    ],
+)
+def test_names_rcl_refuses_are_one_line(ros_args: list[str], reason: str, tmp_path: Path) -> None:
+    result = semseg("node", "fusion", "--params", "kitti.yaml", "--ros-args", *ros_args, cwd=tmp_path)
+    assert reason in assert_one_error_line(result, "node")
+
+
+def test_a_node_rcl_refuses_to_create_is_one_line() -> None:
+    code = (
+        "import sys; from rclpy.node import Node; from semseg_ros.ros.node_process import run_nodes; "
+        "sys.exit(run_nodes([lambda: Node('fusion_node', namespace='/x/')], ['semseg'], prog='semseg node'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("semseg node: error: cannot create the node: ") and result.stderr.count("\n") == 1
+
+
 def test_a_params_section_that_matches_no_node_is_warned_about(tmp_path: Path) -> None:
     from semseg_ros.ros.node_process import ros_arguments
 

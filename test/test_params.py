@@ -144,6 +144,12 @@ SECTIONS = (
         ["--remap", "fusion_node:__ns:=/a/ns"],
         ["-r", "__ns:=/ns", "-r", "fusion_node:__node:=fuser"],
         ["-r", "__name:=fuser"],
+        ["-r", "__ns:=/ns", "-r", "__ns:=/other"],  # the first rule that matches wins
+        ["-r", "fusion_node:__ns:=/ns", "-r", "__ns:=/other"],
+        ["-r", "__node:=fuser", "-r", "fuser:__ns:=/ns"],  # the name is remapped first, __ns rules match the new one
+        ["-r", "__node:=fuser", "-r", "fusion_node:__ns:=/ns"],
+        ["-r", "__ns:=/ns", "--", "--ros-args", "-r", "__ns:=/other"],  # rules of several blocks, in order
+        ["-r", "segmentation_node:__ns:=/other"],
     ],
 )
 def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, remaps: list[str], tmp_path: Path) -> None:

@@ -8,14 +8,18 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.exceptions import NameValidationException
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.validate_namespace import validate_namespace
+from rclpy.validate_node_name import validate_node_name
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.paths import resolve_data_file
@@ -75,7 +79,7 @@ def run_nodes(
     executor = MultiThreadedExecutor()
     try:
         for factory in factories:
-            nodes.append(factory())
+            nodes.append(_create(factory))
         for node in nodes:
             executor.add_node(node)
         if started is not None:
@@ -95,6 +99,20 @@ def run_nodes(
     finally:
         stop(executor, nodes, handlers)
     return 0
+
+
+def _create(factory: Callable[[], Any]) -> Any:
+    """factory(); a node rcl refuses to create (a name or namespace it rejects) is a SemsegError, without the
+    RuntimeWarning rclpy's failed constructor adds ("Failed to fini rosout publisher")."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            node = factory()
+        except (RCLError, NameValidationException) as exc:
+            raise SemsegError(f"cannot create the node: {exc}") from None
+    for warning in caught:  # the node exists: its warnings are the user's
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return node
 
 
 def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, Any]) -> None:
@@ -155,12 +173,22 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
 
 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
-    """rclpy arguments for a params file and trailing --ros-args. Every params file, `params` and any
-    `--params-file` in `extra`, is validated against the schema first, for the node names and namespaces `extra` gives."""
+    """rclpy arguments for a params file and trailing --ros-args. The names the remap rules in `extra` give
+    the nodes are checked with rclpy's validators, then every params file (`params` and any `--params-file`
+    in `extra`) against the schema, as rcl will apply it to nodes of those names.
+    Errors: SemsegError (one line) for a name rcl refuses or a value a node would refuse."""
     from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file, names_from_ros_args, params_file_warnings
+    from semseg_ros.node_params import check_params_file, params_file_warnings, remapped_names
 
-    names = names_from_ros_args(extra)  # a `/ns/fusion_node:` section reaches only a node in /ns
+    remapped = remapped_names(extra)
+    for node, (namespace, name) in remapped.items():
+        for value, validate in ((namespace, validate_namespace), (name, validate_node_name)):
+            try:
+                validate(value)
+            except NameValidationException as exc:
+                reason = str(exc).splitlines()[0].rstrip(": ")
+                raise SemsegError(f"--ros-args: {reason}: {value!r} (from the remap rules, for {node})") from None
+    names = {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped.items()}
     given = [resolve_data_file(params, "config")] if params is not None else []
     raw = [Path(name) for flag, name in itertools.pairwise(extra) if flag == "--params-file"]
     for path in [*given, *(path for path in raw if path.is_file())]:  # a missing raw one: rcl's own error
