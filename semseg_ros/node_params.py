@@ -14,7 +14,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -507,17 +507,49 @@ def names_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)
     return {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped_names(args, nodes).items()}
 
 
-def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, str] | None) -> tuple[list[str], list[str]]:
+def _sections(data: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(section name, body) pairs, with rcl's nested form (`robot: {fusion_node: {ros__parameters: ...}}` is
+    the section `robot/fusion_node`) flattened."""
+    for key, body in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(body, dict) and body and "ros__parameters" not in body and all(isinstance(v, dict) for v in body.values()):
+            yield from _sections(body, f"{name}/")
+        else:
+            yield name, body
+
+
+def _section_name_problem(section: str) -> str | None:
+    """Why rcl refuses a section name (it then refuses the whole file), or None. Each name token is a ROS
+    name (letters, digits, _; not starting with a digit) or a wildcard `*` / `**` (checked against rclpy)."""
+    for token in section.removeprefix("/").split("/"):
+        if token not in ("*", "**") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token):
+            return f"{section}: not a node name rcl accepts (tokens of letters, digits and _, not starting with a digit, or * and **, between single slashes)"
+    return None
+
+
+def _type_problem(param: Param, value: Any) -> str | None:
+    """rclpy keeps a declared parameter's type: an integer for a float parameter is refused (`slop: 1`)."""
+    numbers = value if isinstance(param.default, list) and isinstance(value, list) else [value]
+    floats = isinstance(param.default, float) or (isinstance(param.default, list) and bool(numbers))
+    if floats and any(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+        return f"{param.name}: integer {value!r} for a float parameter (rclpy keeps the declared type): write {value!r} with a decimal point, e.g. 1.0"
+    return None
+
+
+def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, str] | None, ros_types: bool) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     if not isinstance(data, dict):
         return ["expected a mapping of node names to {ros__parameters: {...}}"], warnings
     known = {p.name for params in nodes.values() for p in params}
-    for section, body in data.items():
+    for section, body in _sections(data):
         if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
             problems.append(f"{section}: expected a key ros__parameters holding a mapping")
             continue
-        targets = section_nodes(str(section), nodes, names)
+        if (bad_name := _section_name_problem(section)) is not None:
+            problems.append(bad_name)
+            continue
+        targets = section_nodes(section, nodes, names)
         if not targets:
             where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
             warnings.append(f"{section}: matches no semseg_ros node ({where}); ignored here")
@@ -530,26 +562,30 @@ def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, st
                 hint = difflib.get_close_matches(name, sorted(known), n=1)
                 warnings.append(f"{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
             for params in declared:
-                why = next(p for p in params if p.name == name).check(value)
+                param = next(p for p in params if p.name == name)
+                why = (_type_problem(param, value) if ros_types else None) or param.check(value)
                 if why is not None and f"{section}.{why}" not in problems:
                     problems.append(f"{section}.{why}")
     return problems, warnings
 
 
-def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
+def validate_params_file(
+    data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None, ros_types: bool = False
+) -> list[str]:
     """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes (in
     `names`, see section_nodes) would refuse. Accepts what rcl accepts: wildcard and namespaced sections,
     nested keys, `ros2 param dump` output, rclpy's own parameters, sections for other nodes and unknown keys
-    (see params_file_warnings)."""
-    return _walk(data, nodes, names)[0]
+    (see params_file_warnings). `ros_types`: `data` was read as rcl reads it (schema.read_yaml(ros_params=True)),
+    so an integer for a float parameter is refused as rclpy refuses it."""
+    return _walk(data, nodes, names, ros_types)[0]
 
 
 def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
     """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
-    return _walk(data, nodes, names)[1]
+    return _walk(data, nodes, names, False)[1]
 
 
-def check_params_file(data: dict[str, Any], source: str, names: Mapping[str, str] | None = None) -> None:
-    problems = validate_params_file(data, names=names)
+def check_params_file(data: dict[str, Any], source: str, names: Mapping[str, str] | None = None, ros_types: bool = False) -> None:
+    problems = validate_params_file(data, names=names, ros_types=ros_types)
     if problems:
         raise SemsegError(f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -51,7 +54,62 @@ class _TooDeep(Exception):
     pass
 
 
-def parse_yaml(text: str, where: str = "YAML") -> Any:
+class _RclParamsLoader(_BoundedLoader):
+    """A ROS params file read as rcl reads it (rcl_yaml_param_parser/src/parse.c): unquoted scalars typed
+    by rcl_scalar, quoted ones strings, keys strings; no aliases, no empty values, one type per list (an
+    empty one sets nothing); a key given twice merges (rcl adds both sections' parameters, the later value
+    winning)."""
+
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (PyYAML's class attribute): every scalar is a string node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "rcl does not read aliases (*name): write the value out", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_rcl_scalar(self, node: yaml.ScalarNode) -> Any:
+        text = self.construct_scalar(node)
+        if node.style in ("'", '"'):
+            return text
+        if not text:
+            raise yaml.constructor.ConstructorError(None, None, "no value (rcl refuses an empty one)", node.start_mark)
+        return rcl_scalar(text)
+
+    def construct_rcl_list(self, node: yaml.SequenceNode) -> list[Any]:
+        values = [self.construct_object(child, deep=True) for child in node.value]
+        if len({type(value) for value in values}) > 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a list of mixed types {values!r:.60} (rcl: one type per list, e.g. 1.0 rather than 1)", node.start_mark
+            )
+        return values
+
+    def construct_rcl_mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a name", key_node.start_mark)
+            key, value = self.construct_scalar(key_node), self.construct_object(value_node, deep=True)
+            if value == []:
+                continue  # rcl sets nothing from an empty list
+            mapping[key] = _merged(mapping[key], value) if isinstance(mapping.get(key), dict) and isinstance(value, dict) else value
+        return mapping
+
+
+_RclParamsLoader.add_constructor("tag:yaml.org,2002:str", _RclParamsLoader.construct_rcl_scalar)
+_RclParamsLoader.add_constructor("tag:yaml.org,2002:seq", _RclParamsLoader.construct_rcl_list)
+_RclParamsLoader.add_constructor("tag:yaml.org,2002:map", _RclParamsLoader.construct_rcl_mapping)
+
+
+def _merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    result = dict(first)
+    for key, value in second.items():
+        result[key] = _merged(result[key], value) if isinstance(result.get(key), dict) and isinstance(value, dict) else value
+    return result
+
+
+def parse_yaml(text: str, where: str = "YAML", loader_class: type[_BoundedLoader] = _BoundedLoader) -> Any:
     """`yaml.safe_load(text)` with bounded size: at most MAX_YAML_BYTES characters and MAX_YAML_NODES
     nodes once aliases (and `<<` merges) are expanded, no recursive aliases, at most MAX_YAML_DEPTH
     levels of nesting. A "billion laughs" text of 735 bytes names 10^9 nodes: it is refused
@@ -60,7 +118,7 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
     """
     if len(text) > MAX_YAML_BYTES:
         raise SemsegError(f"{where}: {len(text)} characters of YAML, more than the {MAX_YAML_BYTES} allowed")
-    loader = _BoundedLoader(text)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -75,6 +133,56 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
         raise YamlSyntaxError(f"{where}: a value YAML cannot hold ({' '.join(str(exc).split())[:120]})") from None
     finally:
         loader.dispose()
+
+
+_RCL_TRUE = frozenset("Y y yes Yes YES true True TRUE on On ON".split())
+_RCL_FALSE = frozenset("N n no No NO false False FALSE off Off OFF".split())
+_YAML_SPECIAL = {f"{sign}.{word}": float(f"{sign}inf") for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")}
+_YAML_SPECIAL |= dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan)
+
+
+def rcl_scalar(text: str) -> bool | int | float | str:
+    """An unquoted scalar of a ROS params file typed as rcl types it (rcl_yaml_param_parser, parse.c
+    get_value): bool words, then a C `strtol(text, 0)` integer (hex 0x.., octal 0..), then a C `strtod`
+    double (1e-3, .5, inf, nan, hex floats; out of range: not a double), else the string itself (`~`,
+    `null`, `1_0` stay strings, which PyYAML reads otherwise)."""
+    if text in _RCL_TRUE or text in _RCL_FALSE:
+        return text in _RCL_TRUE
+    integer = _c_long(text)
+    if integer is not None:
+        return integer
+    if text in _YAML_SPECIAL:
+        return _YAML_SPECIAL[text]
+    double = _c_double(text)
+    return text if double is None else double
+
+
+def _c_long(text: str) -> int | None:
+    """C strtol(text, &end, 0) when it consumes all of `text` without overflow (int64), else None."""
+    match = re.fullmatch(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    value = int(digits[2:], 16) if digits[:2] in ("0x", "0X") else int(digits, 8 if digits.startswith("0") else 10)
+    value = -value if sign == "-" else value
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def _c_double(text: str) -> float | None:
+    """C strtod(text, &end) when it consumes all of `text` without ERANGE (overflow, underflow), else None."""
+    special = re.fullmatch(r"\s*([+-]?)(inf|infinity|nan(\([0-9A-Za-z_]*\))?)", text, re.IGNORECASE)
+    if special is not None:
+        return float(special.group(1) + special.group(2).split("(")[0])
+    if (decimal := re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text)) is not None:
+        value, mantissa = float(text), decimal.group(1)
+    elif (hexadecimal := re.fullmatch(r"\s*[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?\d+)?", text)) is not None:
+        value, mantissa = float.fromhex(text.strip()), hexadecimal.group(1)
+    else:
+        return None
+    nonzero = re.search(r"[1-9a-fA-F]", mantissa) is not None
+    if math.isinf(value) or (nonzero and abs(value) < sys.float_info.min):
+        return None  # ERANGE: out of a double's range, or below its normal range
+    return value
 
 
 def _check_expansion(root: yaml.Node, where: str) -> None:
@@ -104,8 +212,9 @@ def _check_expansion(root: yaml.Node, where: str) -> None:
         stack.extend((child, False) for child in children)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from `path` (safe loader, bounded by `parse_yaml`), with clear errors for missing or malformed files."""
+def read_yaml(path: str | Path, ros_params: bool = False) -> dict[str, Any]:
+    """A YAML mapping from `path` (safe loader, bounded by `parse_yaml`), with clear errors for missing or
+    malformed files. `ros_params`: read as rcl reads a ROS params file (see _RclParamsLoader)."""
     path = Path(path)
     if not path.is_file():
         raise SemsegError(f"{path}: config file not found")
@@ -115,7 +224,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SemsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    data = parse_yaml(text, str(path))
+    data = parse_yaml(text, str(path), _RclParamsLoader if ros_params else _BoundedLoader)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -286,3 +286,68 @@ def test_the_default_model_is_one_shipped_file() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
     assert SegmentationConfig.defaults().model == REAL_MODEL == data["segmentation_node"]["ros__parameters"]["model"]
     assert (ROOT / "models" / REAL_MODEL).is_file() and (ROOT / "models" / SYNTHETIC_MODEL).is_file()
+
+
+RCL_SCALARS = (
+    "1e-1", "~", "1", "1_0", "017", "08", "0x1F", "0x", "yes", "On", "n", "null", ".inf", "-.Inf", "nan", "inf",
+    "1e999", "4.9e-324", "0x1p3", "+5", "1.", ".5", "9223372036854775808", '"1"', "'yes'", "[1.0, 2.5]", "[1, 2]",
+    "[1, 2.5]", "[a, 1]", "[]", "''", "", "&anchor 3",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("text", RCL_SCALARS)
+def test_params_files_are_read_as_rcl_reads_them(ros: None, text: str, tmp_path: Path) -> None:
+    """schema.read_yaml(ros_params=True) against real rcl: the same type and value for every scalar form,
+    and a refusal where rcl refuses the file. Before, PyYAML's reading refused `slop: 1e-1` (a string to
+    it, 0.1 to rcl) and passed `slop: 1` (rclpy refuses an integer for a float parameter)."""
+    import math
+
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
+
+    from semseg_ros import schema
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"/**:\n  ros__parameters:\n    probe: {text}\n")
+    try:
+        node = Node("probe_node", cli_args=["--ros-args", "--params-file", str(path)])
+    except Exception:  # rcl refuses the file
+        with pytest.raises(SemsegError):
+            schema.read_yaml(path, ros_params=True)
+        return
+    real = node.declare_parameter("probe", descriptor=ParameterDescriptor(dynamic_typing=True)).value
+    node.destroy_node()
+    ours = schema.read_yaml(path, ros_params=True)["/**"]["ros__parameters"].get("probe")  # [] sets nothing in rcl
+    if isinstance(real, float) and math.isnan(real):
+        assert isinstance(ours, float) and math.isnan(ours)
+    else:
+        assert type(ours) is type(real) and ours == real, (ours, real)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [
+        ("fusion_node:\n  ros__parameters:\n    slop: 1e-1\n", None),
+        ("fusion_node:\n  ros__parameters:\n    slop: 1\n", "integer 1 for a float parameter"),
+        ("fusion_node:\n  ros__parameters:\n    cluster_classes: ~\n", None),
+        ("robot:\n  fusion_node:\n    ros__parameters:\n      slop: -1.0\n", "robot/fusion_node.slop: -1.0 is outside"),  # node in /robot
+        ("fusion_node:\n  ros__parameters:\n    slop: -1.0\nfusion_node:\n  ros__parameters:\n    max_range: 50.0\n", "slop: -1.0"),
+        ("fusion.node:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
+        ("//fusion_node:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
+        ("fusion_node/:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
+    ],
+)
+def test_params_file_checks_follow_rcl(yaml_text: str, problem: str | None, tmp_path: Path) -> None:
+    """What the pip-only runners check before starting, on files read as rcl reads them: scientific
+    notation and `~` accepted, an integer for a float refused, nested namespaces and a section given twice
+    (rcl merges both) checked, section names rcl refuses named as such (before: "matches no node")."""
+    from semseg_ros.ros.node_process import ros_arguments
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml_text)
+    remaps = ["--ros-args", "-r", "__ns:=/robot"] if yaml_text.startswith("robot:") else []
+    if problem is None:
+        assert ros_arguments(path, remaps)[3] == str(path)
+    else:
+        with pytest.raises(SemsegError, match=re.escape(problem)):
+            ros_arguments(path, remaps)

@@ -192,8 +192,8 @@ def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
     given = [resolve_data_file(params, "config")] if params is not None else []
     raw = [Path(name) for flag, name in itertools.pairwise(extra) if flag == "--params-file"]
     for path in [*given, *(path for path in raw if path.is_file())]:  # a missing raw one: rcl's own error
-        data = schema.read_yaml(path)
-        check_params_file(data, str(path), names)
+        data = schema.read_yaml(path, ros_params=True)
+        check_params_file(data, str(path), names, ros_types=True)
         for warning in params_file_warnings(data, names=names):  # `fusion_nod:` reaches no node: no node warns
             print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
     return ["semseg", *(arg for path in given for arg in ("--ros-args", "--params-file", str(path))), *extra]
