@@ -454,11 +454,11 @@ def is_ros_own(name: str) -> bool:
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as rcl reads them: {"a": {"b": 1}} -> {"a.b": 1}."""
+    """Nested mappings as rcl reads them: {"a": {"b": 1}} -> {"a.b": 1} (an empty mapping is a value)."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat |= flatten(value, name + ".")
         else:
             flat[name] = value
@@ -507,15 +507,42 @@ def names_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)
     return {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped_names(args, nodes).items()}
 
 
-def _sections(data: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(section name, body) pairs, with rcl's nested form (`robot: {fusion_node: {ros__parameters: ...}}` is
-    the section `robot/fusion_node`) flattened."""
+ROS_OWN_TYPES: tuple[Param, ...] = (
+    Param("use_sim_time", False, "rclpy: use /clock"),
+    Param("start_type_description_service", True, "rclpy: the type description service"),
+)  # checked like ours: rclpy refuses a wrong type for them at node creation
+
+
+@dataclass(frozen=True)
+class ParamsSource:
+    """One source of parameter overrides, in rcl's order: a params file (`label` its path) or the `-p` values
+    of the --ros-args (`label` "--ros-args"), as a params-file mapping."""
+
+    label: str
+    data: Any
+
+
+def _sections(data: dict[Any, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    """(section, its ros__parameters, None) pairs, rcl's nested form (`robot: {fusion_node: {ros__parameters:
+    ...}}` is the section `robot/fusion_node`) flattened; (section, None, problem) where rcl refuses the
+    structure, and (section, {}, None) for a mapping that sets nothing."""
     for key, body in data.items():
         name = f"{prefix}{key}"
-        if isinstance(body, dict) and body and "ros__parameters" not in body and all(isinstance(v, dict) for v in body.values()):
-            yield from _sections(body, f"{name}/")
-        else:
-            yield name, body
+        if not isinstance(body, dict):
+            yield name, None, f"{name}: expected a key ros__parameters holding a mapping"
+            continue
+        if "ros__parameters" in body:
+            params = body["ros__parameters"]
+            yield (name, params, None) if isinstance(params, dict) else (name, None, f"{name}.ros__parameters: expected a mapping")
+        elif not any(isinstance(value, dict) for value in body.values()):
+            yield name, {}, None
+        for sub, value in body.items():
+            if sub == "ros__parameters":
+                continue
+            if isinstance(value, dict):
+                yield from _sections({sub: value}, f"{name}/")
+            else:
+                yield name, None, f"{name}.{sub}: a value beside ros__parameters (rcl refuses the file)"
 
 
 def _section_name_problem(section: str) -> str | None:
@@ -528,64 +555,80 @@ def _section_name_problem(section: str) -> str | None:
 
 
 def _type_problem(param: Param, value: Any) -> str | None:
-    """rclpy keeps a declared parameter's type: an integer for a float parameter is refused (`slop: 1`)."""
+    """What rclpy refuses beyond our own checks: a value of another type than the declared one (an integer
+    for a float parameter, `slop: 1`) and an empty one (`[]`, `{}`: rcl sets no value, the node has none)."""
+    if value == [] or value == {}:
+        return f"{param.name}: an empty value (rcl then gives the node no value at all): give one, or leave the key out"
     numbers = value if isinstance(param.default, list) and isinstance(value, list) else [value]
-    floats = isinstance(param.default, float) or (isinstance(param.default, list) and bool(numbers))
-    if floats and any(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
-        return f"{param.name}: integer {value!r} for a float parameter (rclpy keeps the declared type): write {value!r} with a decimal point, e.g. 1.0"
+    if (isinstance(param.default, float) or isinstance(param.default, list)) and any(
+        isinstance(v, int) and not isinstance(v, bool) for v in numbers
+    ):
+        return f"{param.name}: integer {value!r} for a float parameter (rclpy keeps the declared type): write it with a decimal point, e.g. 1.0"
     return None
 
 
-def _walk(data: Any, nodes: dict[str, tuple[Param, ...]], names: Mapping[str, str] | None, ros_types: bool) -> tuple[list[str], list[str]]:
+def check_sources(
+    sources: Sequence[ParamsSource],
+    names: Mapping[str, str] | None = None,
+    nodes: dict[str, tuple[Param, ...]] = NODES,
+    ros_types: bool = True,
+) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of parameter overrides as rcl applies them: each node gets, for each parameter,
+    the last value that reaches it (sources in order, sections in file order), and that value is checked
+    (a value later replaced is not: `/**: {queue_size: 1000}` then `fusion_node: {queue_size: 10}` is fine).
+    Problems name the source and section of the value; warnings are sections that reach no node (with
+    `names`, see section_nodes) and keys no node declares. `ros_types`: read as rcl reads files
+    (schema.read_yaml(ros_params=True)), so rclpy's type rules apply (see _type_problem)."""
     problems: list[str] = []
     warnings: list[str] = []
-    if not isinstance(data, dict):
-        return ["expected a mapping of node names to {ros__parameters: {...}}"], warnings
     known = {p.name for params in nodes.values() for p in params}
-    for section, body in _sections(data):
-        if not isinstance(body, dict) or "ros__parameters" not in body or not isinstance(body["ros__parameters"], dict):
-            problems.append(f"{section}: expected a key ros__parameters holding a mapping")
+    reaching: dict[str, dict[str, tuple[Any, str]]] = {node: {} for node in nodes}
+    for source in sources:
+        label = f"{source.label}: " if source.label else ""
+        if not isinstance(source.data, dict):
+            problems.append(f"{label}expected a mapping of node names to {{ros__parameters: {{...}}}}")
             continue
-        if (bad_name := _section_name_problem(section)) is not None:
-            problems.append(bad_name)
-            continue
-        targets = section_nodes(section, nodes, names)
-        if not targets:
-            where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
-            warnings.append(f"{section}: matches no semseg_ros node ({where}); ignored here")
-            continue
-        for name, value in flatten(body["ros__parameters"]).items():
-            if is_ros_own(name):
+        for section, params, problem in _sections(source.data):
+            problem = problem or _section_name_problem(section)
+            if problem is not None or params is None:
+                problems.append(f"{label}{problem}")
                 continue
-            declared = [nodes[node] for node in targets if any(p.name == name for p in nodes[node])]
-            if not declared and name not in known:
-                hint = difflib.get_close_matches(name, sorted(known), n=1)
-                warnings.append(f"{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
-            for params in declared:
-                param = next(p for p in params if p.name == name)
-                why = (_type_problem(param, value) if ros_types else None) or param.check(value)
-                if why is not None and f"{section}.{why}" not in problems:
-                    problems.append(f"{section}.{why}")
+            targets = section_nodes(section, nodes, names)
+            if not targets:
+                where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
+                warnings.append(f"{label}{section}: matches no semseg_ros node ({where}); ignored here")
+                continue
+            for name, value in flatten(params).items():
+                if not is_ros_own(name) and name not in known:
+                    hint = difflib.get_close_matches(name, sorted(known), n=1)
+                    warnings.append(f"{label}{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
+                for node in targets:
+                    reaching[node][name] = (value, f"{label}{section}")
+    for node, values in reaching.items():
+        declared = {p.name: p for p in (*nodes[node], *ROS_OWN_TYPES)}
+        for name, (value, origin) in values.items():
+            if name not in declared:
+                continue
+            why = (_type_problem(declared[name], value) if ros_types else None) or declared[name].check(value)
+            if why is not None and f"{origin}.{why}" not in problems:
+                problems.append(f"{origin}.{why}")
     return problems, warnings
 
 
-def validate_params_file(
-    data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None, ros_types: bool = False
-) -> list[str]:
-    """Problems in a ROS params-file mapping (`node: {ros__parameters: {...}}`): values the nodes (in
-    `names`, see section_nodes) would refuse. Accepts what rcl accepts: wildcard and namespaced sections,
-    nested keys, `ros2 param dump` output, rclpy's own parameters, sections for other nodes and unknown keys
-    (see params_file_warnings). `ros_types`: `data` was read as rcl reads it (schema.read_yaml(ros_params=True)),
-    so an integer for a float parameter is refused as rclpy refuses it."""
-    return _walk(data, nodes, names, ros_types)[0]
+def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
+    """Problems in one ROS params-file mapping (`node: {ros__parameters: {...}}`) read by PyYAML: values the
+    nodes would refuse. Accepts what rcl accepts: wildcard and namespaced sections, nested keys, `ros2 param
+    dump` output, rclpy's own parameters, sections for other nodes and unknown keys (see check_sources)."""
+    return check_sources([ParamsSource("", data)], names, nodes, ros_types=False)[0]
 
 
 def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
     """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
-    return _walk(data, nodes, names, False)[1]
+    return check_sources([ParamsSource("", data)], names, nodes, ros_types=False)[1]
 
 
-def check_params_file(data: dict[str, Any], source: str, names: Mapping[str, str] | None = None, ros_types: bool = False) -> None:
-    problems = validate_params_file(data, names=names, ros_types=ros_types)
+def check_params_file(data: dict[str, Any], source: str) -> None:
+    """SemsegError (one line, naming `source` and the first problem) unless validate_params_file passes."""
+    problems = validate_params_file(data)
     if problems:
         raise SemsegError(f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

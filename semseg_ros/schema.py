@@ -56,11 +56,29 @@ class _TooDeep(Exception):
 
 class _RclParamsLoader(_BoundedLoader):
     """A ROS params file read as rcl reads it (rcl_yaml_param_parser/src/parse.c): unquoted scalars typed
-    by rcl_scalar, quoted ones strings, keys strings; no aliases, no empty values, one type per list (an
-    empty one sets nothing); a key given twice merges (rcl adds both sections' parameters, the later value
+    by rcl_scalar, quoted ones (and !!str) strings, other tags ignored, keys strings; no aliases, no empty
+    scalars, one type per list; a key given twice merges (rcl adds both sections' parameters, the later value
     winning)."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (PyYAML's class attribute): every scalar is a string node
+
+    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:
+        explicit_str = self.peek_event().tag == "tag:yaml.org,2002:str"
+        node = super().compose_scalar_node(anchor)
+        node.tag = "tag:yaml.org,2002:str"  # rcl ignores tags but !!str, which makes a string
+        if explicit_str and node.style is None:
+            node.style = "'"
+        return node
+
+    def compose_sequence_node(self, anchor: str | None) -> yaml.SequenceNode:
+        node = super().compose_sequence_node(anchor)
+        node.tag = "tag:yaml.org,2002:seq"
+        return node
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        node.tag = "tag:yaml.org,2002:map"
+        return node
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -91,8 +109,6 @@ class _RclParamsLoader(_BoundedLoader):
             if not isinstance(key_node, yaml.ScalarNode):
                 raise yaml.constructor.ConstructorError(None, None, "a key must be a name", key_node.start_mark)
             key, value = self.construct_scalar(key_node), self.construct_object(value_node, deep=True)
-            if value == []:
-                continue  # rcl sets nothing from an empty list
             mapping[key] = _merged(mapping[key], value) if isinstance(mapping.get(key), dict) and isinstance(value, dict) else value
         return mapping
 
@@ -137,6 +153,7 @@ def parse_yaml(text: str, where: str = "YAML", loader_class: type[_BoundedLoader
 
 _RCL_TRUE = frozenset("Y y yes Yes YES true True TRUE on On ON".split())
 _RCL_FALSE = frozenset("N n no No NO false False FALSE off Off OFF".split())
+_C_SPACE = r"[ \t\n\v\f\r]*"  # C isspace() in the C locale
 _YAML_SPECIAL = {f"{sign}.{word}": float(f"{sign}inf") for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")}
 _YAML_SPECIAL |= dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan)
 
@@ -159,8 +176,8 @@ def rcl_scalar(text: str) -> bool | int | float | str:
 
 def _c_long(text: str) -> int | None:
     """C strtol(text, &end, 0) when it consumes all of `text` without overflow (int64), else None."""
-    match = re.fullmatch(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
-    if match is None:
+    match = re.fullmatch(_C_SPACE + r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", text)
+    if match is None or len(match.group(2)) > 24:  # more digits than any int64 has: overflow
         return None
     sign, digits = match.groups()
     value = int(digits[2:], 16) if digits[:2] in ("0x", "0X") else int(digits, 8 if digits.startswith("0") else 10)
@@ -169,14 +186,20 @@ def _c_long(text: str) -> int | None:
 
 
 def _c_double(text: str) -> float | None:
-    """C strtod(text, &end) when it consumes all of `text` without ERANGE (overflow, underflow), else None."""
-    special = re.fullmatch(r"\s*([+-]?)(inf|infinity|nan(\([0-9A-Za-z_]*\))?)", text, re.IGNORECASE)
+    """C strtod(text, &end) when it consumes all of `text` without ERANGE (overflow, underflow), else None.
+    ASCII only, as in the C locale (Python's float() also reads other digits and spaces)."""
+    special = re.fullmatch(_C_SPACE + r"([+-]?)(inf|infinity|nan(\([0-9A-Za-z_]*\))?)", text, re.IGNORECASE | re.ASCII)
     if special is not None:
         return float(special.group(1) + special.group(2).split("(")[0])
-    if (decimal := re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text)) is not None:
+    if (decimal := re.fullmatch(_C_SPACE + r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text)) is not None:
         value, mantissa = float(text), decimal.group(1)
-    elif (hexadecimal := re.fullmatch(r"\s*[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?\d+)?", text)) is not None:
-        value, mantissa = float.fromhex(text.strip()), hexadecimal.group(1)
+    elif (
+        hexadecimal := re.fullmatch(_C_SPACE + r"[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?[0-9]+)?", text)
+    ) is not None:
+        try:
+            value, mantissa = float.fromhex(text.strip(" \t\n\v\f\r")), hexadecimal.group(1)
+        except OverflowError:
+            return None
     else:
         return None
     nonzero = re.search(r"[1-9a-fA-F]", mantissa) is not None
@@ -210,6 +233,11 @@ def _check_expansion(root: yaml.Node, where: str) -> None:
         open_nodes.add(id(node))
         stack.append((node, True))
         stack.extend((child, False) for child in children)
+
+
+def parse_ros_value(text: str, where: str) -> Any:
+    """A `--ros-args -p name:=VALUE` value as rcl reads it (a scalar typed by rcl_scalar, or a flow list)."""
+    return parse_yaml(text, where, _RclParamsLoader)
 
 
 def read_yaml(path: str | Path, ros_params: bool = False) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def test_defaults_pass_their_own_checks() -> None:
         ({"segmentation_node": {"ros__parameters": {"overlay_alpha": 3.0}}}, "outside [0.0, 1.0]"),
         ({"segmentation_node": {"ros__parameters": {"backend": "cuda"}}}, "not one of auto"),
         ({"segmentation_node": {"ros__parameters": {"fp16": "yes"}}}, "expected bool"),
-        ({"segmentation_node": {"parameters": {}}}, "expected a key ros__parameters"),
+        ({"segmentation_node": {"parameters": 5}}, "segmentation_node.parameters: a value beside ros__parameters (rcl refuses"),
+        ({"segmentation_node": 5}, "segmentation_node: expected a key ros__parameters"),
         ({"/**": {"ros__parameters": {"overlay_alpha": 3.0}}}, "/**.overlay_alpha: 3.0 is outside"),
         ({"/**/fusion_node": {"ros__parameters": {"slop": "x"}}}, "/**/fusion_node.slop: expected float"),
     ],
@@ -291,7 +292,8 @@ def test_the_default_model_is_one_shipped_file() -> None:
 RCL_SCALARS = (
     "1e-1", "~", "1", "1_0", "017", "08", "0x1F", "0x", "yes", "On", "n", "null", ".inf", "-.Inf", "nan", "inf",
     "1e999", "4.9e-324", "0x1p3", "+5", "1.", ".5", "9223372036854775808", '"1"', "'yes'", "[1.0, 2.5]", "[1, 2]",
-    "[1, 2.5]", "[a, 1]", "[]", "''", "", "&anchor 3",
+    "[1, 2.5]", "[a, 1]", "[]", "''", "", "&anchor 3", "!!bool y", "!!str 123", "!!float 1", "!!int 1_0", "!foo x",
+    "[!!str 1, a]", "[1, !!str 2]", "\u0660.\u0660\u0665", "\u00a00.2", "1e\u0661", "1" * 5000, "0x" + "f" * 5000, "| \n      17",
 )  # fmt: skip
 
 
@@ -317,8 +319,10 @@ def test_params_files_are_read_as_rcl_reads_them(ros: None, text: str, tmp_path:
         return
     real = node.declare_parameter("probe", descriptor=ParameterDescriptor(dynamic_typing=True)).value
     node.destroy_node()
-    ours = schema.read_yaml(path, ros_params=True)["/**"]["ros__parameters"].get("probe")  # [] sets nothing in rcl
-    if isinstance(real, float) and math.isnan(real):
+    ours = schema.read_yaml(path, ros_params=True)["/**"]["ros__parameters"]["probe"]
+    if real is None:  # rcl reads an empty list as "no value" (our check then refuses it for a declared parameter)
+        assert ours == []
+    elif isinstance(real, float) and math.isnan(real):
         assert isinstance(ours, float) and math.isnan(ours)
     else:
         assert type(ours) is type(real) and ours == real, (ours, real)
@@ -335,6 +339,12 @@ def test_params_files_are_read_as_rcl_reads_them(ros: None, text: str, tmp_path:
         ("fusion.node:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
         ("//fusion_node:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
         ("fusion_node/:\n  ros__parameters:\n    slop: 0.1\n", "not a node name rcl accepts"),
+        ("/**:\n  ros__parameters:\n    slop: 5.0\nfusion_node:\n  ros__parameters:\n    slop: 0.2\n", None),  # the last value counts
+        ("fusion_node:\n  ros__parameters:\n    slop: 0.2\n/**:\n  ros__parameters:\n    slop: 5.0\n", "/**.slop: 5.0 is outside"),
+        ("fusion_node:\n  ros__parameters:\n    slop: []\n", "slop: an empty value"),
+        ("fusion_node:\n  ros__parameters:\n    use_sim_time: 1\n", "use_sim_time: expected bool"),  # a traceback before
+        ("fusion_node:\n  ros__parameters:\n    fp16: !!bool y\n", None),  # a traceback before (PyYAML's bool)
+        ("fusion_node:\n  x: 1\n  ros__parameters:\n    slop: 0.1\n", "fusion_node.x: a value beside ros__parameters"),
     ],
 )
 def test_params_file_checks_follow_rcl(yaml_text: str, problem: str | None, tmp_path: Path) -> None:
@@ -351,3 +361,19 @@ def test_params_file_checks_follow_rcl(yaml_text: str, problem: str | None, tmp_
     else:
         with pytest.raises(SemsegError, match=re.escape(problem)):
             ros_arguments(path, remaps)
+
+
+def test_ros_args_values_count_in_order(tmp_path: Path) -> None:
+    """`--ros-args -p` values and later `--params-file`s replace earlier values as rcl applies them: only
+    each node's last value is checked (before: every file on its own, so a corrected value was refused)."""
+    from semseg_ros.ros.node_process import ros_arguments
+
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    bad.write_text("fusion_node:\n  ros__parameters:\n    slop: 5.0\n")
+    good.write_text("fusion_node:\n  ros__parameters:\n    slop: 0.2\n")
+    assert ros_arguments(bad, ["--ros-args", "-p", "slop:=0.2"])[-1] == "slop:=0.2"
+    assert ros_arguments(bad, ["--ros-args", "--params-file", str(good)])[-1] == str(good)
+    with pytest.raises(SemsegError, match=r"^--ros-args -p: /\*\*\.slop: 5\.0 is outside"):
+        ros_arguments(good, ["--ros-args", "-p", "slop:=5.0"])
+    with pytest.raises(SemsegError, match=r"fusion_node\.slop: integer 1 for a float parameter"):
+        ros_arguments(None, ["--ros-args", "-p", "fusion_node:slop:=1"])

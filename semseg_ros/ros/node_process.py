@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.exceptions import NameValidationException
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.validate_namespace import validate_namespace
@@ -102,14 +101,15 @@ def run_nodes(
 
 
 def _create(factory: Callable[[], Any]) -> Any:
-    """factory(); a node rcl refuses to create (a name or namespace it rejects) is a SemsegError, without the
+    """factory(); a node rcl refuses to create (a name or namespace it rejects, a wrong type for one of
+    rclpy's own parameters) is a SemsegError, without the
     RuntimeWarning rclpy's failed constructor adds ("Failed to fini rosout publisher")."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             node = factory()
-        except (RCLError, NameValidationException) as exc:
-            raise SemsegError(f"cannot create the node: {exc}") from None
+        except (RCLError, NameValidationException, ParameterException) as exc:  # rclpy refuses `use_sim_time: 1` here
+            raise SemsegError(f"cannot create the node: {' '.join(str(exc).split())}") from None
     for warning in caught:  # the node exists: its warnings are the user's
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return node
@@ -174,11 +174,12 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
 
 def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
     """rclpy arguments for a params file and trailing --ros-args. The names the remap rules in `extra` give
-    the nodes are checked with rclpy's validators, then every params file (`params` and any `--params-file`
-    in `extra`) against the schema, as rcl will apply it to nodes of those names.
+    the nodes are checked with rclpy's validators, then the parameter overrides as rcl will apply them to
+    nodes of those names: `params`, then the `--params-file` files and `-p` values of `extra` in order,
+    each node's last value for each parameter checked against the schema.
     Errors: SemsegError (one line) for a name rcl refuses or a value a node would refuse."""
     from semseg_ros import schema
-    from semseg_ros.node_params import check_params_file, params_file_warnings, remapped_names
+    from semseg_ros.node_params import ParamsSource, check_sources, remapped_names
 
     remapped = remapped_names(extra)
     for node, (namespace, name) in remapped.items():
@@ -190,10 +191,25 @@ def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
                 raise SemsegError(f"--ros-args: {reason}: {value!r} (from the remap rules, for {node})") from None
     names = {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped.items()}
     given = [resolve_data_file(params, "config")] if params is not None else []
-    raw = [Path(name) for flag, name in itertools.pairwise(extra) if flag == "--params-file"]
-    for path in [*given, *(path for path in raw if path.is_file())]:  # a missing raw one: rcl's own error
-        data = schema.read_yaml(path, ros_params=True)
-        check_params_file(data, str(path), names, ros_types=True)
-        for warning in params_file_warnings(data, names=names):  # `fusion_nod:` reaches no node: no node warns
-            print(f"semseg: warning: {path}: {warning}", file=sys.stderr)
+    sources = [ParamsSource(str(path), schema.read_yaml(path, ros_params=True)) for path in given]
+    inside = False
+    for index, arg in enumerate(extra):
+        following = extra[index + 1] if index + 1 < len(extra) else None
+        if arg in ("--ros-args", "--"):
+            inside = arg == "--ros-args"
+        elif inside and following is not None and arg == "--params-file" and Path(following).is_file():  # missing: rcl's error
+            sources.append(ParamsSource(following, schema.read_yaml(following, ros_params=True)))
+        elif inside and following is not None and arg in ("-p", "--param") and ":=" in following:
+            target, _, text = following.partition(":=")
+            node, _, key = target.rpartition(":")
+            try:
+                value = schema.parse_ros_value(text, f"--ros-args -p {following}")
+            except SemsegError:
+                continue  # rcl refuses it as it starts, with its own words ("bad ROS arguments")
+            sources.append(ParamsSource("--ros-args -p", {node or "/**": {"ros__parameters": {key: value}}}))
+    problems, warnings = check_sources(sources, names)
+    if problems:
+        raise SemsegError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    for warning in warnings:  # `fusion_nod:` reaches no node, so no node would say so
+        print(f"semseg: warning: {warning}", file=sys.stderr)
     return ["semseg", *(arg for path in given for arg in ("--ros-args", "--params-file", str(path))), *extra]
