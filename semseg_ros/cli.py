@@ -642,7 +642,7 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
 def _run_node(args: argparse.Namespace) -> int:
     from semseg_ros.ros.node_process import ros_arguments, run_nodes
 
-    rclpy_args = ros_arguments(args.params, args.ros_args)
+    rclpy_args = ros_arguments(args.params, args.ros_args, nodes=[NODE_NAMES[args.name]])
     if args.name == "segmentation":
         from semseg_ros.ros.segmentation_node import SegmentationNode
 
@@ -745,12 +745,14 @@ def _run_launch(args: argparse.Namespace) -> int:
     require(args.bag, "--bag", "path", BAG_HINT)
     require_model(args.model)
     require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
-    from semseg_ros.ros.launcher import launch_kitti
+    from semseg_ros.ros.launcher import kitti_local_arguments, launch_kitti, shipped_params
     from semseg_ros.ros.node_process import ros_arguments
 
-    return launch_kitti(
-        ros_arguments(args.params, args.ros_args), args.bag, args.model, args.rate, args.loop, args.calib_dir, prog="semseg launch"
+    # the shipped kitti.yaml first, as kitti.launch.py does: a --params file of a few keys changes only those
+    rclpy_args = ros_arguments(
+        args.params, args.ros_args, first=[shipped_params()], local=kitti_local_arguments(args.model, args.calib_dir)
     )
+    return launch_kitti(rclpy_args, args.bag, args.model, args.rate, args.loop, args.calib_dir, prog="semseg launch")
 
 
 # ----------------------------------------------------------------------- demo

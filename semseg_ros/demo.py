@@ -84,12 +84,13 @@ def run_pipeline(
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from semseg_ros.ros.launcher import kitti_nodes
+    from semseg_ros.ros.launcher import kitti_local_arguments, kitti_nodes
     from semseg_ros.ros.node_process import ros_arguments, spinning_in_background
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     recording = Recording()
-    rclpy.init(args=ros_arguments(params or Path("kitti.yaml"), ["--ros-args", "-p", f"cache_dir:={cache_dir}"]))
+    local = kitti_local_arguments(model, calib_dir)
+    rclpy.init(args=ros_arguments(params or Path("kitti.yaml"), ["--ros-args", "-p", f"cache_dir:={cache_dir}"], local=local))
     nodes: list[Any] = []
     try:
         nodes = [factory() for factory in kitti_nodes(bag, model, rate=rate, calib_dir=calib_dir)]

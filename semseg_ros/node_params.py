@@ -567,22 +567,15 @@ def _type_problem(param: Param, value: Any) -> str | None:
     return None
 
 
-def check_sources(
-    sources: Sequence[ParamsSource],
-    names: Mapping[str, str] | None = None,
-    nodes: dict[str, tuple[Param, ...]] = NODES,
-    ros_types: bool = True,
-) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of parameter overrides as rcl applies them: each node gets, for each parameter,
-    the last value that reaches it (sources in order, sections in file order), and that value is checked
-    (a value later replaced is not: `/**: {queue_size: 1000}` then `fusion_node: {queue_size: 10}` is fine).
-    Problems name the source and section of the value; warnings are sections that reach no node (with
-    `names`, see section_nodes) and keys no node declares. `ros_types`: read as rcl reads files
-    (schema.read_yaml(ros_params=True)), so rclpy's type rules apply (see _type_problem)."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    known = {p.name for params in nodes.values() for p in params}
-    reaching: dict[str, dict[str, tuple[Any, str]]] = {node: {} for node in nodes}
+Entries = dict[str, dict[str, tuple[Any, str]]]  # section as written -> parameter -> (value, where it came from)
+
+
+def _entries(sources: Sequence[ParamsSource], problems: list[str]) -> tuple[Entries, dict[str, str]]:
+    """rcl's merged overrides (rcl_params_t): one entry per section name as written (`fusion_node` and
+    `/fusion_node` apart; `-p x:=` in `/**`), kept where the name first appeared, a later value for it
+    replacing the earlier in place. Also where each section first appeared (`source: section`)."""
+    entries: Entries = {}
+    first_seen: dict[str, str] = {}
     for source in sources:
         label = f"{source.label}: " if source.label else ""
         if not isinstance(source.data, dict):
@@ -593,26 +586,57 @@ def check_sources(
             if problem is not None or params is None:
                 problems.append(f"{label}{problem}")
                 continue
-            targets = section_nodes(section, nodes, names)
-            if not targets:
-                where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
-                warnings.append(f"{label}{section}: matches no semseg_ros node ({where}); ignored here")
-                continue
+            entry = entries.setdefault(section, {})
+            first_seen.setdefault(section, f"{label}{section}")
             for name, value in flatten(params).items():
-                if not is_ros_own(name) and name not in known:
-                    hint = difflib.get_close_matches(name, sorted(known), n=1)
-                    warnings.append(f"{label}{section}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
-                for node in targets:
-                    reaching[node][name] = (value, f"{label}{section}")
-    for node, values in reaching.items():
+                entry[name] = (value, f"{label}{section}")
+    return entries, first_seen
+
+
+def check_sources(
+    sources: Sequence[ParamsSource],
+    names: Mapping[str, str] | None = None,
+    nodes: dict[str, tuple[Param, ...]] = NODES,
+    ros_types: bool = True,
+    local: Mapping[str, Sequence[ParamsSource]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of parameter overrides as rcl and rclpy apply them to `nodes` (named as `names`
+    gives, see section_nodes): the global `sources` merge into rcl's entries (see _entries), each node takes
+    the entries that match it in entry order, the last one winning, then its `local` (node-level cli_args)
+    entries likewise; only the value a node ends with is checked (`/**: {slop: 5.0}` then
+    `fusion_node: {slop: 0.2}` is fine). Problems name the source and section of the value; warnings are
+    sections that reach none of `nodes` and keys no node declares. `ros_types`: read as rcl reads files
+    (schema.read_yaml(ros_params=True)), so rclpy's type rules apply (see _type_problem)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    known = {p.name for params in NODES.values() for p in params}
+    global_entries, first_seen = _entries(sources, problems)
+    local_entries = {node: _entries(local.get(node, ()), problems)[0] for node in nodes} if local else {}
+    where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
+    for section, entry in [*global_entries.items(), *(item for entries in local_entries.values() for item in entries.items())]:
+        if section in global_entries and not section_nodes(section, nodes, names):
+            warnings.append(f"{first_seen[section]}: matches no semseg_ros node ({where}); ignored here")
+            continue
+        for name, (_, origin) in entry.items():
+            if not is_ros_own(name) and name not in known:  # a typo: rcl passes it on, no node declares it
+                hint = difflib.get_close_matches(name, sorted(known), n=1)
+                warnings.append(f"{origin}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
+    for node in nodes:
+        reaching: dict[str, tuple[Any, str]] = {}
+        for entries in (global_entries, local_entries.get(node, {})):
+            for section, entry in entries.items():
+                if node in section_nodes(section, {node: nodes[node]}, names):
+                    reaching |= entry
         declared = {p.name: p for p in (*nodes[node], *ROS_OWN_TYPES)}
-        for name, (value, origin) in values.items():
+        for name, (value, origin) in reaching.items():
             if name not in declared:
                 continue
             why = (_type_problem(declared[name], value) if ros_types else None) or declared[name].check(value)
-            if why is not None and f"{origin}.{why}" not in problems:
-                problems.append(f"{origin}.{why}")
-    return problems, warnings
+            if why is not None:
+                why = why if len(why) <= 240 else f"{why[:240]}..."
+                if f"{origin}.{why}" not in problems:
+                    problems.append(f"{origin}.{why}")
+    return problems, list(dict.fromkeys(warnings))
 
 
 def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:

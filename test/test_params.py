@@ -363,6 +363,72 @@ def test_params_file_checks_follow_rcl(yaml_text: str, problem: str | None, tmp_
             ros_arguments(path, remaps)
 
 
+@pytest.mark.parametrize(
+    ("files", "ros_args"),
+    [
+        ([], ["-p", "slop:=0.3", "-p", "fusion_node:slop:=5.0"]),  # `/**` (new) after kitti.yaml's fusion_node: 0.3
+        ([], ["-p", "slop:=5.0", "-p", "fusion_node:slop:=0.3"]),
+        ([], ["-p", "slop:=0.3", "-p", "fusion_node:slop:=5.0", "-p", "slop:=0.4"]),
+        (["/**:\n  ros__parameters:\n    slop: 0.1\nfusion_node:\n  ros__parameters:\n    slop: 0.2\n"], ["-p", "slop:=-5.0"]),
+        (
+            [
+                "fusion_node:\n  ros__parameters:\n    slop: 0.1\n/**:\n  ros__parameters:\n    slop: 0.2\n",
+                "fusion_node:\n  ros__parameters:\n    slop: 5.0\n",
+            ],
+            [],
+        ),
+        (["fusion_node:\n  ros__parameters:\n    slop: 0.1\n/**:\n  ros__parameters:\n    slop: 5.0\n"], ["-p", "fusion_node:slop:=0.3"]),
+        (["/fusion_node:\n  ros__parameters:\n    slop: 0.2\nfusion_node:\n  ros__parameters:\n    slop: 5.0\n"], []),
+    ],
+)
+def test_overrides_reach_a_node_in_rcls_order(ros: None, files: list[str], ros_args: list[str], tmp_path: Path) -> None:
+    """rcl merges all overrides into one entry per section name as written, each kept where its name first
+    appeared (kitti.yaml's `fusion_node` before a `-p`'s `/**`), and rclpy takes the last matching entry: the
+    check must refuse exactly what the real node refuses (before: "the last value in argument order")."""
+    from rclpy.node import Node
+
+    from semseg_ros.node_params import FusionConfig
+    from semseg_ros.ros.params import declare
+
+    paths = []
+    for index, text in enumerate(files):
+        paths.append(tmp_path / f"f{index}.yaml")
+        paths[-1].write_text(text)
+    extra = ["--ros-args", *(arg for path in paths for arg in ("--params-file", str(path))), *ros_args]
+    ours_refuses = not _checks(extra)
+    node = Node("fusion_node", cli_args=["--ros-args", "--params-file", str(KITTI_YAML_PATH), *extra])
+    try:
+        declare(node, FusionConfig)
+        real_refuses = False
+    except SemsegError:
+        real_refuses = True
+    finally:
+        node.destroy_node()
+    assert ours_refuses == real_refuses
+
+
+KITTI_YAML_PATH = ROOT / "config" / "kitti.yaml"
+
+
+def _checks(extra: list[str]) -> bool:
+    from semseg_ros.ros.node_process import ros_arguments
+
+    try:
+        ros_arguments(KITTI_YAML_PATH, extra, nodes=["fusion_node"])
+    except SemsegError:
+        return False
+    return True
+
+
+def test_only_the_nodes_that_run_are_checked() -> None:
+    """`semseg node fusion` does not refuse a segmentation-only value (the fusion node ignores it)."""
+    from semseg_ros.ros.node_process import ros_arguments
+
+    assert ros_arguments(None, ["--ros-args", "-p", "overlay_alpha:=5.0"], nodes=["fusion_node"])[-1] == "overlay_alpha:=5.0"
+    with pytest.raises(SemsegError, match=r"overlay_alpha: 5\.0 is outside"):
+        ros_arguments(None, ["--ros-args", "-p", "overlay_alpha:=5.0"], nodes=["segmentation_node"])
+
+
 def test_ros_args_values_count_in_order(tmp_path: Path) -> None:
     """`--ros-args -p` values and later `--params-file`s replace earlier values as rcl applies them: only
     each node's last value is checked (before: every file on its own, so a corrected value was refused)."""

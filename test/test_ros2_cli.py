@@ -21,6 +21,7 @@ from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rclpy.parameter import get_parameter_value, parameter_dict_from_yaml_file, parameter_value_to_python  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 
+from semseg_ros.errors import SemsegError  # noqa: E402
 from semseg_ros.labels import LABEL_SETS  # noqa: E402
 from semseg_ros.node_params import CLUSTER_MIN_POINTS_RANGE, CLUSTER_RADIUS_RANGE, NODES, parse_cluster_rules  # noqa: E402
 
@@ -179,12 +180,22 @@ def test_a_params_file_of_a_few_keys_keeps_the_kitti_wiring(ros: None, tmp_path:
             node.destroy_node()
 
 
-def test_pip_only_launch_reads_the_shipped_file_first() -> None:
-    from semseg_ros.ros.launcher import shipped_params
+def test_pip_only_launch_reads_the_shipped_file_first(tmp_path: Path) -> None:
+    """`semseg launch kitti --params FILE`: the shipped kitti.yaml, then FILE (once if FILE is it), then the
+    --ros-args; a node's own arguments (`--model`, `--calib-dir`) win over them all, in the check too."""
+    from semseg_ros.ros.launcher import kitti_local_arguments, shipped_params
+    from semseg_ros.ros.node_process import ros_arguments
 
     assert shipped_params().resolve() == KITTI_YAML.resolve()
-    text = (ROOT / "semseg_ros" / "ros" / "launcher.py").read_text()
-    assert '[*program, "--ros-args", "--params-file", str(shipped_params()), *rest]' in text
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("fusion_node:\n  ros__parameters:\n    calibration_source: kitti_rawx\n")
+    extra = ["--ros-args", "-p", "slop:=0.1"]
+    local = kitti_local_arguments(None, tmp_path)  # --calib-dir: calibration_source:=kitti_raw for fusion_node
+    args = ros_arguments(mine, extra, first=[shipped_params()], local=local)
+    assert args == ["semseg", "--ros-args", "--params-file", str(shipped_params()), "--ros-args", "--params-file", str(mine), *extra]
+    assert ros_arguments(KITTI_YAML, [], first=[shipped_params()]).count("--params-file") == 1
+    with pytest.raises(SemsegError, match="kitti_rawx"):  # without the node's own value the file's counts
+        ros_arguments(mine, extra, first=[shipped_params()])
 
 
 # ---------------------------------------------------------------- a player started next to a running stack

@@ -78,6 +78,16 @@ def missing_for_launch(rviz: bool, bag: str) -> list[str]:
     return missing
 
 
+def kitti_local_arguments(model: str | None = None, calib_dir: Path | None = None) -> dict[str, list[str]]:
+    """Each KITTI node's own cli_args: its topic remaps, and `model` / `calib_dir` as parameters (node-level
+    arguments win over every global one, params files included)."""
+    segmentation_args = remap_arguments("segmentation_node") + ([] if model is None else ["-p", f"model:={model}"])
+    fusion_args = remap_arguments("fusion_node")
+    if calib_dir is not None:
+        fusion_args += ["-p", "calibration_source:=kitti_raw", "-p", f"kitti_calib_dir:={calib_dir}"]
+    return {"segmentation_node": segmentation_args, "fusion_node": fusion_args}
+
+
 def kitti_nodes(
     bag: Path | None = None,
     model: str | None = None,
@@ -91,13 +101,10 @@ def kitti_nodes(
     from semseg_ros.ros.player import BagPlayer
     from semseg_ros.ros.segmentation_node import SegmentationNode
 
-    segmentation_args = remap_arguments("segmentation_node") + ([] if model is None else ["-p", f"model:={model}"])
-    fusion_args = remap_arguments("fusion_node")
-    if calib_dir is not None:
-        fusion_args += ["-p", "calibration_source:=kitti_raw", "-p", f"kitti_calib_dir:={calib_dir}"]
+    local = kitti_local_arguments(model, calib_dir)
     factories: list[Any] = [
-        lambda: SegmentationNode(cli_args=segmentation_args, **node_kwargs),
-        lambda: FusionNode(cli_args=fusion_args, **node_kwargs),
+        lambda: SegmentationNode(cli_args=local["segmentation_node"], **node_kwargs),
+        lambda: FusionNode(cli_args=local["fusion_node"], **node_kwargs),
     ]
     if bag is not None:
         factories.append(lambda: BagPlayer(bag, rate=rate, loop=loop, **node_kwargs))
@@ -107,7 +114,9 @@ def kitti_nodes(
 def launch_kitti(
     rclpy_args: list[str], bag: Path | None, model: str | None, rate: float, loop: bool, calib_dir: Path | None, prog: str | None = None
 ) -> int:
-    """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`."""
+    """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`.
+    `rclpy_args`: ros_arguments(params, extra, first=[shipped_params()], local=kitti_local_arguments(...)),
+    so that the shipped kitti.yaml comes first, as in kitti.launch.py, and everything is checked first."""
     players: list[Any] = []
 
     def started(nodes: list[Any]) -> None:
@@ -115,11 +124,9 @@ def launch_kitti(
             players.append(nodes[-1])
             nodes[-1].start()
 
-    # the shipped kitti.yaml first, as kitti.launch.py does: a --params file of a few keys changes only those
-    program, rest = (rclpy_args[:1] or ["semseg"]), rclpy_args[1:]
     return run_nodes(
         kitti_nodes(bag, model, rate, loop, calib_dir),
-        [*program, "--ros-args", "--params-file", str(shipped_params()), *rest],
+        rclpy_args,
         started=started,
         done=lambda: bool(players) and players[0].finished.is_set(),
         prog=prog,

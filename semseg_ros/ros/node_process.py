@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -172,44 +174,75 @@ def spinning_in_background(executor: Executor) -> Iterator[threading.Thread]:
         shut_down(executor)
 
 
-def ros_arguments(params: Path | None, extra: list[str]) -> list[str]:
-    """rclpy arguments for a params file and trailing --ros-args. The names the remap rules in `extra` give
-    the nodes are checked with rclpy's validators, then the parameter overrides as rcl will apply them to
-    nodes of those names: `params`, then the `--params-file` files and `-p` values of `extra` in order,
-    each node's last value for each parameter checked against the schema.
+def ros_arguments(
+    params: Path | None,
+    extra: list[str],
+    nodes: Sequence[str] = ("segmentation_node", "fusion_node"),
+    first: Sequence[Path] = (),
+    local: Mapping[str, list[str]] | None = None,
+) -> list[str]:
+    """rclpy's global arguments: the params files `first` (e.g. the shipped kitti.yaml) and `params`, then
+    `extra` (trailing --ros-args). Before anything starts they are checked as rcl and rclpy will apply them
+    to `nodes` (with their node-level `local` cli_args): the names the remap rules give the nodes, with
+    rclpy's validators; then each node's last value for each parameter (see node_params.check_sources).
     Errors: SemsegError (one line) for a name rcl refuses or a value a node would refuse."""
-    from semseg_ros import schema
-    from semseg_ros.node_params import ParamsSource, check_sources, remapped_names
+    from semseg_ros.node_params import NODES, check_sources
 
-    remapped = remapped_names(extra)
-    for node, (namespace, name) in remapped.items():
-        for value, validate in ((namespace, validate_namespace), (name, validate_node_name)):
-            try:
-                validate(value)
-            except NameValidationException as exc:
-                reason = str(exc).splitlines()[0].rstrip(": ")
-                raise SemsegError(f"--ros-args: {reason}: {value!r} (from the remap rules, for {node})") from None
-    names = {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped.items()}
-    given = [resolve_data_file(params, "config")] if params is not None else []
-    sources = [ParamsSource(str(path), schema.read_yaml(path, ros_params=True)) for path in given]
-    inside = False
-    for index, arg in enumerate(extra):
-        following = extra[index + 1] if index + 1 < len(extra) else None
-        if arg in ("--ros-args", "--"):
-            inside = arg == "--ros-args"
-        elif inside and following is not None and arg == "--params-file" and Path(following).is_file():  # missing: rcl's error
-            sources.append(ParamsSource(following, schema.read_yaml(following, ros_params=True)))
-        elif inside and following is not None and arg in ("-p", "--param") and ":=" in following:
-            target, _, text = following.partition(":=")
-            node, _, key = target.rpartition(":")
-            try:
-                value = schema.parse_ros_value(text, f"--ros-args -p {following}")
-            except SemsegError:
-                continue  # rcl refuses it as it starts, with its own words ("bad ROS arguments")
-            sources.append(ParamsSource("--ros-args -p", {node or "/**": {"ros__parameters": {key: value}}}))
-    problems, warnings = check_sources(sources, names)
+    files = [resolve_data_file(path, "config") for path in (*first, *([params] if params is not None else []))]
+    files = [path for index, path in enumerate(files) if not any(path.samefile(seen) for seen in files[:index])]
+    args = ["semseg", *(arg for path in files for arg in ("--ros-args", "--params-file", str(path))), *extra]
+    local = local or {}
+    names = {node: _checked_name(node, [*local.get(node, []), *args]) for node in nodes}
+    problems, warnings = check_sources(
+        _override_sources(args),
+        names,
+        {node: NODES[node] for node in nodes},
+        local={node: _override_sources(local.get(node, [])) for node in nodes},
+    )
     if problems:
         raise SemsegError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     for warning in warnings:  # `fusion_nod:` reaches no node, so no node would say so
         print(f"semseg: warning: {warning}", file=sys.stderr)
-    return ["semseg", *(arg for path in given for arg in ("--ros-args", "--params-file", str(path))), *extra]
+    return args
+
+
+def _checked_name(node: str, args: list[str]) -> str:
+    """`node`'s fully qualified name under the remap rules of `args` (node-level ones first, as rcl looks
+    them up), each part checked with rclpy's validators (SemsegError: what rcl would refuse)."""
+    from semseg_ros.node_params import remapped_names
+
+    namespace, name = remapped_names(args, [node])[node]
+    for value, validate in ((namespace, validate_namespace), (name, validate_node_name)):
+        try:
+            validate(value)
+        except NameValidationException as exc:
+            reason = str(exc).splitlines()[0].rstrip(": ")
+            raise SemsegError(f"--ros-args: {reason}: {value!r} (from the remap rules, for {node})") from None
+    return f"{namespace.rstrip('/')}/{name}"
+
+
+def _override_sources(args: list[str]) -> list[Any]:
+    """The parameter overrides in `args`, in order: each `--params-file` inside a --ros-args block (read as
+    rcl reads it), each `-p [node:]name:=value`. Forms rcl itself refuses are left to its own message."""
+    from semseg_ros import schema
+    from semseg_ros.node_params import ParamsSource
+
+    sources = []
+    inside = False
+    for arg, following in itertools.pairwise([*args, ""]):
+        if arg in ("--ros-args", "--"):
+            inside = arg == "--ros-args"
+        elif inside and arg == "--params-file" and Path(following).is_file():  # missing: rcl's error
+            sources.append(ParamsSource(following, schema.read_yaml(following, ros_params=True)))
+        elif inside and arg in ("-p", "--param") and ":=" in following:
+            target, _, text = following.partition(":=")
+            node, _, key = target.rpartition(":")
+            if not re.fullmatch(r"([A-Za-z_]\w*)?", node, re.ASCII) or not re.fullmatch(r"[A-Za-z_][\w.]*", key, re.ASCII):
+                continue  # `*:x:=`, `/node:x:=`, `:=1`: rcl refuses them as it starts
+            try:
+                value = schema.parse_ros_value(text, f"--ros-args -p {following}")
+            except SemsegError:
+                continue
+            if value is not None and not isinstance(value, dict):
+                sources.append(ParamsSource("--ros-args -p", {node or "/**": {"ros__parameters": {key: value}}}))
+    return sources
