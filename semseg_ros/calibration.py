@@ -469,7 +469,10 @@ class CalibrationSource:
         if self.from_files and self.mask_image == "raw":
             raise CalibrationError(f"mask_image raw needs a camera_info calibration source: {self.source} describes rectified images only")
         if self.source == "kitti_raw" and not self.kitti_calib_dir:
-            raise CalibrationError("calibration_source kitti_raw needs kitti_calib_dir (the KITTI date folder)")
+            raise CalibrationError(
+                "calibration_source kitti_raw (the default when no params file sets it) needs kitti_calib_dir (the KITTI date "
+                "folder); or set calibration_source camera_info, as config/kitti.yaml does"
+            )
         if self.source == "kitti_object" and not self.kitti_calib_file:
             raise CalibrationError("calibration_source kitti_object needs kitti_calib_file")
 

@@ -268,6 +268,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if "mIoU" in metrics:
         seen = " (on trained-on images)" if _trained_on_val(Path(config.train.out_dir) / "last.pt") else ""
         print(f"done: epoch {metrics['epoch']}, val mIoU {metrics['mIoU']:.4f}{seen}, checkpoints in {config.train.out_dir}")
+    if metrics.get("epoch", config.train.epochs) < config.train.epochs:
+        same = " and the same --set options" if args.overrides else ""
+        print(f"stopped after epoch {metrics['epoch']} of {config.train.epochs}: continue with `semseg train {args.config} --resume`{same}")
+    elif not metrics:
+        print(f"nothing to do: all {config.train.epochs} epochs of {config.train.out_dir} are done (raise train.epochs to train on)")
     return 0
 
 
@@ -513,10 +518,12 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
             out = Path(config.train.out_dir)
             args.model = out / ("last.pt" if config.data.folds_val else "best.pt")
             if not args.model.exists() and (out / "last.pt").exists():
-                raise SemsegError(
-                    f"{args.model}: not found, but {out / 'last.pt'} is (a run with val in data.train_splits writes no best.pt): "
-                    f"pass --checkpoint {out / 'last.pt'} or the run's --set data.train_splits=[train,val]"
+                why = (
+                    "a run with val in data.train_splits writes no best.pt"
+                    if _trained_on_val(out / "last.pt")
+                    else "no validated epoch has chosen one yet: val runs every train.val_every epochs"
                 )
+                raise SemsegError(f"{args.model}: not found, but {out / 'last.pt'} is ({why}): pass --checkpoint {out / 'last.pt'}")
     if args.split == "val" and (config.data.folds_val or (Path(args.model).suffix in (".pt", ".pth") and _trained_on_val(args.model))):
         print("semseg eval: note: val is in data.train_splits: these images trained the model, so this is no val figure", flush=True)
     data = dataset(config, args.split)
@@ -634,7 +641,10 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", choices=sorted(NODE_NAMES), help="which node: segmentation or fusion")
     p.add_argument(
-        "--params", type=Path, help="ROS parameter file (e.g. config/kitti.yaml; relative names also found in share/semseg_ros/config)"
+        "--params",
+        type=Path,
+        help="ROS parameter file, the node's only one (e.g. config/kitti.yaml for the KITTI wiring; without one the node starts "
+        "from its defaults; more files: --ros-args --params-file F); relative names also found in share/semseg_ros/config",
     )
     p.set_defaults(func=_run_node)
 
@@ -733,7 +743,10 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bag", type=Path, help="a bag to play (omit to listen to live topics)")
     p.add_argument("--model", help="model file overriding the params file's")
     p.add_argument(
-        "--params", type=Path, default=Path("kitti.yaml"), help="ROS parameter file (default: share/semseg_ros/config/kitti.yaml)"
+        "--params",
+        type=Path,
+        default=Path("kitti.yaml"),
+        help="ROS parameter file, read over the shipped share/semseg_ros/config/kitti.yaml: give only the keys you change",
     )
     p.add_argument("--rate", type=_positive_float, default=1.0, help="--bag: playback speed factor (default 1)")
     p.add_argument("--loop", action="store_true", help="--bag: start over at the end until Ctrl-C")

@@ -563,7 +563,8 @@ def _type_problem(param: Param, value: Any) -> str | None:
     if (isinstance(param.default, float) or isinstance(param.default, list)) and any(
         isinstance(v, int) and not isinstance(v, bool) for v in numbers
     ):
-        return f"{param.name}: integer {value!r} for a float parameter (rclpy keeps the declared type): write it with a decimal point, e.g. 1.0"
+        example = f"{value}.0" if isinstance(value, int) else "[" + ", ".join(f"{float(v)!r}" for v in numbers) + "]"
+        return f"{param.name}: integer {value!r} for a float parameter (rclpy keeps the declared type): write {example}"
     return None
 
 
@@ -612,15 +613,18 @@ def check_sources(
     known = {p.name for params in NODES.values() for p in params}
     global_entries, first_seen = _entries(sources, problems)
     local_entries = {node: _entries(local.get(node, ()), problems)[0] for node in nodes} if local else {}
-    where = ", ".join((names or {}).get(node, f"/{node}") for node in nodes)
+    where = ", ".join((names or {}).get(node, f"/{node}") for node in NODES)
     for section, entry in [*global_entries.items(), *(item for entries in local_entries.values() for item in entries.items())]:
-        if section in global_entries and not section_nodes(section, nodes, names):
-            warnings.append(f"{first_seen[section]}: matches no semseg_ros node ({where}); ignored here")
+        if section in global_entries and not section_nodes(section, NODES, names):  # not one for a node not run here either
+            qualified = [(names or {}).get(node, f"/{node}") for node in NODES]
+            ours = next((name for name in qualified if name.rsplit("/", 1)[1] == section.rsplit("/", 1)[-1]), None)
+            fix = f"; for that node write {ours} or /**/{ours.rsplit('/', 1)[1]}" if ours else ""  # a node of ours, elsewhere
+            warnings.append(f"{first_seen[section]}: matches no semseg_ros node ({where}){fix}; ignored here")
             continue
         for name, (_, origin) in entry.items():
             if not is_ros_own(name) and name not in known:  # a typo: rcl passes it on, no node declares it
-                hint = difflib.get_close_matches(name, sorted(known), n=1)
-                warnings.append(f"{origin}.{name}: no node declares it" + (f" (did you mean {hint[0]}?)" if hint else ""))
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                warnings.append(f"{origin}.{name}: no node declares it" + (f" (did you mean {close[0]}?)" if close else ""))
     for node in nodes:
         reaching: dict[str, tuple[Any, str]] = {}
         for entries in (global_entries, local_entries.get(node, {})):

@@ -479,7 +479,7 @@ def source(kind: str, **changes: object) -> CalibrationSource:
 
 
 def test_calibration_sources_say_what_they_lack(raw_dir: Path) -> None:
-    with pytest.raises(CalibrationError, match="kitti_raw needs kitti_calib_dir"):
+    with pytest.raises(CalibrationError, match=r"kitti_raw \(the default when no params file sets it\) needs kitti_calib_dir"):
         source("kitti_raw")
     with pytest.raises(CalibrationError, match="kitti_object needs kitti_calib_file"):
         source("kitti_object")

@@ -107,7 +107,7 @@ def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
     assert validate_params_file(data) == []
     assert params_file_warnings(data) == [
         "/**/segmentation_node.overlay_alpah: no node declares it (did you mean overlay_alpha?)",
-        "/robot/fusion_node: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
+        "/robot/fusion_node: matches no semseg_ros node (/segmentation_node, /fusion_node); for that node write /fusion_node or /**/fusion_node; ignored here",
         "camera_driver: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
     ]
     in_robot = {"segmentation_node": "/robot/segmentation_node", "fusion_node": "/robot/fusion_node"}

@@ -289,3 +289,22 @@ def test_train_splits_fold_val_into_training(tmp_path: Path, cityscapes_root: Pa
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(SemsegError, match=r"data.val_every_nth: 0 must be at least 2"):
         load_config(path)
+
+
+def test_a_run_stopped_early_says_how_to_go_on(tmp_path: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--stop-after-epochs ends with how to continue; --resume says where it resumed, and a finished run that
+    nothing remains to do; eval before any validation says so (before: it suggested folding val into training)."""
+    from semseg_ros.cli import main
+
+    path = tiny_config(tmp_path, cityscapes_root, val_every=2)
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--stop-after-epochs", "1"]) == 0
+    assert f"stopped after epoch 1 of 2: continue with `semseg train {path} --resume`" in capsys.readouterr().out
+    assert main(["eval", str(path), "--backend", "torch"]) == 2
+    assert f"no validated epoch has chosen one yet: val runs every train.val_every epochs): pass --checkpoint {out / 'last.pt'}" in (
+        capsys.readouterr().err
+    )
+    assert main(["train", str(path), "--resume"]) == 0
+    assert f"resumed from {out / 'last.pt'}: epoch 1 of 2 done, step 2" in capsys.readouterr().out
+    assert main(["train", str(path), "--resume"]) == 0
+    assert f"nothing to do: all 2 epochs of {out} are done" in capsys.readouterr().out

@@ -192,7 +192,7 @@ def ros_arguments(
     files = [path for index, path in enumerate(files) if not any(path.samefile(seen) for seen in files[:index])]
     args = ["semseg", *(arg for path in files for arg in ("--ros-args", "--params-file", str(path))), *extra]
     local = local or {}
-    names = {node: _checked_name(node, [*local.get(node, []), *args]) for node in nodes}
+    names = {node: _checked_name(node, [*local.get(node, []), *args], check=node in nodes) for node in NODES}
     problems, warnings = check_sources(
         _override_sources(args),
         names,
@@ -206,13 +206,13 @@ def ros_arguments(
     return args
 
 
-def _checked_name(node: str, args: list[str]) -> str:
+def _checked_name(node: str, args: list[str], check: bool) -> str:
     """`node`'s fully qualified name under the remap rules of `args` (node-level ones first, as rcl looks
-    them up), each part checked with rclpy's validators (SemsegError: what rcl would refuse)."""
+    them up); `check`: each part checked with rclpy's validators (SemsegError: what rcl would refuse)."""
     from semseg_ros.node_params import remapped_names
 
     namespace, name = remapped_names(args, [node])[node]
-    for value, validate in ((namespace, validate_namespace), (name, validate_node_name)):
+    for value, validate in ((namespace, validate_namespace), (name, validate_node_name)) if check else ():
         try:
             validate(value)
         except NameValidationException as exc:

@@ -273,6 +273,8 @@ class Trainer:
             elif self.best_epoch and self.best_epoch == self.epoch:  # killed before (or while) best.pt was copied
                 _copy_atomic(path, self.out_dir / "best.pt")
         self._log_line({"event": "resume", "epoch": self.epoch, "step": self.step})
+        if self.world.is_main:
+            print(f"resumed from {path}: epoch {self.epoch} of {self.config.train.epochs} done, step {self.step}", flush=True)
 
     def _drop_best(self) -> None:
         """Remove a best.pt chosen on val before val trained the network (`semseg eval` would pick it up)."""
