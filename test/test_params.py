@@ -420,9 +420,13 @@ def _checks(extra: list[str]) -> bool:
     return True
 
 
-def test_only_the_nodes_that_run_are_checked() -> None:
-    """`semseg node fusion` does not refuse a segmentation-only value (the fusion node ignores it)."""
+def test_only_the_nodes_that_run_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    """`semseg node fusion` does not refuse a segmentation-only value (the fusion node ignores it), nor warns
+    about the shipped file's segmentation_node section (it is a node of ours, only not run here)."""
     from semseg_ros.ros.node_process import ros_arguments
+
+    ros_arguments(KITTI_YAML_PATH, [], nodes=["fusion_node"])
+    assert capsys.readouterr().err == ""
 
     assert ros_arguments(None, ["--ros-args", "-p", "overlay_alpha:=5.0"], nodes=["fusion_node"])[-1] == "overlay_alpha:=5.0"
     with pytest.raises(SemsegError, match=r"overlay_alpha: 5\.0 is outside"):
