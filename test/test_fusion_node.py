@@ -454,7 +454,8 @@ def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, dr
         with running(drive) as (node, probe):
             assert wait_for(lambda: node.classes == ("road", "car"))
             assert node.palette[1].tolist() == [4, 5, 6] and list(node.clustering.rules) == [1]  # car is id 1 now
-            capfd.readouterr()
+            # the ready line named the default label set's classes: the new ones are said once they arrive
+            assert wait_for(lambda: "labels from the segmentation node: 2 classes, clustering ['car']" in capfd.readouterr().err)
             for _ in range(2):  # logged each time a user asks for it (not throttled), once each time
                 result = remote_set(probe, "fusion_node", "cluster_classes", "car,person")  # person: another label set's
                 assert result.successful and list(node.clustering.rules) == [1]

@@ -150,7 +150,9 @@ class FusionNode(Node):
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         where = "waiting for camera_info" if self.calibration is None else f"calibration {c.calibration_source}"
-        self.get_logger().info(f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]}")
+        self.get_logger().info(
+            f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]} (until the labels topic names others)"
+        )
 
     # ------------------------------------------------------------ calibration
     def _tf_buffer(self) -> Any:
@@ -218,6 +220,7 @@ class FusionNode(Node):
         return settings
 
     def _on_labels(self, msg: String) -> None:
+        before = [self.classes[i] for i in self.clustering.rules]
         try:
             self.classes, colors = parse_labels(msg.data)
         except SemsegError as exc:
@@ -226,6 +229,9 @@ class FusionNode(Node):
             return
         self.palette = palette_array(colors)
         self.clustering = self._cluster_settings()
+        clustered = [self.classes[i] for i in self.clustering.rules]
+        if clustered != before:  # the ready line named the default label set's classes
+            self.get_logger().info(f"labels from the segmentation node: {len(self.classes)} classes, clustering {clustered}")
 
     def _on_confidence(self, msg: Image) -> None:
         with self.lock:
