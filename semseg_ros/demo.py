@@ -143,6 +143,7 @@ def run_pipeline(
                     **fusion.stats.counts(),
                     "latency": {k: list(v) for k, v in fusion.stats.latency.items()},
                     "unmatched": dict(fusion.sync.stats.unmatched),
+                    "slop": fusion.config.slop,
                 },
                 "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
                 "labels": segmentation.segmenter.card.label_set,
@@ -291,6 +292,8 @@ def write_report(
             "messages_played": stats["published"],
             "camera_frames": {k: seg[k] for k in ("received", "processed", "dropped")},
             "clouds_fused": fusion["fused"],
+            "clouds_without_mask": fusion["unmatched"]["points"],  # no mask stamped within `slop` of the cloud
+            "slop_s": fusion["slop"],
             "pipeline_wall_s": stats["wall_s"],
             "playback_rate": stats["rate"],
             "frames_per_second_played": seg["processed"] / max(stats["wall_s"], 1e-9),
@@ -333,7 +336,11 @@ def _summary_table(report: dict[str, Any]) -> str:
         ("backend", run["backend"]),
         ("messages played", str(run["messages_played"])),
         ("camera frames processed / received (dropped)", f"{frames['processed']} / {frames['received']} ({frames['dropped']})"),
-        ("clouds fused", str(run["clouds_fused"])),
+        (
+            "clouds fused",
+            str(run["clouds_fused"])
+            + (f" ({run['clouds_without_mask']} dropped: no mask within slop {run['slop_s']:g} s)" if run["clouds_without_mask"] else ""),
+        ),
         (
             "frames segmented per second",
             f"{run['frames_per_second_played']:.2f} over {run['pipeline_wall_s']:.1f} s, playback paced at --rate {run['playback_rate']:g}",

@@ -41,6 +41,12 @@ def test_short_demo_scores_the_shipped_model(tmp_path: Path) -> None:
     # report.md's table is the console's, and its figures are report.json's.
     assert f"```\n{table}\n```" in (report / "report.md").read_text()
     assert run["camera_frames"]["processed"] == 4 and run["clouds_fused"] >= 3
+    # Clouds dropped for want of a mask within slop are counted and said (a tight slop fused 1 of 4, silently).
+    assert ("dropped: no mask within slop" in table) == (run["clouds_without_mask"] > 0)
+    from semseg_ros.demo import _summary_table
+
+    data["run"] |= {"clouds_without_mask": 2, "slop_s": 0.0001}
+    assert f"{run['clouds_fused']} (2 dropped: no mask within slop 0.0001 s)" in _summary_table(data)
     assert f"{run['frames_per_second_played']:.2f} over {run['pipeline_wall_s']:.1f} s, playback paced at --rate" in table
     assert f"about {1000 / run['latency_ms']['segmentation']['total']['p50_ms']:.1f} FPS if frames came faster" in table
     assert run["latency_ms"]["segmentation"]["total"]["samples"] == 4
