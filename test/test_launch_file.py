@@ -178,3 +178,8 @@ def test_a_launch_whose_bag_ends_exits_0_quietly(bag: Path, tiny_checkpoint: Pat
     process = semseg("launch", "kitti", "--bag", str(bag), "--model", str(tiny_checkpoint), "--ros-args", "-p", "backend:=torch")
     output, _ = process.communicate(timeout=180)
     assert process.returncode == 0 and "ready:" in output and not NOISE.search(output), output
+    # what the run did, in one line (before: only the ready lines, so a run that fused nothing looked the same)
+    summary = re.search(
+        r"played (\d+) messages; segmentation_node: (\d+) of (\d+) frames segmented .*fusion_node: (\d+) clouds fused", output
+    )
+    assert summary is not None and int(summary[2]) > 0 and int(summary[4]) > 0, output

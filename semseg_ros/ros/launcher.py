@@ -117,17 +117,33 @@ def launch_kitti(
     """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`.
     `rclpy_args`: ros_arguments(params, extra, first=[shipped_params()], local=kitti_local_arguments(...)),
     so that the shipped kitti.yaml comes first, as in kitti.launch.py, and everything is checked first."""
+    running: list[Any] = []
     players: list[Any] = []
 
     def started(nodes: list[Any]) -> None:
+        running.extend(nodes)
         if bag is not None:
             players.append(nodes[-1])
             nodes[-1].start()
 
-    return run_nodes(
+    status = run_nodes(
         kitti_nodes(bag, model, rate, loop, calib_dir),
         rclpy_args,
         started=started,
         done=lambda: bool(players) and players[0].finished.is_set(),
         prog=prog,
+    )
+    if status == 0 and running:
+        print(run_summary(running[0], running[1], players[0] if players else None), flush=True)
+    return status
+
+
+def run_summary(segmentation: Any, fusion: Any, player: Any | None) -> str:
+    """One line of what a run did: frames segmented and dropped, clouds fused and left without a mask."""
+    seg = segmentation.stats
+    played = f"played {player.published} messages; " if player is not None else ""
+    return (
+        f"{played}segmentation_node: {seg.processed} of {seg.received} frames segmented ({seg.dropped} dropped for newer ones); "
+        f"fusion_node: {fusion.stats.fused} clouds fused, {fusion.sync.stats.unmatched['points']} without a mask within slop "
+        f"{fusion.config.slop:g} s"
     )
