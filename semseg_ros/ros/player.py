@@ -93,7 +93,9 @@ class BagPlayer(Node):
             self.publishers_by_id[connection.id] = self.create_publisher(msg_type, connection.topic, qos_from(connection))
             self.connections.append(connection)
         if self.skipped:
-            self.get_logger().warning(f"skipping topics with unknown message types: {', '.join(self.skipped)}")
+            self.get_logger().info(  # pip-only installs lack tf2_msgs (no wheel); a node that needs /tf says so itself
+                f"not playing {', '.join(self.skipped)}: their message packages are not installed here (a full ROS 2 install has them)"
+            )
         if not self.connections:
             raise SemsegError(f"{bag}: nothing to play (topics: {', '.join(c.topic for c in self.reader.connections) or 'none'})")
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if clock else None
