@@ -502,11 +502,6 @@ def remapped_names(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> 
     return result
 
 
-def names_from_ros_args(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, str]:
-    """Each node's fully qualified name under the remap rules of `args` (see remapped_names)."""
-    return {node: f"{namespace.rstrip('/')}/{name}" for node, (namespace, name) in remapped_names(args, nodes).items()}
-
-
 ROS_OWN_TYPES: tuple[Param, ...] = (
     Param("use_sim_time", False, "rclpy: use /clock"),
     Param("start_type_description_service", True, "rclpy: the type description service"),
@@ -641,22 +636,3 @@ def check_sources(
                 if f"{origin}.{why}" not in problems:
                     problems.append(f"{origin}.{why}")
     return problems, list(dict.fromkeys(warnings))
-
-
-def validate_params_file(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
-    """Problems in one ROS params-file mapping (`node: {ros__parameters: {...}}`) read by PyYAML: values the
-    nodes would refuse. Accepts what rcl accepts: wildcard and namespaced sections, nested keys, `ros2 param
-    dump` output, rclpy's own parameters, sections for other nodes and unknown keys (see check_sources)."""
-    return check_sources([ParamsSource("", data)], names, nodes, ros_types=False)[0]
-
-
-def params_file_warnings(data: Any, nodes: dict[str, tuple[Param, ...]] = NODES, names: Mapping[str, str] | None = None) -> list[str]:
-    """Sections that match none of our nodes and keys that no node declares (typos: rcl ignores them)."""
-    return check_sources([ParamsSource("", data)], names, nodes, ros_types=False)[1]
-
-
-def check_params_file(data: dict[str, Any], source: str) -> None:
-    """SemsegError (one line, naming `source` and the first problem) unless validate_params_file passes."""
-    problems = validate_params_file(data)
-    if problems:
-        raise SemsegError(f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

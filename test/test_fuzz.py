@@ -27,14 +27,14 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 
-from semseg_ros import schema  # noqa: E402
 from semseg_ros.calibration import Calibration  # noqa: E402
 from semseg_ros.errors import SemsegError  # noqa: E402
 from semseg_ros.fusion.label_points import FusionSettings, label_points  # noqa: E402
-from semseg_ros.node_params import FUSION_PARAMS, SEGMENTATION_PARAMS, check_params_file  # noqa: E402
+from semseg_ros.node_params import FUSION_PARAMS, SEGMENTATION_PARAMS  # noqa: E402
 from semseg_ros.paths import resolve_data_file  # noqa: E402
 from semseg_ros.ros.conversions import ENCODINGS, compressed_to_rgb, image_to_rgb  # noqa: E402
 from semseg_ros.ros.fusion_node import FusionNode  # noqa: E402
+from semseg_ros.ros.node_process import ros_arguments  # noqa: E402
 from semseg_ros.ros.pointcloud import read_points  # noqa: E402
 from semseg_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
 from semseg_ros.synth import writers  # noqa: E402
@@ -264,7 +264,7 @@ def test_corrupt_node_params_files_validate_or_fail_clearly(tmp_path_factory: py
     original = resolve_data_file(Path("config/kitti.yaml"), "config")
     path = corrupted_copy(original, data, tmp_path_factory.mktemp("params", numbered=True))
     try:
-        check_params_file(schema.read_yaml(path), str(path))
+        ros_arguments(path, [])  # what every runner does first
     except SemsegError as exc:
         event("rejected")
         assert str(path) in str(exc)

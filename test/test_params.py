@@ -19,18 +19,26 @@ from semseg_ros.node_params import (
     SEGMENTATION_PARAMS,
     SYNTHETIC_MODEL,
     FusionConfig,
+    ParamsSource,
     SegmentationConfig,
-    check_params_file,
-    params_file_warnings,
-    validate_params_file,
+    check_sources,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def problems_of(data: object, names: dict[str, str] | None = None) -> list[str]:
+    """What check_sources refuses in one params mapping (PyYAML's typing, both nodes)."""
+    return check_sources([ParamsSource("", data)], names, ros_types=False)[0]
+
+
+def warnings_of(data: object, names: dict[str, str] | None = None) -> list[str]:
+    return check_sources([ParamsSource("", data)], names, ros_types=False)[1]
+
+
 def test_shipped_params_file_matches_the_schema() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
-    assert validate_params_file(data) == []
+    assert problems_of(data) == []
     for node, params in NODES.items():
         assert set(data[node]["ros__parameters"]) == {p.name for p in params}, f"{node}: keep config/kitti.yaml complete"
 
@@ -54,8 +62,7 @@ def test_defaults_pass_their_own_checks() -> None:
     ],
 )
 def test_problems_are_named(section: dict, problem: str) -> None:
-    with pytest.raises(SemsegError, match=re.escape(problem)):
-        check_params_file(section, "params.yaml")
+    assert any(problem in found for found in problems_of(section)), problems_of(section)
 
 
 def test_declared_parameters_equal_the_schema(ros: None, tiny_checkpoint: Path) -> None:
@@ -87,14 +94,14 @@ def test_declared_parameters_equal_the_schema(ros: None, tiny_checkpoint: Path) 
     ],
 )
 def test_structured_values_in_params_files_get_the_scalar_ranges(name: str, value: object, problem: str) -> None:
-    with pytest.raises(SemsegError, match=re.escape(f"fusion_node.{name}: ") + ".*" + re.escape(problem)):
-        check_params_file({"fusion_node": {"ros__parameters": {name: value}}}, "params.yaml")
+    found = problems_of({"fusion_node": {"ros__parameters": {name: value}}})
+    assert len(found) == 1 and re.match(re.escape(f"fusion_node.{name}: ") + ".*" + re.escape(problem), found[0]), found
 
 
 def test_palettes_in_params_files_are_checked() -> None:
-    assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": json.dumps([[1, 2, 3]] * 256)}}}) == []
+    assert problems_of({"segmentation_node": {"ros__parameters": {"palette": json.dumps([[1, 2, 3]] * 256)}}}) == []
     for bad in (json.dumps([[1, 2, 3]] * 257), "[[1e400, 0, 0]]", "[[0, 0, 256]]"):
-        assert validate_params_file({"segmentation_node": {"ros__parameters": {"palette": bad}}}), bad
+        assert problems_of({"segmentation_node": {"ros__parameters": {"palette": bad}}}), bad
 
 
 def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
@@ -104,14 +111,14 @@ def test_files_rcl_accepts_are_accepted_and_typos_warned() -> None:
         "/robot/fusion_node": {"ros__parameters": {"slop": 0.07, "qos_overrides": {"/points": {"subscription": {"depth": 5}}}}},
         "camera_driver": {"ros__parameters": {"fps": 10}},
     }
-    assert validate_params_file(data) == []
-    assert params_file_warnings(data) == [
+    assert problems_of(data) == []
+    assert warnings_of(data) == [
         "/**/segmentation_node.overlay_alpah: no node declares it (did you mean overlay_alpha?)",
         "/robot/fusion_node: matches no semseg_ros node (/segmentation_node, /fusion_node); for that node write /fusion_node or /**/fusion_node; ignored here",
         "camera_driver: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here",
     ]
     in_robot = {"segmentation_node": "/robot/segmentation_node", "fusion_node": "/robot/fusion_node"}
-    assert params_file_warnings(data, names=in_robot)[1:] == [
+    assert warnings_of(data, in_robot)[1:] == [
         "camera_driver: matches no semseg_ros node (/robot/segmentation_node, /robot/fusion_node); ignored here"
     ]
 
@@ -154,12 +161,12 @@ SECTIONS = (
     ],
 )
 def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, remaps: list[str], tmp_path: Path) -> None:
-    """section_nodes and names_from_ros_args against real rclpy: which sections set a parameter of a
+    """section_nodes and remapped_names against real rclpy: which sections set a parameter of a
     fusion_node run with `remaps`. Before, `/ns/fusion_node` was checked against a node in / and `fusion_node`
     against one in /ns (rcl reads a section without a leading slash as absolute), renames were not seen."""
     from rclpy.node import Node
 
-    from semseg_ros.node_params import names_from_ros_args, section_nodes
+    from semseg_ros.node_params import remapped_names, section_nodes
 
     args = ["--ros-args", *remaps]
     for section in SECTIONS:
@@ -169,8 +176,9 @@ def test_sections_reach_the_nodes_rcl_gives_them_to(ros: None, remaps: list[str]
         node.declare_parameter("probe", 0)
         reached, name = node.get_parameter("probe").value == 7, node.get_fully_qualified_name()
         node.destroy_node()
-        assert names_from_ros_args(args)["fusion_node"] == name
-        assert ("fusion_node" in section_nodes(section, names=names_from_ros_args(args))) == reached, section
+        namespace, own = remapped_names(args)["fusion_node"]
+        assert f"{namespace.rstrip('/')}/{own}" == name
+        assert ("fusion_node" in section_nodes(section, names={"fusion_node": name})) == reached, section
 
 
 def test_names_come_from_the_ros_arguments(tmp_path: Path) -> None:
@@ -222,7 +230,7 @@ def test_ros2_param_dump_output_is_accepted(ros: None, tiny_checkpoint: Path, tm
     assert {"use_sim_time", "start_type_description_service"} <= set(dump["/fusion_node"]["ros__parameters"])
     path = tmp_path / "dump.yaml"
     path.write_text(yaml.safe_dump(dump))
-    assert validate_params_file(dump) == [] and params_file_warnings(dump) == []
+    assert problems_of(dump) == [] and warnings_of(dump) == []
     capfd.readouterr()
     again = FusionNode(cli_args=["--ros-args", "--params-file", str(path)])
     stored = again.config.as_dict()
