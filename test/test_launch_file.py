@@ -51,7 +51,7 @@ def test_executables_exist_in_setup_py() -> None:
     names = ast.literal_eval(ours.iter)  # the loop that starts our nodes
     assert set(names) == {"segmentation_node", "fusion_node"} and set(names) <= set(scripts)
     for name in names:  # the node names are the params-file sections and the remap table's keys
-        assert name in yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text()) and name in KITTI_REMAPS
+        assert f"/**/{name}" in yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text()) and name in KITTI_REMAPS
 
 
 def test_named_files_are_installed_and_arguments_declared() -> None:

@@ -40,7 +40,7 @@ def test_shipped_params_file_matches_the_schema() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
     assert problems_of(data) == []
     for node, params in NODES.items():
-        assert set(data[node]["ros__parameters"]) == {p.name for p in params}, f"{node}: keep config/kitti.yaml complete"
+        assert set(data[f"/**/{node}"]["ros__parameters"]) == {p.name for p in params}, f"{node}: keep config/kitti.yaml complete"
 
 
 def test_defaults_pass_their_own_checks() -> None:
@@ -263,7 +263,9 @@ KITTI_OVERRIDES = {
 
 def test_kitti_yaml_values_are_the_schema_defaults_or_listed_overrides() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
-    differing = {(node, p.name) for node, params in NODES.items() for p in params if data[node]["ros__parameters"][p.name] != p.default}
+    differing = {
+        (node, p.name) for node, params in NODES.items() for p in params if data[f"/**/{node}"]["ros__parameters"][p.name] != p.default
+    }
     assert differing == set(KITTI_OVERRIDES)
 
 
@@ -293,7 +295,7 @@ def test_fusion_and_cluster_settings_take_the_parameter_defaults() -> None:
 
 def test_the_default_model_is_one_shipped_file() -> None:
     data = yaml.safe_load((ROOT / "config" / "kitti.yaml").read_text())
-    assert SegmentationConfig.defaults().model == REAL_MODEL == data["segmentation_node"]["ros__parameters"]["model"]
+    assert SegmentationConfig.defaults().model == REAL_MODEL == data["/**/segmentation_node"]["ros__parameters"]["model"]
     assert (ROOT / "models" / REAL_MODEL).is_file() and (ROOT / "models" / SYNTHETIC_MODEL).is_file()
 
 
@@ -455,3 +457,27 @@ def test_ros_args_values_count_in_order(tmp_path: Path) -> None:
         ros_arguments(good, ["--ros-args", "-p", "slop:=5.0"])
     with pytest.raises(SemsegError, match=r"fusion_node\.slop: integer 1 for a float parameter"):
         ros_arguments(None, ["--ros-args", "-p", "fusion_node:slop:=1"])
+
+
+def test_the_shipped_file_reaches_nodes_in_any_namespace(ros: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """config/kitti.yaml's `/**/NODE` sections reach a namespaced robot's nodes (before: `fusion_node:` reached
+    only /fusion_node, and a node in /myrobot started from the schema's kitti_raw default and died), and a
+    user's `fusion_node:` section after it still wins, as rcl takes the last matching entry."""
+    from rclpy.node import Node
+
+    from semseg_ros.node_params import FusionConfig
+    from semseg_ros.ros.node_process import ros_arguments
+    from semseg_ros.ros.params import declare
+
+    ros_arguments(KITTI_YAML_PATH, ["--ros-args", "-r", "__ns:=/myrobot"])
+    assert capsys.readouterr().err == ""  # no section left unmatched
+    node = Node("fusion_node", namespace="/myrobot", cli_args=["--ros-args", "--params-file", str(KITTI_YAML_PATH)])
+    try:
+        assert declare(node, FusionConfig).calibration_source == "camera_info"
+    finally:
+        node.destroy_node()
+    node = Node("fusion_node", cli_args=["--ros-args", "--params-file", str(KITTI_YAML_PATH), "-p", "fusion_node:slop:=0.02"])
+    try:
+        assert declare(node, FusionConfig).slop == 0.02
+    finally:
+        node.destroy_node()

@@ -44,7 +44,11 @@ def string_values() -> list[tuple[str, str, str]]:
     for node, params in NODES.items():
         for param in params:
             if isinstance(param.default, str):
-                candidates = [param.default, *(param.choices or ()), shipped[node]["ros__parameters"].get(param.name, param.default)]
+                candidates = [
+                    param.default,
+                    *(param.choices or ()),
+                    shipped[f"/**/{node}"]["ros__parameters"].get(param.name, param.default),
+                ]
                 values += [(node, param.name, value) for value in dict.fromkeys(candidates)]
     return values
 
