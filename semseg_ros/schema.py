@@ -58,7 +58,8 @@ class _RclParamsLoader(_BoundedLoader):
     """A ROS params file read as rcl reads it (rcl_yaml_param_parser/src/parse.c): unquoted scalars typed
     by rcl_scalar, quoted ones (and !!str) strings, other tags ignored, keys strings; no aliases, no empty
     scalars, one type per list; a key given twice merges (rcl adds both sections' parameters, the later value
-    winning)."""
+    winning). Hand-written because nothing in Python reads a params file as rcl does: rclpy binds no rcl
+    parser, and its parameter_dict_from_yaml_file types values with PyYAML (`1e-3` a string, `~` None)."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (PyYAML's class attribute): every scalar is a string node
 
