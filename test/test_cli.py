@@ -369,3 +369,11 @@ def test_a_params_section_that_matches_no_node_is_warned_about(tmp_path: Path) -
         == f"semseg: warning: {params}: fusion_nod: matches no semseg_ros node (/segmentation_node, /fusion_node); ignored here"
     )
     assert ros_arguments(Path("kitti.yaml"), [])[1:3] == ["--ros-args", "--params-file"]  # the shipped file: no warning
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "0", "-1"])
+def test_integer_options_name_what_they_want(value: str, tmp_path: Path) -> None:
+    """`--stop-after-epochs abc` said "invalid _positive value" (the name of our argparse type function)."""
+    result = semseg("train", "x.yaml", "--stop-after-epochs", value, cwd=tmp_path)
+    line = assert_one_error_line(result, "train")
+    assert "argument --stop-after-epochs: must be a positive integer, got" in line and value in line and "_positive" not in line
