@@ -527,6 +527,8 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
                     else "no validated epoch has chosen one yet: val runs every train.val_every epochs"
                 )
                 raise SemsegError(f"{args.model}: not found, but {out / 'last.pt'} is ({why}): pass --checkpoint {out / 'last.pt'}")
+            if not args.model.exists():
+                raise SemsegError(f"no trained run in {out} yet: train it first (`semseg train {args.source}`), or pass --checkpoint MODEL")
     if args.split == "val" and (config.data.folds_val or (Path(args.model).suffix in (".pt", ".pth") and _trained_on_val(args.model))):
         print("semseg eval: note: val is in data.train_splits: these images trained the model, so this is no val figure", flush=True)
     data = dataset(config, args.split)

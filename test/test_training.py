@@ -298,6 +298,8 @@ def test_a_run_stopped_early_says_how_to_go_on(tmp_path: Path, cityscapes_root: 
 
     path = tiny_config(tmp_path, cityscapes_root, val_every=2)
     out = tmp_path / "run"
+    assert main(["eval", str(path), "--backend", "torch"]) == 2  # before any training
+    assert f"no trained run in {out} yet: train it first (`semseg train {path}`)" in capsys.readouterr().err
     assert main(["train", str(path), "--stop-after-epochs", "1"]) == 0
     assert f"stopped after epoch 1 of 2: continue with `semseg train {path} --resume`" in capsys.readouterr().out
     assert main(["eval", str(path), "--backend", "torch"]) == 2
