@@ -608,11 +608,15 @@ def check_sources(
     known = {p.name for params in NODES.values() for p in params}
     global_entries, first_seen = _entries(sources, problems)
     local_entries = {node: _entries(local.get(node, ()), problems)[0] for node in nodes} if local else {}
-    where = ", ".join((names or {}).get(node, f"/{node}") for node in NODES)
+    where = ", ".join(dict.fromkeys((names or {}).get(node, f"/{node}") for node in NODES))
     for section, entry in [*global_entries.items(), *(item for entries in local_entries.values() for item in entries.items())]:
-        if section in global_entries and not section_nodes(section, NODES, names):  # not one for a node not run here either
+        meant_for_another = section.rsplit("/", 1)[-1] in set(NODES) - set(nodes)  # e.g. kitti.yaml's other node's
+        if section in global_entries and not section_nodes(section, NODES, names) and not meant_for_another:
+            last = section.rsplit("/", 1)[-1]
             qualified = [(names or {}).get(node, f"/{node}") for node in NODES]
-            ours = next((name for name in qualified if name.rsplit("/", 1)[1] == section.rsplit("/", 1)[-1]), None)
+            ours = (
+                (names or {}).get(last, f"/{last}") if last in NODES else next((q for q in qualified if q.rsplit("/", 1)[1] == last), None)
+            )
             fix = f"; for that node write {ours} or /**/{ours.rsplit('/', 1)[1]}" if ours else ""  # a node of ours, elsewhere
             warnings.append(f"{first_seen[section]}: matches no semseg_ros node ({where}){fix}; ignored here")
             continue

@@ -437,6 +437,13 @@ def test_only_the_nodes_that_run_are_checked(capsys: pytest.CaptureFixture[str])
 
     ros_arguments(KITTI_YAML_PATH, [], nodes=["fusion_node"])
     assert capsys.readouterr().err == ""
+    ros_arguments(KITTI_YAML_PATH, ["--ros-args", "-r", "__node:=fz"], nodes=["fusion_node"])  # renamed: only its own section warns
+    assert capsys.readouterr().err.splitlines() == [
+        f"semseg: warning: {KITTI_YAML_PATH}: /**/fusion_node: matches no semseg_ros node (/fz); for that node write /fz or "
+        "/**/fz; ignored here"
+    ]
+    with pytest.raises(SemsegError, match=r"name segmentation_node and fusion_node alike \(/fz\): rename each with NODE:__node:=NAME"):
+        ros_arguments(KITTI_YAML_PATH, ["--ros-args", "-r", "__node:=fz"])  # both nodes of one launch
 
     assert ros_arguments(None, ["--ros-args", "-p", "overlay_alpha:=5.0"], nodes=["fusion_node"])[-1] == "overlay_alpha:=5.0"
     with pytest.raises(SemsegError, match=r"overlay_alpha: 5\.0 is outside"):

@@ -193,6 +193,10 @@ def ros_arguments(
     args = ["semseg", *(arg for path in files for arg in ("--ros-args", "--params-file", str(path))), *extra]
     local = local or {}
     names = {node: _checked_name(node, [*local.get(node, []), *args], check=node in nodes) for node in NODES}
+    if len({names[node] for node in nodes}) < len(nodes):  # `-r __node:=x` renames every node of the process
+        raise SemsegError(
+            f"--ros-args: the remap rules name {' and '.join(nodes)} alike ({names[nodes[0]]}): rename each with NODE:__node:=NAME"
+        )
     problems, warnings = check_sources(
         _override_sources(args),
         names,
