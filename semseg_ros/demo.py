@@ -143,6 +143,7 @@ def run_pipeline(
                     **fusion.stats.counts(),
                     "latency": {k: list(v) for k, v in fusion.stats.latency.items()},
                     "unmatched": dict(fusion.sync.stats.unmatched),
+                    "waiting": len(fusion.sync.queues["points"]),  # never paired: the run ended first
                     "slop": fusion.config.slop,
                 },
                 "backend": f"{segmentation.segmenter.backend.name} on {segmentation.segmenter.device}",
@@ -292,7 +293,7 @@ def write_report(
             "messages_played": stats["published"],
             "camera_frames": {k: seg[k] for k in ("received", "processed", "dropped")},
             "clouds_fused": fusion["fused"],
-            "clouds_without_mask": fusion["unmatched"]["points"],  # no mask stamped within `slop` of the cloud
+            "clouds_without_mask": fusion["unmatched"]["points"] + fusion["waiting"],  # no mask stamped within `slop` of the cloud
             "slop_s": fusion["slop"],
             "pipeline_wall_s": stats["wall_s"],
             "playback_rate": stats["rate"],

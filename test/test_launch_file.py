@@ -180,6 +180,26 @@ def test_a_launch_whose_bag_ends_exits_0_quietly(bag: Path, tiny_checkpoint: Pat
     assert process.returncode == 0 and "ready:" in output and not NOISE.search(output), output
     # what the run did, in one line (before: only the ready lines, so a run that fused nothing looked the same)
     summary = re.search(
-        r"played (\d+) messages; segmentation_node: (\d+) of (\d+) frames segmented .*fusion_node: (\d+) clouds fused", output
+        r"played (\d+) messages; segmentation_node: (\d+) of (\d+) frames segmented \((\d+) dropped.*fusion_node: (\d+) clouds fused",
+        output,
     )
-    assert summary is not None and int(summary[2]) > 0 and int(summary[4]) > 0, output
+    assert summary is not None and int(summary[2]) > 0 and int(summary[5]) > 0, output
+    assert int(summary[2]) + int(summary[4]) == int(summary[3]), output  # the last frame left the node before the line
+
+
+def test_the_closing_line_counts_clouds_never_paired_and_a_bag_without_camera() -> None:
+    """Clouds still waiting for a mask when the run ends count as without one (before: only those pushed out
+    of the queue, so a run that fused 2 of 4 said 0), and a run that received no camera frame says so."""
+    from types import SimpleNamespace
+
+    from semseg_ros.ros.launcher import run_summary
+
+    segmentation = SimpleNamespace(stats=SimpleNamespace(processed=0, received=0, dropped=0))
+    fusion = SimpleNamespace(
+        stats=SimpleNamespace(fused=0),
+        sync=SimpleNamespace(stats=SimpleNamespace(unmatched={"points": 1}), queues={"points": [(1.0, None), (2.0, None)]}),
+        config=SimpleNamespace(slop=0.05),
+    )
+    line = run_summary(segmentation, fusion, SimpleNamespace(published=20))
+    assert "fusion_node: 0 clouds fused, 3 without a mask within slop 0.05 s" in line
+    assert line.endswith("no camera frame reached segmentation_node (does the bag have /kitti/camera_color_left/image_raw?)")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from semseg_ros.errors import SemsegError
 from semseg_ros.paths import share_dirs
 from semseg_ros.ros.node_process import run_nodes
-from semseg_ros.topics import remap_arguments
+from semseg_ros.topics import TOPICS, remap_arguments
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -126,13 +127,17 @@ def launch_kitti(
             players.append(nodes[-1])
             nodes[-1].start()
 
-    status = run_nodes(
-        kitti_nodes(bag, model, rate, loop, calib_dir),
-        rclpy_args,
-        started=started,
-        done=lambda: bool(players) and players[0].finished.is_set(),
-        prog=prog,
-    )
+    finished_at: list[float] = []
+
+    def done() -> bool:
+        """The bag has ended and the last frame has left the segmentation node (at most 3 s later)."""
+        if not players or not players[0].finished.is_set():
+            return False
+        finished_at[:] = finished_at or [time.monotonic()]
+        waited = time.monotonic() - finished_at[0]
+        return (waited > 1.0 and not running[0].has_pending_frame) or waited > 3.0
+
+    status = run_nodes(kitti_nodes(bag, model, rate, loop, calib_dir), rclpy_args, started=started, done=done, prog=prog)
     if status == 0 and running:
         print(run_summary(running[0], running[1], players[0] if players else None), flush=True)
     return status
@@ -142,8 +147,12 @@ def run_summary(segmentation: Any, fusion: Any, player: Any | None) -> str:
     """One line of what a run did: frames segmented and dropped, clouds fused and left without a mask."""
     seg = segmentation.stats
     played = f"played {player.published} messages; " if player is not None else ""
-    return (
+    waiting = len(fusion.sync.queues["points"])  # never paired: the run ended before a mask within slop came
+    unpaired = fusion.sync.stats.unmatched["points"] + waiting
+    line = (
         f"{played}segmentation_node: {seg.processed} of {seg.received} frames segmented ({seg.dropped} dropped for newer ones); "
-        f"fusion_node: {fusion.stats.fused} clouds fused, {fusion.sync.stats.unmatched['points']} without a mask within slop "
-        f"{fusion.config.slop:g} s"
+        f"fusion_node: {fusion.stats.fused} clouds fused, {unpaired} without a mask within slop {fusion.config.slop:g} s"
     )
+    if seg.received == 0:
+        line += f"; no camera frame reached segmentation_node (does the bag have {TOPICS['image']}?)"
+    return line
