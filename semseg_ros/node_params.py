@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import json
 import math
 import re
@@ -477,18 +478,26 @@ def section_nodes(section: str, nodes: dict[str, tuple[Param, ...]] = NODES, nam
     return [node for node in nodes if re.fullmatch(pattern, (names or {}).get(node, f"/{node}"))]
 
 
+def ros_arg_pairs(args: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(flag, following argument) pairs inside `--ros-args ... [--]` blocks, in order: where rcl reads
+    `-r RULE`, `-p NAME:=VALUE` and `--params-file FILE` (outside them they are the program's own)."""
+    inside = False
+    for arg, following in itertools.pairwise([*args, ""]):
+        if arg in ("--ros-args", "--"):
+            inside = arg == "--ros-args"
+        elif inside:
+            yield arg, following
+
+
 def remapped_names(args: Sequence[str], nodes: Sequence[str] = tuple(NODES)) -> dict[str, tuple[str, str]]:
     """Each node's (namespace, name) as the remap rules of `args` give them, the way rcl's remap.c does:
     rules count inside `--ros-args ... [--]` blocks only (`-r RULE`, `--remap RULE`), the first rule that
     matches wins, `__node:=` / `__name:=` apply first and `__ns:=` rules then match the new name; a rule may
     name its node (`fusion_node:__ns:=/robot`). Values are returned as given (rcl checks them)."""
     rules: list[tuple[str, str, str]] = []  # (node or "", key, value), in order
-    inside = False
-    for index, arg in enumerate(args):
-        if arg in ("--ros-args", "--"):
-            inside = arg == "--ros-args"
-        elif inside and arg in ("-r", "--remap") and index + 1 < len(args) and ":=" in args[index + 1]:
-            target, _, value = args[index + 1].partition(":=")
+    for flag, rule in ros_arg_pairs(args):
+        if flag in ("-r", "--remap") and ":=" in rule:
+            target, _, value = rule.partition(":=")
             node, _, key = target.rpartition(":")
             rules.append((node, key, value))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import signal
@@ -197,7 +196,7 @@ def ros_arguments(
         raise SemsegError(
             f"--ros-args: the remap rules name {' and '.join(nodes)} alike ({names[nodes[0]]}): rename each with NODE:__node:=NAME"
         )
-    problems, warnings = check_sources(
+    problems, notes = check_sources(
         _override_sources(args),
         names,
         {node: NODES[node] for node in nodes},
@@ -205,8 +204,8 @@ def ros_arguments(
     )
     if problems:
         raise SemsegError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    for warning in warnings:  # `fusion_nod:` reaches no node, so no node would say so
-        print(f"semseg: warning: {warning}", file=sys.stderr)
+    for note in notes:  # `fusion_nod:` reaches no node, so no node would say so
+        print(f"semseg: warning: {note}", file=sys.stderr)
     return args
 
 
@@ -229,16 +228,13 @@ def _override_sources(args: list[str]) -> list[Any]:
     """The parameter overrides in `args`, in order: each `--params-file` inside a --ros-args block (read as
     rcl reads it), each `-p [node:]name:=value`. Forms rcl itself refuses are left to its own message."""
     from semseg_ros import schema
-    from semseg_ros.node_params import ParamsSource
+    from semseg_ros.node_params import ParamsSource, ros_arg_pairs
 
     sources = []
-    inside = False
-    for arg, following in itertools.pairwise([*args, ""]):
-        if arg in ("--ros-args", "--"):
-            inside = arg == "--ros-args"
-        elif inside and arg == "--params-file" and Path(following).is_file():  # missing: rcl's error
+    for arg, following in ros_arg_pairs(args):
+        if arg == "--params-file" and Path(following).is_file():  # missing: rcl's error
             sources.append(ParamsSource(following, schema.read_yaml(following, ros_params=True)))
-        elif inside and arg in ("-p", "--param") and ":=" in following:
+        elif arg in ("-p", "--param") and ":=" in following:
             target, _, text = following.partition(":=")
             node, _, key = target.rpartition(":")
             if not re.fullmatch(r"([A-Za-z_]\w*)?", node, re.ASCII) or not re.fullmatch(r"[A-Za-z_][\w.]*", key, re.ASCII):
