@@ -137,10 +137,11 @@ def launch_kitti(
         waited = time.monotonic() - finished_at[0]
         return (waited > 1.0 and not running[0].has_pending_frame) or waited > 3.0
 
-    status = run_nodes(kitti_nodes(bag, model, rate, loop, calib_dir), rclpy_args, started=started, done=done, prog=prog)
-    if status == 0 and running:
-        print(run_summary(running[0], running[1], players[0] if players else None), flush=True)
-    return status
+    def stopped() -> None:
+        if running:
+            print(run_summary(running[0], running[1], players[0] if players else None), flush=True)
+
+    return run_nodes(kitti_nodes(bag, model, rate, loop, calib_dir), rclpy_args, started=started, done=done, prog=prog, stopped=stopped)
 
 
 def run_summary(segmentation: Any, fusion: Any, player: Any | None) -> str:

@@ -63,10 +63,12 @@ def run_nodes(
     started: Callable[[list[Any]], None] | None = None,
     done: Callable[[], bool] | None = None,
     prog: str | None = None,
+    stopped: Callable[[], None] | None = None,
 ) -> int:
     """Create the nodes (start-up errors: one line `PROG: error: MESSAGE`, exit 2; PROG defaults to the
     executable's name) and spin them until shutdown (Ctrl-C, SIGTERM: exit 0, nothing printed), or until
-    `done()` turns true (checked twice a second). `started(nodes)` runs once all exist."""
+    `done()` turns true (checked twice a second). `started(nodes)` runs once all exist, `stopped()` once they
+    are gone, while Ctrl-C is still ignored."""
     use_shipped_fastdds_profile()
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
@@ -97,7 +99,7 @@ def run_nodes(
         # rclpy's signal handler shut the context down between rclpy.ok() and the wait: spin_once raises
         # RCLError ("the given context is not valid") instead of ExternalShutdownException; a normal stop
     finally:
-        stop(executor, nodes, handlers)
+        stop(executor, nodes, handlers, stopped)
     return 0
 
 
@@ -116,10 +118,11 @@ def _create(factory: Callable[[], Any]) -> Any:
     return node
 
 
-def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, Any]) -> None:
+def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, Any], stopped: Callable[[], None] | None = None) -> None:
     """Orderly and quiet: further Ctrl-C ignored (`ros2 launch` and the terminal both send SIGINT to the
     process group), our own threads stopped first, running callbacks finished, then nodes destroyed;
-    `handlers` (the signal handlers from before rclpy.init) are put back at the end."""
+    `stopped()` runs next (a closing report), then `handlers` (the signal handlers from before rclpy.init)
+    are put back."""
     for signum in handlers:
         signal.signal(signum, signal.SIG_IGN)
     for node in nodes:
@@ -129,6 +132,8 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, 
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown()
+    if stopped is not None:
+        stopped()  # still under SIG_IGN: a second Ctrl-C cannot cut it short
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
 
