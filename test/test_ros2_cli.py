@@ -5,6 +5,7 @@ the same rclpy code those tools call (rclpy.parameter, rclpy.parameter_client), 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,73 @@ def test_a_shutdown_between_the_ok_check_and_the_wait_is_a_clean_stop() -> None:
     failing = code.replace("    return False\n", "    raise ValueError('a real bug')\n")
     completed = subprocess.run([sys.executable, "-c", failing], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1 and "ValueError: a real bug" in completed.stderr, completed.stderr[-1500:]
+
+
+STOP_SCRIPT = (
+    "import ctypes, sys, time\n"
+    "from rclpy.node import Node\n"
+    "from std_msgs.msg import String\n"
+    "from semseg_ros.ros.node_process import run_nodes\n"
+    "def make():\n"
+    "    node = Node('loading_node')\n"
+    "    print('loading', flush=True)\n"
+    "    ctypes.CDLL(None).sleep(int(sys.argv[1]))  # C-level work, as a model load: no Python line runs meanwhile\n"
+    "    node.create_publisher(String, 'after_load', 1)  # on a context the signal may have shut down\n"
+    "    return node\n"
+    "code = run_nodes([make, lambda: Node('second_node')], started=lambda nodes: print('started', flush=True))\n"
+    "print('returned', code, flush=True)\n"
+    "time.sleep(3.0)  # the process's own work after the nodes: a late Ctrl-C lands here\n"
+    "raise SystemExit(code)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("load_s", "first_at", "first", "second_at"),
+    [
+        (3, "loading", signal.SIGINT, None),  # while a node loads its model
+        (3, "loading", signal.SIGTERM, None),
+        (3, "loading", signal.SIGINT, "loading"),  # twice, at once
+        (0, "started", signal.SIGINT, "returned"),  # the second after the stop: CI saw exit -2 here
+        (0, "started", signal.SIGTERM, "returned"),
+    ],
+)
+def test_a_signal_at_any_moment_is_a_quiet_stop_with_exit_0(
+    load_s: int, first_at: str, first: signal.Signals, second_at: str | None
+) -> None:
+    """`ros2 launch` and the terminal both send SIGINT, at any interval, and a node may still be loading
+    its model. Before, a KeyboardInterrupt raised wherever Python happened to be: a Ctrl-C that came after
+    the stop sequence killed the process with SIGINT (exit -2, traceback; test_launch_file's Ctrl-C test
+    in CI), one during the start gave exit 130 or rcl's error on a shut-down context (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", STOP_SCRIPT, str(load_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    sent_first = False
+    for line in process.stdout:
+        lines.append(line)
+        if not sent_first and line.startswith(first_at):
+            os.killpg(process.pid, first)
+            sent_first = True
+            if second_at == first_at:
+                os.killpg(process.pid, signal.SIGINT)
+            if second_at in (None, first_at):
+                break
+        elif sent_first and second_at is not None and line.startswith(second_at):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    output = "".join(lines) + process.stdout.read()
+    process.wait(timeout=60)
+    assert process.returncode == 0 and "returned 0" in output and "Traceback" not in output and "error" not in output, output
+    assert ("started" in output) == (first_at == "started"), output  # a stop during the start creates no more nodes
 
 
 def test_callbacks_in_flight_finish_before_the_executor_shuts_down(ros: None) -> None:

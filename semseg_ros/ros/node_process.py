@@ -68,30 +68,48 @@ def run_nodes(
     """Create the nodes (start-up errors: one line `PROG: error: MESSAGE`, exit 2; PROG defaults to the
     executable's name) and spin them until shutdown (Ctrl-C, SIGTERM: exit 0, nothing printed), or until
     `done()` turns true (checked twice a second). `started(nodes)` runs once all exist, `stopped()` once they
-    are gone, while Ctrl-C is still ignored."""
+    are gone, while Ctrl-C is still ignored.
+
+    A signal at any moment after the call, even while a node loads its model, is a quiet stop with exit 0.
+    After a stop by signal, SIGINT and SIGTERM stay ignored: the process is on its way out, and a second
+    Ctrl-C (`ros2 launch` and the terminal both send one, at any interval) must not turn the clean exit
+    into death by SIGINT (exit -2). After `done()`, or a start-up error, the handlers from before the call
+    come back."""
     use_shipped_fastdds_profile()
-    main_thread = threading.current_thread() is threading.main_thread()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    requested = threading.Event()  # SIGINT or SIGTERM arrived
+    handlers = (
+        {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
+    )
+    for signum in handlers:
+        # Remembered, never raised: a KeyboardInterrupt at an arbitrary line (while the model loads, or in
+        # the stop sequence) cut the stop short with exit 130 or a traceback. rclpy.init's own handler
+        # chains to this one and shuts the context down, which ends the loop below.
+        signal.signal(signum, lambda *_: requested.set())
     try:
         _init_quietly(args)
     except Exception as exc:  # rclpy's RCLError for a malformed --ros-args (`-p slop:=[1,`, `--bogus`)
         print(f"{prog or Path(sys.argv[0]).name}: error: bad ROS arguments: {' '.join(str(exc).split())}", file=sys.stderr)
+        _restore(handlers)
         return 2
     nodes: list[Any] = []
     executor = MultiThreadedExecutor()
+    finished = False
     try:
         for factory in factories:
-            nodes.append(_create(factory))
+            if not requested.is_set():
+                nodes.append(_create(factory))
         for node in nodes:
             executor.add_node(node)
-        if started is not None:
+        if started is not None and not requested.is_set():
             started(nodes)
-        while rclpy.ok() and not (done is not None and done()):
+        while rclpy.ok() and not requested.is_set() and not finished:
             executor.spin_once(timeout_sec=0.5)
+            finished = done is not None and done()
     except SemsegError as exc:
-        print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+        if not (requested.is_set() or not rclpy.ok()):  # else: a node refused by a context a signal shut down
+            print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+    except ExternalShutdownException:
         pass
     except RCLError:
         if rclpy.ok():
@@ -99,7 +117,7 @@ def run_nodes(
         # rclpy's signal handler shut the context down between rclpy.ok() and the wait: spin_once raises
         # RCLError ("the given context is not valid") instead of ExternalShutdownException; a normal stop
     finally:
-        stop(executor, nodes, handlers, stopped)
+        stop(executor, nodes, handlers, stopped, restore=not requested.is_set())
     return 0
 
 
@@ -118,11 +136,17 @@ def _create(factory: Callable[[], Any]) -> Any:
     return node
 
 
-def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, Any], stopped: Callable[[], None] | None = None) -> None:
+def stop(
+    executor: MultiThreadedExecutor,
+    nodes: list[Any],
+    handlers: dict[Any, Any],
+    stopped: Callable[[], None] | None = None,
+    restore: bool = True,
+) -> None:
     """Orderly and quiet: further Ctrl-C ignored (`ros2 launch` and the terminal both send SIGINT to the
     process group), our own threads stopped first, running callbacks finished, then nodes destroyed;
-    `stopped()` runs next (a closing report), then `handlers` (the signal handlers from before rclpy.init)
-    are put back."""
+    `stopped()` runs next (a closing report), then, if `restore`, `handlers` (the signal handlers from
+    before rclpy.init) are put back."""
     for signum in handlers:
         signal.signal(signum, signal.SIG_IGN)
     for node in nodes:
@@ -134,6 +158,11 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], handlers: dict[Any, 
     rclpy.try_shutdown()
     if stopped is not None:
         stopped()  # still under SIG_IGN: a second Ctrl-C cannot cut it short
+    if restore:
+        _restore(handlers)
+
+
+def _restore(handlers: dict[Any, Any]) -> None:
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
 
