@@ -140,9 +140,10 @@ class _Sensor:
     path: Callable[[str], Path]
 
 
-def _sensors(drive: KittiDrive) -> dict[str, _Sensor]:
-    """The sensor folders of the drive that hold data: camera, lidar and OXTS."""
-    found = {}
+def _sensors(drive: KittiDrive) -> tuple[dict[str, _Sensor], dict[str, str]]:
+    """The sensor folders of the drive that hold data (camera, lidar and OXTS), and for each of the
+    others, why it has none (e.g. "no image_02/data/*.png in the drive")."""
+    found, empty = {}, {}
     for folder, pattern, path in (
         (drive.image_dir, "*.png", drive.image_path),
         (drive.velodyne_dir, "*.bin", drive.velodyne_path),
@@ -151,13 +152,16 @@ def _sensors(drive: KittiDrive) -> dict[str, _Sensor]:
         files = {p.stem for p in (folder / "data").glob(pattern) if p.stem.isdigit()}
         if files:
             found[folder.name] = _Sensor(folder, files, path)
-    return found
+        else:
+            empty[folder.name] = f"no {folder.name}/data/{pattern} in the drive"
+    return found, empty
 
 
 def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", frames: str | None = None) -> BagSummary:
     """Write the drive as a ROS 2 bag at `out` (a folder, as `ros2 bag record` makes).
 
-    `frames` "a:b" picks frames by position in the drive. Raises SemsegError (one line with the fix)
+    `frames` "a:b" picks frames by position in the drive. A sensor folder without data (camera, lidar or
+    OXTS) has all its frames listed in BagSummary.skipped. Raises SemsegError (one line with the fix)
     when the drive has no data, a sensor folder lacks its timestamps.txt, or `out` exists.
     """
     drive = KittiDrive(Path(drive_dir))
@@ -168,11 +172,11 @@ def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", 
     if plugin is None:
         raise SemsegError(f"--storage {storage}: expected mcap or sqlite3")
     calib = drive.calibration
-    sensors = _sensors(drive)
+    sensors, empty = _sensors(drive)
     if drive.image_dir.name not in sensors and drive.velodyne_dir.name not in sensors:
         raise SemsegError(f"{drive.path}: no image_02/data/*.png and no velodyne_points/data/*.bin")
     names = _frame_range(sorted(set().union(*(s.files for s in sensors.values()))), frames)
-    skipped: dict[str, dict[str, list[str]]] = {}
+    skipped = {sensor: {reason: list(names)} for sensor, reason in empty.items()}  # a whole topic missing is said too
     imu_calib = drive.path.parent / RAW_IMU_TO_VELO
     oxts = sensors.get(drive.oxts_dir.name)
     if oxts is not None and not imu_calib.is_file():

@@ -357,6 +357,25 @@ def test_missing_timestamps_are_refused_in_one_line(tmp_path: Path, capsys: pyte
     assert "oxts: skipped 1 frame (no file): 0000000001" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("sensor", "pattern", "topic"), [("image_02", "*.png", "image"), ("velodyne_points", "*.bin", "points"), ("oxts", "*.txt", "imu")]
+)
+def test_a_sensor_folder_without_data_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sensor: str, pattern: str, topic: str
+) -> None:
+    """Regression: a drive whose image_02/data was empty gave a bag without a camera topic and not one word
+    (the nodes then wait for frames that never come). Every frame of that sensor is now listed as skipped."""
+    from semseg_ros.cli import main
+
+    drive = tiny_drive(tmp_path / "kitti", 3, no_file={sensor: {0, 1, 2}})
+    summary = kitti_to_bag(drive, tmp_path / "bag")
+    reason = f"no {sensor}/data/{pattern} in the drive"
+    assert summary.skipped == {sensor: {reason: ["0000000000", "0000000001", "0000000002"]}}
+    assert TOPICS[topic] not in summary.messages and len(summary.messages) >= 2
+    assert main(["kitti2bag", str(drive), str(tmp_path / "bag2")]) == 0
+    assert f"semseg kitti2bag: warning: {sensor}: skipped 3 frames ({reason})" in capsys.readouterr().err
+
+
 def test_oxts_poses_match_pykitti_and_the_synthetic_ego_motion(drive: KittiDrive, tmp_path: Path) -> None:
     """/tf world -> base_link is the OXTS pose as pykitti computes it (an independent implementation of the
     devkit's convertOxtsToPose), and the synthetic drive's OXTS follows its ego motion (10 m/s east)."""
