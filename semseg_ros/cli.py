@@ -261,6 +261,12 @@ def _run_train(args: argparse.Namespace) -> int:
     require(config.distill.teacher, "distill.teacher")
     require(config.model.encoder_weights, "model.encoder_weights")
     dataset(config, config.data.train_splits)
+    shadowing = [s for s in config.train.size_progression if s.epoch <= 0]
+    if shadowing and any(o.partition("=")[0].strip() == "train.input_size" for o in args.overrides or []):
+        print(
+            f"semseg train: note: train.input_size is the validation and inference size; training crops follow "
+            f"train.size_progression, {shadowing[-1].height}x{shadowing[-1].width} from epoch 0 (change it with --set train.size_progression=...)"
+        )
     if config.data.folds_val:
         print(
             "semseg train: note: val is in data.train_splits: val figures are on training images, so no best.pt is chosen: last.pt is the model"

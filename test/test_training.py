@@ -310,3 +310,42 @@ def test_a_run_stopped_early_says_how_to_go_on(tmp_path: Path, cityscapes_root: 
     assert f"resumed from {out / 'last.pt'}: epoch 1 of 2 done, step 2" in capsys.readouterr().out
     assert main(["train", str(path), "--resume"]) == 0
     assert f"nothing to do: all 2 epochs of {out} are done" in capsys.readouterr().out
+
+
+def test_the_sizes_a_run_uses_are_said(tmp_path: Path, cityscapes_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The console names the training crop sizes by epoch and the validation size; a `--set
+    train.input_size` that a size_progression stage from epoch 0 overrides for training is pointed out
+    (before: training went on at the progression's size without a word)."""
+    from semseg_ros.cli import main
+
+    path = tiny_config(tmp_path, cityscapes_root)
+    assert load_config(path).describe_sizes() == (
+        "sizes: training crops 64x128 from epoch 0, 96x160 from epoch 1; validation and inference 64x128 (train.input_size)"
+    )
+    assert load_config(path, ["train.size_progression=[]"]).describe_sizes() == (
+        "sizes: training crops 64x128 from epoch 0; validation and inference 64x128 (train.input_size)"
+    )
+    shadowed = ["--set", "train.size_progression=[{epoch: 0, height: 96, width: 160}]", "--set", "train.input_size=[64, 96]"]
+    assert main(["train", str(path), *shadowed, "--stop-after-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "sizes: training crops 96x160 from epoch 0; validation and inference 64x96 (train.input_size)" in out
+    assert (
+        "note: train.input_size is the validation and inference size; training crops follow train.size_progression, 96x160 from epoch 0"
+        in out
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--set",
+                "train.input_size=[64, 96]",
+                "--set",
+                f"train.out_dir={tmp_path / 'other'}",
+                "--stop-after-epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert "note: train.input_size" not in capsys.readouterr().out  # the stage starts at epoch 1: input_size trains epoch 0

@@ -97,6 +97,15 @@ class Config:
                 size = (stage.height, stage.width)
         return size
 
+    def describe_sizes(self) -> str:
+        """One line of the sizes a run uses (height x width, pixels), for the console."""
+        stages = sorted(self.train.size_progression, key=lambda s: s.epoch)
+        if not stages or stages[0].epoch > 0:
+            stages.insert(0, SizeStage(0, *self.train.input_size))
+        crops = ", ".join(f"{s.height}x{s.width} from epoch {s.epoch}" for s in stages)
+        height, width = self.train.input_size
+        return f"sizes: training crops {crops}; validation and inference {height}x{width} (train.input_size)"
+
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """A validated Config from a YAML file (or defaults when `path` is None) plus `--set` overrides."""

@@ -161,6 +161,7 @@ class Trainer:
                 flush=True,
             )
         if self.world.is_main:
+            print(config.describe_sizes(), flush=True)
             print(describe_augment(config.augment), flush=True)
         self.loss = SegmentationLoss(config.loss, class_weights=weights).to(self.device)
         self.distiller: Distiller | None = None
