@@ -509,17 +509,19 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     from semseg_ros import schema
     from semseg_ros.eval import dataset_eval
-    from semseg_ros.models.checkpoint import load_checkpoint
+    from semseg_ros.models.checkpoint import load_checkpoint, trained_on_val
     from semseg_ros.train.config import Config, load_config
 
     if args.source is None:
         raise SemsegError("give a training config or a checkpoint to evaluate (or --pred/--gt/--format for files)")
+    val_trained: bool | None = None  # known once a checkpoint has been read
     if args.source.suffix in (".pt", ".pth"):
-        stored = load_checkpoint(args.source).get("config")
-        if stored is None:
+        checkpoint = load_checkpoint(args.source)
+        if checkpoint.get("config") is None:
             raise SemsegError(f"{args.source} holds no training config; pass the config YAML and --checkpoint")
-        config = schema.load(Config, schema.apply_overrides(stored, args.overrides))
-        args.model = args.model or args.source
+        config = schema.load(Config, schema.apply_overrides(checkpoint["config"], args.overrides))
+        if args.model is None:
+            args.model, val_trained = args.source, trained_on_val(checkpoint)
     else:
         config = load_config(args.source, args.overrides)
         # A run with val folded into training writes no best.pt: its model is last.pt.
@@ -535,14 +537,16 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
                 raise SemsegError(f"{args.model}: not found, but {out / 'last.pt'} is ({why}): pass --checkpoint {out / 'last.pt'}")
             if not args.model.exists():
                 raise SemsegError(f"no trained run in {out} yet: train it first (`semseg train {args.source}`), or pass --checkpoint MODEL")
-    if args.split == "val" and (config.data.folds_val or (Path(args.model).suffix in (".pt", ".pth") and _trained_on_val(args.model))):
+    if val_trained is None:
+        val_trained = Path(args.model).suffix in (".pt", ".pth") and _trained_on_val(args.model)
+    if args.split == "val" and (config.data.folds_val or val_trained):
         print("semseg eval: note: val is in data.train_splits: these images trained the model, so this is no val figure", flush=True)
     data = dataset(config, args.split)
     segmenter = _segmenter(args)
     height, width = segmenter.input_size
     print(
         f"evaluating {args.model} on {len(data)} images of {config.data.root} ({config.data.format}, split {args.split}) "
-        f"at network input {height}x{width}",
+        f"at network input {height}x{width}" + (f"; {dataset_eval.describe_tta(args.scales, True)}" if args.tta else ""),
         flush=True,
     )
     result = dataset_eval.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)

@@ -32,9 +32,11 @@ def error_map(gt: NDArray[np.uint8], prediction: NDArray[np.uint8]) -> NDArray[n
 def side_by_side(
     image: NDArray[np.uint8], gt: NDArray[np.uint8], prediction: NDArray[np.uint8], palette: NDArray[np.uint8]
 ) -> NDArray[np.uint8]:
-    """A 2x2 grid: image, GT colours / prediction colours, error map."""
-    top = np.concatenate([image, palette[gt]], axis=1)
-    bottom = np.concatenate([palette[prediction], error_map(gt, prediction)], axis=1)
+    """A 2x2 grid, each panel captioned: image, GT colours / prediction colours, error map.
+    HxW inputs give a (2 * (H + CAPTION_HEIGHT))x(2 * W)x3 uint8 picture."""
+    top = np.concatenate([captioned(image, "image"), captioned(palette[gt], "ground truth")], axis=1)
+    errors = captioned(error_map(gt, prediction), "errors: red wrong, grey right, black ignored")
+    bottom = np.concatenate([captioned(palette[prediction], "prediction"), errors], axis=1)
     return np.concatenate([top, bottom], axis=0)
 
 

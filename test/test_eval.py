@@ -3,6 +3,7 @@ Cityscapes evaluator on our submission files, dumps and videos."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -107,7 +108,11 @@ def test_model_evaluation_cityscapes(tiny_checkpoint: Path, cityscapes_root: Pat
     assert 0 <= result["mIoU"] <= 1 and set(result["categories"]) == {"flat", "construction", "object", "nature", "sky", "human", "vehicle"}
     assert result["speed"]["fps"] > 0
     dumps = sorted((tmp_path / "dump").glob("*.png"))
-    assert len(dumps) == 2 and cv2.imread(str(dumps[0])).shape == (2 * 96, 2 * 192, 3)
+    picture = cv2.imread(str(dumps[0]))
+    assert len(dumps) == 2 and picture.shape == (2 * (96 + CAPTION_HEIGHT), 2 * 192, 3)
+    for top, left in ((0, 0), (0, 192), (96 + CAPTION_HEIGHT, 0), (96 + CAPTION_HEIGHT, 192)):  # each panel has its caption
+        strip = picture[top : top + CAPTION_HEIGHT, left : left + 192]
+        assert (strip > 200).any() and (strip == 0).mean() > 0.8
 
 
 def test_submission_files_score_the_same_in_the_official_evaluator(tiny_checkpoint: Path, cityscapes_root: Path, tmp_path: Path) -> None:
@@ -214,14 +219,18 @@ def test_eval_cli_from_config_and_json(
             "torch",
             "--tta",
             "--scales",
-            "1.0",
+            "0.5,1.0",
             "--json",
             str(tmp_path / "r.json"),
         ]
     )
     assert code == 0
-    out = capsys.readouterr().out
-    assert "mIoU" in out and "ms per image" in out and (tmp_path / "r.json").is_file()
+    captured = capsys.readouterr()
+    assert "mIoU" in captured.out and "ms per image" in captured.out and (tmp_path / "r.json").is_file()
+    # the TTA is named where the run starts and under the table (before: nowhere on the console)
+    assert captured.out.count("test-time augmentation: scales 0.5, 1 and horizontal flips, softmax averaged") == 2
+    assert json.loads((tmp_path / "r.json").read_text())["tta"] == {"scales": [0.5, 1.0], "flip": True}
+    assert "image/s" not in captured.err and "\r" not in captured.err  # no progress bar when stderr is no terminal (piped into the table)
     assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path)]) == 2
     assert "file mode needs" in capsys.readouterr().err
 

@@ -99,7 +99,9 @@ def evaluate_model(
     palette = palette_array(segmenter.card.colors)
     use_tta = bool(tta_flip or (tta_scales and list(tta_scales) != [1.0]))
     seconds = 0.0
-    for index in tqdm(range(len(dataset)), desc="eval", unit="image", disable=not progress, leave=False):
+    for index in tqdm(
+        range(len(dataset)), desc="eval", unit="image", disable=None if progress else True, leave=False
+    ):  # None: off when stderr is no terminal (a log, a pipe)
         image, gt = dataset.load(index)
         start = time.perf_counter()
         if use_tta:
@@ -238,4 +240,13 @@ def format_table(result: dict[str, Any]) -> str:
         speed = result["speed"]
         lines.append("")
         lines.append(f"speed: {speed['ms_per_image']:.1f} ms per image ({speed['fps']:.1f} FPS, {speed['backend']})")
+    if result.get("tta"):
+        lines.append(describe_tta(result["tta"]["scales"], result["tta"]["flip"]))
     return "\n".join(lines)
+
+
+def describe_tta(scales: Sequence[float], flip: bool) -> str:
+    """One line naming the test-time augmentation, for the console."""
+    return (
+        f"test-time augmentation: scales {', '.join(f'{s:g}' for s in scales)}{' and horizontal flips' if flip else ''}, softmax averaged"
+    )

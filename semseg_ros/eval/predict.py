@@ -150,7 +150,7 @@ def run_predict(
     palette = palette_array(card.colors)
     written: list[Path] = []
     failed: list[str] = []
-    bar = tqdm(total=len(items), desc="predict", unit="image", disable=not progress)
+    bar = tqdm(total=len(items), desc="predict", unit="image", disable=None if progress else True)
     for batch in _batches(items, batch_size, max_pixels, failed):
         predictions = segmenter.predict_batch([image for _, _, image in batch], road_probability=fmt == "prob")
         for (path, _, image), prediction in zip(batch, predictions, strict=True):
@@ -264,7 +264,7 @@ def run_video(
     writer = VideoWriter(Path(out), fps)
     label_set = get_label_set(segmenter.card.label_set) if with_gt else None
     try:
-        for path, _ in tqdm(items, desc="video", unit="frame", disable=not progress):
+        for path, _ in tqdm(items, desc="video", unit="frame", disable=None if progress else True):
             image = read_rgb(path)
             frame = overlay(image, segmenter.predict(image).labels, palette, alpha)
             if label_set is not None:

@@ -193,7 +193,7 @@ def _layout_for(seed: int) -> RoadLayout:
 def _frames(
     world: World, renderer: Renderer, times: list[float], seed: int, desc: str, progress: bool
 ) -> Iterator[tuple[int, CameraFrame, LidarFrame]]:
-    for index, t in enumerate(tqdm(times, desc=desc, unit="frame", disable=not progress, leave=False)):
+    for index, t in enumerate(tqdm(times, desc=desc, unit="frame", disable=None if progress else True, leave=False)):
         camera, lidar = renderer.render(world, t, np.random.default_rng([seed, index]))
         yield index, camera, lidar
 

@@ -22,7 +22,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,7 +392,7 @@ class Trainer:
             total=self.batches_per_epoch,
             desc=f"epoch {self.epoch + 1}",
             unit="batch",
-            disable=not self.world.is_main or not sys.stderr.isatty(),
+            disable=None if self.world.is_main else True,  # None: off when stderr is no terminal
             leave=False,
         )
         start = time.perf_counter()
