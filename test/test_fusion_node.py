@@ -480,6 +480,29 @@ def test_a_good_labels_message_changes_names_colours_and_clustering(ros: Any, dr
         latch.destroy_node()
 
 
+def test_a_custom_class_is_warned_about_once_and_for_what_it_is(ros: Any, drive: KittiDrive, capfd: pytest.CaptureFixture[str]) -> None:
+    """Regression: at start, a class of a custom model was said to be missing from the default label set (which
+    the node only assumes until the labels topic arrives), and the check against the real labels was
+    throttled into silence. Now the start says what it knows, and each new label set is checked aloud once."""
+    from std_msgs.msg import String
+
+    node = make_node(drive, cluster_classes="car,forklift,persn")
+    try:
+        err = capfd.readouterr().err
+        assert "not clustering forklift, persn unless the labels topic names it: no built-in label set has it" in err
+        custom = json.dumps({"classes": ["road", "car", "forklift"], "colors": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]})
+        node._on_labels(String(data=custom))
+        assert [node.classes[i] for i in node.clustering.rules] == ["car", "forklift"]
+        node._on_labels(String(data=custom))  # latched again by a restarted segmentation node: nothing new
+        err = capfd.readouterr().err
+        assert err.count("not clustering persn: not in the label set (road, car, forklift)") == 1, err
+        assert err.count("labels from the segmentation node: 3 classes, clustering ['car', 'forklift']") == 1, err
+        node._on_labels(String(data=json.dumps({"classes": ["road", "car"], "colors": [[1, 2, 3], [4, 5, 6]]})))
+        assert "not clustering forklift, persn: not in the label set (road, car)" in capfd.readouterr().err  # at once, not throttled
+    finally:
+        node.destroy_node()
+
+
 def test_a_mask_arriving_before_an_older_one_is_still_fused(ros: Any, drive: KittiDrive) -> None:
     """Masks for t+0.5 then t+0.1, clouds for t+0.1 then t+0.5: both pairs fuse, whatever the arrival order."""
     xyz, mask = frame_data(drive, 0)

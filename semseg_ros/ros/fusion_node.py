@@ -40,6 +40,7 @@ from semseg_ros.ros.pointcloud import labelled_cloud, read_points
 from semseg_ros.ros.sync import ApproximateSync
 
 STAGES = ("decode", "label", "cluster", "publish", "total")
+DEFAULT_LABEL_SET = "cityscapes19"  # the classes assumed until the labels topic of segmentation_node arrives
 
 
 @dataclass
@@ -114,9 +115,10 @@ class FusionNode(Node):
         c = self.config
         self.calibration_source = c.calibration()
         self.calibration: Calibration | None = self.calibration_source.calibration()  # None until camera_info
-        labels = get_label_set("cityscapes19")
+        labels = get_label_set(DEFAULT_LABEL_SET)
         self.classes: tuple[str, ...] = labels.classes
         self.palette = palette_array(labels.colors)
+        self.labels_received = False  # until then, self.classes are the default label set's
         self.stats = FusionStats()
         self.distortion = "none"  # whether camera_info's D is applied: on /diagnostics
         self.clustering = self._cluster_settings()
@@ -212,22 +214,30 @@ class FusionNode(Node):
             self.stats.callback_errors += 1
 
     def _cluster_settings(self) -> ClusterSettings:
+        """The clustering for the current classes; names no label set has are warned about (not throttled:
+        this runs at start, when the labels change and on a parameter change, never per frame)."""
         settings, unknown = cluster_settings(self.config, self.classes)
-        if unknown:
+        if unknown and self.labels_received:
+            self.get_logger().warning(f"not clustering {', '.join(unknown)}: not in the label set ({', '.join(self.classes)})")
+        elif unknown:  # a custom model's classes: the labels topic may name them
             self.get_logger().warning(
-                f"not clustering {', '.join(unknown)}: not in the label set ({', '.join(self.classes)})", throttle_duration_sec=5.0
+                f"not clustering {', '.join(unknown)} unless the labels topic names it: no built-in label set has it "
+                f"(until labels arrive, the classes are {DEFAULT_LABEL_SET}'s)"
             )
         return settings
 
     def _on_labels(self, msg: String) -> None:
         before = [self.classes[i] for i in self.clustering.rules]
         try:
-            self.classes, colors = parse_labels(msg.data)
+            classes, colors = parse_labels(msg.data)
         except SemsegError as exc:
             self.stats.rejected_labels += 1
             self.get_logger().warning(f"ignoring malformed labels message: {exc}", throttle_duration_sec=5.0)
             return
         self.palette = palette_array(colors)
+        if classes == self.classes and self.labels_received:  # the same labels again (each segmentation node start latches them)
+            return
+        self.classes, self.labels_received = classes, True
         self.clustering = self._cluster_settings()
         clustered = [self.classes[i] for i in self.clustering.rules]
         if clustered != before:  # the ready line named the default label set's classes
