@@ -39,8 +39,8 @@ setup(
     entry_points={
         "console_scripts": [
             "semseg = semseg_ros.cli:main",
-            "segmentation_node = semseg_ros.ros.segmentation_node:main",
-            "fusion_node = semseg_ros.ros.fusion_node:main",
+            "segmentation_node = semseg_ros.ros.entry:segmentation_node",
+            "fusion_node = semseg_ros.ros.entry:fusion_node",
         ],
     },
 )

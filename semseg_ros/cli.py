@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
-from semseg_ros import __version__
+from semseg_ros import __version__, stop_signals
 from semseg_ros.data.images import MAX_IMAGE_PIXELS
 from semseg_ros.errors import SemsegError
 from semseg_ros.models.card import MAX_INPUT_SIDE
@@ -665,6 +665,7 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_node(args: argparse.Namespace) -> int:
+    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     from semseg_ros.ros.node_process import ros_arguments, run_nodes
 
     rclpy_args = ros_arguments(args.params, args.ros_args, nodes=[NODE_NAMES[args.name]])
@@ -724,6 +725,7 @@ BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes 
 
 
 def _run_play(args: argparse.Namespace) -> int:
+    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     require(args.bag, "bag", "path", BAG_HINT)
     from semseg_ros.ros.node_process import run_nodes
     from semseg_ros.ros.player import BagPlayer
@@ -770,6 +772,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_launch(args: argparse.Namespace) -> int:
+    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     require(args.bag, "--bag", "path", BAG_HINT)
     require_model(args.model)
     require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
@@ -868,6 +871,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error(prog, "stopped by Ctrl-C or SIGTERM", kind="interrupted")
         return 130
+    finally:
+        if not stop_signals.requested():  # the node commands' handlers (after a signal: ignored to the end)
+            stop_signals.restore()
 
 
 if __name__ == "__main__":

@@ -414,6 +414,42 @@ def test_a_signal_at_any_moment_is_a_quiet_stop_with_exit_0(
     assert ("started" in output) == (first_at == "started"), output  # a stop during the start creates no more nodes
 
 
+@pytest.mark.parametrize("node", ["segmentation_node", "fusion_node"])
+def test_a_ctrl_c_while_a_node_process_imports_is_a_quiet_stop(node: str) -> None:
+    """Regression: Ctrl-C in the first seconds of `segmentation_node` (importing torch, rclpy) raised
+    KeyboardInterrupt there: a traceback and exit 130, which `ros2 launch` reports as a died process.
+    The console scripts (semseg_ros.ros.entry) now remember signals from their first line (semseg_ros.stop_signals)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.name in ("segmentation_node", "fusion_node")}
+    assert scripts == {
+        "segmentation_node": "semseg_ros.ros.entry:segmentation_node",
+        "fusion_node": "semseg_ros.ros.entry:fusion_node",
+    }
+    code = (
+        "import sys\n"
+        "from semseg_ros import stop_signals\n"
+        "from semseg_ros.ros import entry\n"
+        "stop_signals.remember()  # what the console script's function does first\n"
+        "print('remembered', flush=True)\n"
+        f"sys.exit(entry.{node}())\n"
+    )
+    for delay in (0.0, 0.4, 1.5):  # in the imports, in rclpy.init or the model load, later
+        ros_args = ["--ros-args", "-p", "calibration_source:=camera_info"] if node == "fusion_node" else []  # else it needs calib files
+        process = subprocess.Popen([sys.executable, "-c", code, *ros_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None and process.stdout.readline() == "remembered\n"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=90)[0]
+        assert process.returncode == 0 and "Traceback" not in output and "error" not in output.lower(), (delay, output)
+    assert os.environ.get("ROS_DOMAIN_ID")  # isolate_ros_domain: these nodes talk to no other test's
+
+
 def test_callbacks_in_flight_finish_before_the_executor_shuts_down(ros: None) -> None:
     """rclpy's executor.shutdown() destroys the guard condition a callback triggers when it ends, without
     waiting for it; a callback ending during the destruction segfaulted the soak's fusion_node (exit -11).

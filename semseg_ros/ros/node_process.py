@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.validate_namespace import validate_namespace
 from rclpy.validate_node_name import validate_node_name
 
+from semseg_ros import stop_signals
 from semseg_ros.errors import SemsegError
 from semseg_ros.paths import resolve_data_file
 
@@ -70,43 +70,38 @@ def run_nodes(
     `done()` turns true (checked twice a second). `started(nodes)` runs once all exist, `stopped()` once they
     are gone, while Ctrl-C is still ignored.
 
-    A signal at any moment after the call, even while a node loads its model, is a quiet stop with exit 0.
-    After a stop by signal, SIGINT and SIGTERM stay ignored: the process is on its way out, and a second
-    Ctrl-C (`ros2 launch` and the terminal both send one, at any interval) must not turn the clean exit
-    into death by SIGINT (exit -2). After `done()`, or a start-up error, the handlers from before the call
-    come back."""
+    SIGINT or SIGTERM at any moment (semseg_ros.stop_signals: from the process's first line when started
+    by a console script), even while a node loads its model, is a quiet stop with exit 0. After a stop by
+    signal both stay ignored: the process is on its way out, and a second Ctrl-C (`ros2 launch` and the
+    terminal both send one, at any interval) must not turn the clean exit into death by SIGINT (exit -2).
+    After `done()`, or a start-up error, the handlers from before come back."""
     use_shipped_fastdds_profile()
-    requested = threading.Event()  # SIGINT or SIGTERM arrived
-    handlers = (
-        {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if threading.current_thread() is threading.main_thread() else {}
-    )
-    for signum in handlers:
-        # Remembered, never raised: a KeyboardInterrupt at an arbitrary line (while the model loads, or in
-        # the stop sequence) cut the stop short with exit 130 or a traceback. rclpy.init's own handler
-        # chains to this one and shuts the context down, which ends the loop below.
-        signal.signal(signum, lambda *_: requested.set())
+    stop_signals.remember()  # the console scripts did already, before their imports; `semseg node` and tests here
+    if stop_signals.requested():  # Ctrl-C while the process started: nothing to stop yet
+        return 0
     try:
         _init_quietly(args)
     except Exception as exc:  # rclpy's RCLError for a malformed --ros-args (`-p slop:=[1,`, `--bogus`)
         print(f"{prog or Path(sys.argv[0]).name}: error: bad ROS arguments: {' '.join(str(exc).split())}", file=sys.stderr)
-        _restore(handlers)
+        stop_signals.restore()
         return 2
+    # rclpy.init's own handler chains to stop_signals' and shuts the context down, which ends the loop below
     nodes: list[Any] = []
     executor = MultiThreadedExecutor()
     finished = False
     try:
         for factory in factories:
-            if not requested.is_set():
+            if not stop_signals.requested():
                 nodes.append(_create(factory))
         for node in nodes:
             executor.add_node(node)
-        if started is not None and not requested.is_set():
+        if started is not None and not stop_signals.requested():
             started(nodes)
-        while rclpy.ok() and not requested.is_set() and not finished:
+        while rclpy.ok() and not stop_signals.requested() and not finished:
             executor.spin_once(timeout_sec=0.5)
             finished = done is not None and done()
     except SemsegError as exc:
-        if not (requested.is_set() or not rclpy.ok()):  # else: a node refused by a context a signal shut down
+        if not (stop_signals.requested() or not rclpy.ok()):  # else: a node refused by a context a signal shut down
             print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return 2
     except ExternalShutdownException:
@@ -117,7 +112,7 @@ def run_nodes(
         # rclpy's signal handler shut the context down between rclpy.ok() and the wait: spin_once raises
         # RCLError ("the given context is not valid") instead of ExternalShutdownException; a normal stop
     finally:
-        stop(executor, nodes, handlers, stopped, restore=not requested.is_set())
+        stop(executor, nodes, stopped)
     return 0
 
 
@@ -136,19 +131,12 @@ def _create(factory: Callable[[], Any]) -> Any:
     return node
 
 
-def stop(
-    executor: MultiThreadedExecutor,
-    nodes: list[Any],
-    handlers: dict[Any, Any],
-    stopped: Callable[[], None] | None = None,
-    restore: bool = True,
-) -> None:
+def stop(executor: MultiThreadedExecutor, nodes: list[Any], stopped: Callable[[], None] | None = None) -> None:
     """Orderly and quiet: further Ctrl-C ignored (`ros2 launch` and the terminal both send SIGINT to the
     process group), our own threads stopped first, running callbacks finished, then nodes destroyed;
-    `stopped()` runs next (a closing report), then, if `restore`, `handlers` (the signal handlers from
-    before rclpy.init) are put back."""
-    for signum in handlers:
-        signal.signal(signum, signal.SIG_IGN)
+    `stopped()` runs next (a closing report). Unless a signal asked for the stop, the signal handlers from
+    before `stop_signals.remember()` come back; after a signal they stay ignored until the process ends."""
+    stop_signals.ignore()
     for node in nodes:
         if hasattr(node, "stop"):
             node.stop()  # worker and player threads: no publishing from them after this
@@ -158,13 +146,8 @@ def stop(
     rclpy.try_shutdown()
     if stopped is not None:
         stopped()  # still under SIG_IGN: a second Ctrl-C cannot cut it short
-    if restore:
-        _restore(handlers)
-
-
-def _restore(handlers: dict[Any, Any]) -> None:
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
+    if not stop_signals.requested():
+        stop_signals.restore()
 
 
 def shut_down(executor: Executor) -> None:
