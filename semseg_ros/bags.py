@@ -101,6 +101,7 @@ class BagSummary:
     """What kitti_to_bag wrote: frames considered, messages per topic, and the frames it skipped.
 
     skipped: sensor folder -> reason -> frame names, e.g. {"velodyne_points": {"no file": ["0000000005"]}}.
+    missing: sensor folder without any data -> what the bag lacks for it.
     """
 
     path: Path
@@ -108,10 +109,11 @@ class BagSummary:
     messages: dict[str, int]
     duration_s: float
     skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
 
     def skipped_lines(self) -> list[str]:
-        """One line per sensor and reason, for the user."""
-        lines = []
+        """One line per missing sensor, then one per sensor and reason of skipped frames, for the user."""
+        lines = [f"{sensor}: {what}" for sensor, what in self.missing.items()]
         for sensor, reasons in self.skipped.items():
             for reason, names in reasons.items():
                 shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -142,26 +144,27 @@ class _Sensor:
 
 def _sensors(drive: KittiDrive) -> tuple[dict[str, _Sensor], dict[str, str]]:
     """The sensor folders of the drive that hold data (camera, lidar and OXTS), and for each of the
-    others, why it has none (e.g. "no image_02/data/*.png in the drive")."""
-    found, empty = {}, {}
-    for folder, pattern, path in (
-        (drive.image_dir, "*.png", drive.image_path),
-        (drive.velodyne_dir, "*.bin", drive.velodyne_path),
-        (drive.oxts_dir, "*.txt", drive.oxts_path),
+    others what the bag will lack, e.g. "no image_02/data/*.png in the drive: the bag has no /kitti/...".
+    """
+    found, missing = {}, {}
+    for folder, pattern, path, keys in (
+        (drive.image_dir, "*.png", drive.image_path, ("image", "camera_info")),
+        (drive.velodyne_dir, "*.bin", drive.velodyne_path, ("points",)),
+        (drive.oxts_dir, "*.txt", drive.oxts_path, ("imu", "gps_fix", "gps_vel", "tf")),
     ):
         files = {p.stem for p in (folder / "data").glob(pattern) if p.stem.isdigit()}
         if files:
             found[folder.name] = _Sensor(folder, files, path)
         else:
-            empty[folder.name] = f"no {folder.name}/data/{pattern} in the drive"
-    return found, empty
+            missing[folder.name] = f"no {folder.name}/data/{pattern} in the drive: the bag has no {', '.join(TOPICS[k] for k in keys)}"
+    return found, missing
 
 
 def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", frames: str | None = None) -> BagSummary:
     """Write the drive as a ROS 2 bag at `out` (a folder, as `ros2 bag record` makes).
 
     `frames` "a:b" picks frames by position in the drive. A sensor folder without data (camera, lidar or
-    OXTS) has all its frames listed in BagSummary.skipped. Raises SemsegError (one line with the fix)
+    OXTS) is named in BagSummary.missing with the topics the bag lacks. Raises SemsegError (one line with the fix)
     when the drive has no data, a sensor folder lacks its timestamps.txt, or `out` exists.
     """
     drive = KittiDrive(Path(drive_dir))
@@ -172,11 +175,11 @@ def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", 
     if plugin is None:
         raise SemsegError(f"--storage {storage}: expected mcap or sqlite3")
     calib = drive.calibration
-    sensors, empty = _sensors(drive)
+    sensors, missing = _sensors(drive)
     if drive.image_dir.name not in sensors and drive.velodyne_dir.name not in sensors:
         raise SemsegError(f"{drive.path}: no image_02/data/*.png and no velodyne_points/data/*.bin")
     names = _frame_range(sorted(set().union(*(s.files for s in sensors.values()))), frames)
-    skipped = {sensor: {reason: list(names)} for sensor, reason in empty.items()}  # a whole topic missing is said too
+    skipped: dict[str, dict[str, list[str]]] = {}
     imu_calib = drive.path.parent / RAW_IMU_TO_VELO
     oxts = sensors.get(drive.oxts_dir.name)
     if oxts is not None and not imu_calib.is_file():
@@ -250,7 +253,7 @@ def kitti_to_bag(drive_dir: str | Path, out: str | Path, storage: str = "mcap", 
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-written bag: the same command can simply be run again
         raise
-    return BagSummary(out, len(names), counts, (plan[-1][0] - plan[0][0]) / 1e9, skipped)
+    return BagSummary(out, len(names), counts, (plan[-1][0] - plan[0][0]) / 1e9, skipped, missing)
 
 
 def _oxts_messages(record: dict[str, float], first: dict[str, float], stamp: int) -> Iterator[tuple[str, str, Any]]:

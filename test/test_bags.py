@@ -358,22 +358,27 @@ def test_missing_timestamps_are_refused_in_one_line(tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.parametrize(
-    ("sensor", "pattern", "topic"), [("image_02", "*.png", "image"), ("velodyne_points", "*.bin", "points"), ("oxts", "*.txt", "imu")]
+    ("sensor", "pattern", "topics"),
+    [
+        ("image_02", "*.png", ("image", "camera_info")),
+        ("velodyne_points", "*.bin", ("points",)),
+        ("oxts", "*.txt", ("imu", "gps_fix", "gps_vel", "tf")),
+    ],
 )
 def test_a_sensor_folder_without_data_is_said(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], sensor: str, pattern: str, topic: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sensor: str, pattern: str, topics: tuple[str, ...]
 ) -> None:
     """Regression: a drive whose image_02/data was empty gave a bag without a camera topic and not one word
-    (the nodes then wait for frames that never come). Every frame of that sensor is now listed as skipped."""
+    (the nodes then wait for frames that never come). The sensor and the topics the bag lacks are named."""
     from semseg_ros.cli import main
 
     drive = tiny_drive(tmp_path / "kitti", 3, no_file={sensor: {0, 1, 2}})
     summary = kitti_to_bag(drive, tmp_path / "bag")
-    reason = f"no {sensor}/data/{pattern} in the drive"
-    assert summary.skipped == {sensor: {reason: ["0000000000", "0000000001", "0000000002"]}}
-    assert TOPICS[topic] not in summary.messages and len(summary.messages) >= 2
+    lacks = f"no {sensor}/data/{pattern} in the drive: the bag has no {', '.join(TOPICS[k] for k in topics)}"
+    assert summary.missing == {sensor: lacks} and not summary.skipped
+    assert not set(summary.messages) & {TOPICS[k] for k in topics} and len(summary.messages) >= 2
     assert main(["kitti2bag", str(drive), str(tmp_path / "bag2")]) == 0
-    assert f"semseg kitti2bag: warning: {sensor}: skipped 3 frames ({reason})" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"semseg kitti2bag: warning: {sensor}: {lacks}\n"
 
 
 def test_oxts_poses_match_pykitti_and_the_synthetic_ego_motion(drive: KittiDrive, tmp_path: Path) -> None:
