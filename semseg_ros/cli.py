@@ -261,11 +261,12 @@ def _run_train(args: argparse.Namespace) -> int:
     require(config.distill.teacher, "distill.teacher")
     require(config.model.encoder_weights, "model.encoder_weights")
     dataset(config, config.data.train_splits)
-    shadowing = [s for s in config.train.size_progression if s.epoch <= 0]
-    if shadowing and any(o.partition("=")[0].strip() == "train.input_size" for o in args.overrides or []):
+    if any(s.epoch <= 0 for s in config.train.size_progression) and any(
+        o.partition("=")[0].strip() == "train.input_size" for o in args.overrides or []
+    ):
         print(
             f"semseg train: note: train.input_size is the validation and inference size; training crops follow "
-            f"train.size_progression, {shadowing[-1].height}x{shadowing[-1].width} from epoch 0 (change it with --set train.size_progression=...)"
+            f"train.size_progression, {'x'.join(map(str, config.crop_size(0)))} from the first epoch (--set train.size_progression=[] trains at input_size)"
         )
     if config.data.folds_val:
         print(
@@ -461,7 +462,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _add_overrides(p)
     p.add_argument("--split", default="val", help="dataset split to evaluate: val (default), train or test where the dataset has it")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips and --scales, softmax averaged")
-    p.add_argument("--scales", type=_scales, default=[0.75, 1.0, 1.25], help="--tta input scales, comma-separated (default 0.75,1,1.25)")
+    p.add_argument("--scales", type=_scales, help="--tta input scales, comma-separated (default 0.75,1,1.25)")
     p.add_argument("--dump", type=Path, help="write image | GT | prediction | error pictures here")
     p.add_argument("--dump-count", type=int, default=8, help="--dump: pictures of the first N images (default 8)")
     p.add_argument("--json", type=Path, help="write all metrics as JSON")
@@ -486,6 +487,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
+    if args.scales and not args.tta:
+        raise SemsegError("--scales sets the test-time augmentation's scales: add --tta")
+    args.scales = args.scales or [0.75, 1.0, 1.25]
     files = bool(args.pred or args.gt)
     if files and not (args.pred and args.gt and args.format):
         raise SemsegError("file mode needs --pred DIR, --gt DIR and --format cityscapes|kitti-road")
@@ -546,10 +550,13 @@ def _evaluate_model(args: argparse.Namespace) -> dict[str, Any]:
     height, width = segmenter.input_size
     print(
         f"evaluating {args.model} on {len(data)} images of {config.data.root} ({config.data.format}, split {args.split}) "
-        f"at network input {height}x{width}" + (f"; {dataset_eval.describe_tta(args.scales, True)}" if args.tta else ""),
+        f"at network input {height}x{width} (height x width)" + (f"; {dataset_eval.describe_tta(args.scales, True)}" if args.tta else ""),
         flush=True,
     )
     result = dataset_eval.evaluate_model(segmenter, data, args.scales if args.tta else None, args.tta, args.dump, args.dump_count)
+    if args.dump is not None:
+        count = min(args.dump_count, len(data))
+        print(f"pictures (image, ground truth, prediction, errors) of the first {count} image{'s' * (count != 1)} in {args.dump}")
     result["data"] = {"root": config.data.root, "format": config.data.format, "split": args.split, "images": len(data)}
     result["input_size"] = [height, width]
     return result

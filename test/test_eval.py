@@ -222,17 +222,30 @@ def test_eval_cli_from_config_and_json(
             "0.5,1.0",
             "--json",
             str(tmp_path / "r.json"),
+            "--dump",
+            str(tmp_path / "dump"),
+            "--dump-count",
+            "1",
         ]
     )
     assert code == 0
     captured = capsys.readouterr()
+    assert f"pictures (image, ground truth, prediction, errors) of the first 1 image in {tmp_path / 'dump'}" in captured.out
+    assert len(list((tmp_path / "dump").glob("*_eval.png"))) == 1
     assert "mIoU" in captured.out and "ms per image" in captured.out and (tmp_path / "r.json").is_file()
     # the TTA is named where the run starts and under the table (before: nowhere on the console)
-    assert captured.out.count("test-time augmentation: scales 0.5, 1 and horizontal flips, softmax averaged") == 2
+    assert (
+        captured.out.count(
+            "test-time augmentation: scales 0.5, 1 (sizes rounded to multiples of 32) and horizontal flips, softmax averaged"
+        )
+        == 2
+    )
     assert json.loads((tmp_path / "r.json").read_text())["tta"] == {"scales": [0.5, 1.0], "flip": True}
     assert "image/s" not in captured.err and "\r" not in captured.err  # no progress bar when stderr is no terminal (piped into the table)
     assert main(["eval", "--pred", str(tmp_path), "--gt", str(tmp_path)]) == 2
     assert "file mode needs" in capsys.readouterr().err
+    assert main(["eval", str(config), "--checkpoint", str(tiny_checkpoint), "--scales", "0.5,1"]) == 2  # before: ignored without a word
+    assert "--scales sets the test-time augmentation's scales: add --tta" in capsys.readouterr().err
 
 
 def test_ignore_labels_do_not_count(tiny_checkpoint: Path) -> None:

@@ -320,19 +320,25 @@ def test_the_sizes_a_run_uses_are_said(tmp_path: Path, cityscapes_root: Path, ca
 
     path = tiny_config(tmp_path, cityscapes_root)
     assert load_config(path).describe_sizes() == (
-        "sizes: training crops 64x128 from epoch 0, 96x160 from epoch 1; validation and inference 64x128 (train.input_size)"
+        "sizes (height x width): training crops 64x128 in epoch 1, 96x160 in epoch 2 of 2; validation and inference 64x128 (train.input_size)"
     )
-    assert load_config(path, ["train.size_progression=[]"]).describe_sizes() == (
-        "sizes: training crops 64x128 from epoch 0; validation and inference 64x128 (train.input_size)"
+    assert (
+        load_config(path, ["train.size_progression=[]", "train.epochs=3"])
+        .describe_sizes()
+        .startswith("sizes (height x width): training crops 64x128 in epochs 1-3 of 3;")
+    )
+    # epochs counted from 1 as the progress lines count them; a stage the run never reaches is left out
+    assert (
+        load_config(path, ["train.epochs=1"]).describe_sizes().startswith("sizes (height x width): training crops 64x128 in epoch 1 of 1;")
     )
     shadowed = ["--set", "train.size_progression=[{epoch: 0, height: 96, width: 160}]", "--set", "train.input_size=[64, 96]"]
     assert main(["train", str(path), *shadowed, "--stop-after-epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "sizes: training crops 96x160 from epoch 0; validation and inference 64x96 (train.input_size)" in out
+    assert "sizes (height x width): training crops 96x160 in epochs 1-2 of 2; validation and inference 64x96 (train.input_size)" in out
     assert (
-        "note: train.input_size is the validation and inference size; training crops follow train.size_progression, 96x160 from epoch 0"
-        in out
-    )
+        "note: train.input_size is the validation and inference size; training crops follow train.size_progression, 96x160 from the first "
+        "epoch (--set train.size_progression=[] trains at input_size)"
+    ) in out
     assert (
         main(
             [

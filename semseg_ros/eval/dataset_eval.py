@@ -247,6 +247,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def describe_tta(scales: Sequence[float], flip: bool) -> str:
     """One line naming the test-time augmentation, for the console."""
+    flips = " and horizontal flips" if flip else ""
     return (
-        f"test-time augmentation: scales {', '.join(f'{s:g}' for s in scales)}{' and horizontal flips' if flip else ''}, softmax averaged"
+        f"test-time augmentation: scales {', '.join(f'{s:g}' for s in scales)} (sizes rounded to multiples of 32){flips}, softmax averaged"
     )

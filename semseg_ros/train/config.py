@@ -98,13 +98,16 @@ class Config:
         return size
 
     def describe_sizes(self) -> str:
-        """One line of the sizes a run uses (height x width, pixels), for the console."""
-        stages = sorted(self.train.size_progression, key=lambda s: s.epoch)
-        if not stages or stages[0].epoch > 0:
-            stages.insert(0, SizeStage(0, *self.train.input_size))
-        crops = ", ".join(f"{s.height}x{s.width} from epoch {s.epoch}" for s in stages)
+        """One line of the sizes a run uses (height x width, pixels), for the console. Epochs are counted
+        from 1, as the progress lines count them (size_progression's `epoch` counts from 0)."""
+        epochs = self.train.epochs
+        starts = sorted({s.epoch for s in self.train.size_progression if s.epoch < epochs} | {0})
+        spans = []
+        for first, after in zip(starts, [*starts[1:], epochs], strict=True):
+            height, width = self.crop_size(first)
+            spans.append(f"{height}x{width} in epoch{'s' * (after - first > 1)} {first + 1}{f'-{after}' if after - first > 1 else ''}")
         height, width = self.train.input_size
-        return f"sizes: training crops {crops}; validation and inference {height}x{width} (train.input_size)"
+        return f"sizes (height x width): training crops {', '.join(spans)} of {epochs}; validation and inference {height}x{width} (train.input_size)"
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
