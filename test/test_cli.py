@@ -120,7 +120,10 @@ def test_eval_names_its_data_and_input_size(
     args = ["eval", str(config), "--checkpoint", str(tiny_checkpoint), "--backend", "torch", "--device", "cpu"]
     assert main([*args, "--json", str(tmp_path / "m.json")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == f"evaluating {tiny_checkpoint} on 3 images of {cityscapes_root} (cityscapes, split val) at network input 64x192 (height x width)"
+    assert (
+        first
+        == f"evaluating {tiny_checkpoint} on 3 images of {cityscapes_root} (cityscapes, split val) at network input 64x192 (height x width)"
+    )
     stored = json.loads((tmp_path / "m.json").read_text())
     assert stored["data"] == {"root": str(cityscapes_root), "format": "cityscapes", "split": "val", "images": 3}
     assert stored["input_size"] == [64, 192]

@@ -490,6 +490,9 @@ def test_a_custom_class_is_warned_about_once_and_for_what_it_is(ros: Any, drive:
     try:
         err = capfd.readouterr().err
         assert "not clustering forklift, persn unless the labels topic names it: no built-in label set has it" in err
+        assert (
+            "clustering ['car'] of cityscapes19, the classes assumed until the labels topic arrives (then also forklift, persn if it names them)"
+        ) in err
         custom = json.dumps({"classes": ["road", "car", "forklift"], "colors": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]})
         node._on_labels(String(data=custom))
         assert [node.classes[i] for i in node.clustering.rules] == ["car", "forklift"]

@@ -152,8 +152,12 @@ class FusionNode(Node):
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         where = "waiting for camera_info" if self.calibration is None else f"calibration {c.calibration_source}"
+        own = {name.lower() for name in self.classes}
+        waiting = [name for name in parse_class_names(c.cluster_classes) if name.lower() not in own]
         self.get_logger().info(
-            f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]} (until the labels topic names others)"
+            f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]} of {DEFAULT_LABEL_SET}, "
+            f"the classes assumed until the labels topic arrives"
+            + (f" (then also {', '.join(waiting)} if it names them)" if waiting else "")
         )
 
     # ------------------------------------------------------------ calibration
