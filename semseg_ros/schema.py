@@ -335,7 +335,8 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return value
     if origin in (list, tuple, Sequence, typing.Sequence):
         if not isinstance(value, list | tuple):
-            raise SemsegError(f"{path}: expected a list, got {_describe(value)}")
+            hint_text = f" (a YAML list: [{value}])" if isinstance(value, str) and "," in value else ""
+            raise SemsegError(f"{path}: expected a list{hint_text}, got {_describe(value)}")
         args = get_args(hint)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):

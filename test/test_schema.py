@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,8 @@ def test_overrides_parse_yaml_values() -> None:
         load_config(None, ["optim.lr"])
     with pytest.raises(SemsegError, match="'lr' is not a section"):
         load_config(None, ["optim.lr=1", "optim.lr.x=2"])
+    with pytest.raises(SemsegError, match=re.escape("train.input_size: expected a list (a YAML list: [64,128]), got str '64,128'")):
+        load_config(None, ["train.input_size=64,128"])  # the form to write is named (before: only 'expected a list')
 
 
 @pytest.mark.parametrize(

@@ -363,7 +363,11 @@ class Trainer:
                     _copy_atomic(self.out_dir / "last.pt", self.out_dir / "best.pt")
                 if self.val_trained:
                     self._drop_best()  # chosen on val before val joined training (kept until now: a kill loses nothing)
-                shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k != "iou")
+                shown = ", ".join(
+                    f"{k} {v:g}" if k == "elapsed_s" else f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in metrics.items()
+                    if k not in ("iou", "epoch")  # the line starts with the epoch
+                )
                 print(f"epoch {self.epoch}/{self.config.train.epochs}: {shown}", flush=True)
         if self.world.enabled:
             checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
