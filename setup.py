@@ -38,7 +38,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "semseg = semseg_ros.cli:main",
+            "semseg = semseg_ros.__main__:main",
             "segmentation_node = semseg_ros.ros.entry:segmentation_node",
             "fusion_node = semseg_ros.ros.entry:fusion_node",
         ],

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
@@ -672,7 +673,6 @@ def _add_node(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_node(args: argparse.Namespace) -> int:
-    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     from semseg_ros.ros.node_process import ros_arguments, run_nodes
 
     rclpy_args = ros_arguments(args.params, args.ros_args, nodes=[NODE_NAMES[args.name]])
@@ -732,7 +732,6 @@ BAG_HINT = "give a bag folder or .mcap file (`semseg kitti2bag DRIVE BAG` makes 
 
 
 def _run_play(args: argparse.Namespace) -> int:
-    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     require(args.bag, "bag", "path", BAG_HINT)
     from semseg_ros.ros.node_process import run_nodes
     from semseg_ros.ros.player import BagPlayer
@@ -779,8 +778,11 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_launch(args: argparse.Namespace) -> int:
-    stop_signals.remember()  # Ctrl-C from here on is a quiet stop (semseg_ros.stop_signals)
     require(args.bag, "--bag", "path", BAG_HINT)
+    if args.bag is not None:  # before the nodes load a model (a folder that is no bag failed only after)
+        from semseg_ros.bags import open_bag
+
+        open_bag(args.bag).close()
     require_model(args.model)
     require(args.calib_dir, "--calib-dir", "folder", "give a KITTI date folder holding calib_cam_to_cam.txt")
     from semseg_ros.ros.launcher import kitti_local_arguments, launch_kitti, shipped_params
@@ -868,7 +870,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.ros_args = argv[split:]
     prog = f"semseg {args.command}"
     try:
-        return int(args.func(args) or 0)
+        # a node command called in-process (semseg_ros.__main__ did it already for the process)
+        with stop_signals.remembering() if args.command in stop_signals.NODE_COMMANDS else nullcontext():
+            return int(args.func(args) or 0)
     except SemsegError as exc:
         report_error(prog, str(exc))
         return EXIT_USER_ERROR
@@ -878,9 +882,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error(prog, "stopped by Ctrl-C or SIGTERM", kind="interrupted")
         return 130
-    finally:
-        if not stop_signals.requested():  # the node commands' handlers (after a signal: ignored to the end)
-            stop_signals.restore()
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ def test_errors_raised_inside_the_node_runner_are_in_the_command_style(tmp_path:
     (tmp_path / "bag" / "broken.mcap").write_bytes(b"not an mcap file")
     line = assert_one_error_line(semseg("play", tmp_path / "bag"), "play")
     assert "cannot open the bag" in line
+    line = assert_one_error_line(semseg("launch", "kitti", "--bag", tmp_path / "bag"), "launch")  # before: after both nodes started
+    assert "cannot open the bag" in line
     line = assert_one_error_line(semseg("node", "segmentation", "--ros-args", "-p", f"model:={tmp_path / 'nope.pt'}"), "node")
     assert str(tmp_path / "nope.pt") in line
 

@@ -414,40 +414,102 @@ def test_a_signal_at_any_moment_is_a_quiet_stop_with_exit_0(
     assert ("started" in output) == (first_at == "started"), output  # a stop during the start creates no more nodes
 
 
-@pytest.mark.parametrize("node", ["segmentation_node", "fusion_node"])
-def test_a_ctrl_c_while_a_node_process_imports_is_a_quiet_stop(node: str) -> None:
+ENTRY_SCRIPT = (
+    "import sys\n"
+    "from semseg_ros import stop_signals\n"
+    "stop_signals.remember()  # what the entry point does first\n"
+    "print('remembered', flush=True)\n"
+    "if sys.argv[1] == 'semseg':\n"
+    "    from semseg_ros.__main__ import main\n"
+    "    sys.argv[1:] = ['node', 'fusion']\n"
+    "else:\n"
+    "    from semseg_ros.ros import entry\n"
+    "    main = getattr(entry, sys.argv.pop(1))\n"
+    "sys.exit(main())\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "signals"),
+    [
+        ("segmentation_node", [(0.0, signal.SIGINT), (0.0, signal.SIGINT)]),  # twice, in the imports
+        ("segmentation_node", [(1.5, signal.SIGINT), (0.05, signal.SIGINT)]),  # rclpy.init or the model load
+        ("fusion_node", [(0.0, signal.SIGINT)] * 20),  # a burst in the start-up: exit -2 at interpreter exit before
+        ("fusion_node", [(0.0, signal.SIGTERM)] * 20),  # the same with SIGTERM: exit -15 before
+        ("fusion_node", [(0.4, signal.SIGTERM), (0.0, signal.SIGINT), (0.2, signal.SIGINT)]),
+        ("semseg", [(0.0, signal.SIGINT)] * 20),  # `semseg node fusion`
+    ],
+)
+def test_a_signal_while_a_node_process_starts_is_a_quiet_stop(entry: str, signals: list[tuple[float, int]]) -> None:
     """Regression: Ctrl-C in the first seconds of `segmentation_node` (importing torch, rclpy) raised
-    KeyboardInterrupt there: a traceback and exit 130, which `ros2 launch` reports as a died process.
-    The console scripts (semseg_ros.ros.entry) now remember signals from their first line (semseg_ros.stop_signals)."""
+    KeyboardInterrupt there: a traceback and exit 130, which `ros2 launch` reports as a died process; a
+    burst of signals in the start-up killed the process at interpreter exit (Python resets its handlers
+    to the default action there). The entry points (semseg_ros.ros.entry, semseg_ros.__main__) now
+    remember signals from their first line and leave them ignored at the end (semseg_ros.stop_signals)."""
     import os
     import subprocess
     import sys
     import time
     from importlib.metadata import entry_points
 
-    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.name in ("segmentation_node", "fusion_node")}
+    names = ("segmentation_node", "fusion_node", "semseg")
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.name in names}
     assert scripts == {
         "segmentation_node": "semseg_ros.ros.entry:segmentation_node",
         "fusion_node": "semseg_ros.ros.entry:fusion_node",
+        "semseg": "semseg_ros.__main__:main",
     }
-    code = (
-        "import sys\n"
-        "from semseg_ros import stop_signals\n"
-        "from semseg_ros.ros import entry\n"
-        "stop_signals.remember()  # what the console script's function does first\n"
-        "print('remembered', flush=True)\n"
-        f"sys.exit(entry.{node}())\n"
+    ros_args = [] if entry == "segmentation_node" else ["--ros-args", "-p", "calibration_source:=camera_info"]  # else calib files
+    process = subprocess.Popen(
+        [sys.executable, "-c", ENTRY_SCRIPT, entry, *ros_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    for delay in (0.0, 0.4, 1.5):  # in the imports, in rclpy.init or the model load, later
-        ros_args = ["--ros-args", "-p", "calibration_source:=camera_info"] if node == "fusion_node" else []  # else it needs calib files
-        process = subprocess.Popen([sys.executable, "-c", code, *ros_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert process.stdout is not None and process.stdout.readline() == "remembered\n"
-        time.sleep(delay)
-        process.send_signal(signal.SIGINT)
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=90)[0]
-        assert process.returncode == 0 and "Traceback" not in output and "error" not in output.lower(), (delay, output)
+    assert process.stdout is not None and process.stdout.readline() == "remembered\n"
+    for delay, signum in signals:
+        time.sleep(delay or 0.01)
+        process.send_signal(signum)
+    output = process.communicate(timeout=90)[0]
+    assert process.returncode == 0 and "Traceback" not in output and "error" not in output.lower(), output
     assert os.environ.get("ROS_DOMAIN_ID")  # isolate_ros_domain: these nodes talk to no other test's
+
+
+def test_a_signal_as_a_run_ends_by_itself_is_ignored() -> None:
+    """Regression: `semseg launch kitti --bag B` (no --loop) ended by itself, printed its summary, and a
+    Ctrl-C then killed it (exit -2): the stop put the KeyboardInterrupt handler back, and Python's exit puts
+    the default action back. Under an entry point, signals stay ignored to the end; a library caller gets
+    its own handlers back."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, time\n"
+        "from rclpy.node import Node\n"
+        "from semseg_ros import stop_signals\n"
+        "from semseg_ros.ros.node_process import run_nodes\n"
+        "def ends() -> int:\n"
+        "    stopping = lambda: os.kill(os.getpid(), signal.SIGINT)  # in the stop sequence, before the summary\n"
+        "    code = run_nodes([lambda: Node('ends_by_itself')], done=lambda: True, stopped=stopping)\n"
+        "    print('returned', code, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # as the command finishes\n"
+        "    time.sleep(0.3)\n"
+        "    return code\n"
+        "if sys.argv[1] == 'library':\n"
+        "    code = run_nodes([lambda: Node('library')], done=lambda: True)\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(1)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('KeyboardInterrupt', flush=True)\n"
+        "    sys.exit(code)\n"
+        "with stop_signals.remembering(at_exit=True):\n"
+        "    code = ends()\n"
+        "os.kill(os.getpid(), signal.SIGINT)  # during the interpreter's exit\n"
+        "sys.exit(code)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code, "entry"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and completed.stdout == "returned 0\n" and not completed.stderr, completed
+    completed = subprocess.run([sys.executable, "-c", code, "library"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and completed.stdout == "KeyboardInterrupt\n", completed  # Ctrl-C works again
 
 
 def test_callbacks_in_flight_finish_before_the_executor_shuts_down(ros: None) -> None:

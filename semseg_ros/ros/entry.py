@@ -8,15 +8,15 @@ from semseg_ros import stop_signals
 
 def segmentation_node() -> int:
     """`segmentation_node` (`ros2 run semseg_ros segmentation_node --ros-args ...`)."""
-    stop_signals.remember()
-    from semseg_ros.ros.segmentation_node import main
+    with stop_signals.remembering(at_exit=True):
+        from semseg_ros.ros.segmentation_node import main
 
-    return main()
+        return main()
 
 
 def fusion_node() -> int:
     """`fusion_node` (`ros2 run semseg_ros fusion_node --ros-args ...`)."""
-    stop_signals.remember()
-    from semseg_ros.ros.fusion_node import main
+    with stop_signals.remembering(at_exit=True):
+        from semseg_ros.ros.fusion_node import main
 
-    return main()
+        return main()

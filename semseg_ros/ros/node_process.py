@@ -71,19 +71,29 @@ def run_nodes(
     are gone, while Ctrl-C is still ignored.
 
     SIGINT or SIGTERM at any moment (semseg_ros.stop_signals: from the process's first line when started
-    by a console script), even while a node loads its model, is a quiet stop with exit 0. After a stop by
+    by an entry point), even while a node loads its model, is a quiet stop with exit 0. After a stop by
     signal both stay ignored: the process is on its way out, and a second Ctrl-C (`ros2 launch` and the
     terminal both send one, at any interval) must not turn the clean exit into death by SIGINT (exit -2).
-    After `done()`, or a start-up error, the handlers from before come back."""
+    Otherwise the handlers from before the call come back, unless an entry point installed them."""
     use_shipped_fastdds_profile()
-    stop_signals.remember()  # the console scripts did already, before their imports; `semseg node` and tests here
+    with stop_signals.remembering():  # the entry points did already, before their imports; library callers here
+        return _run(factories, args, started, done, prog or Path(sys.argv[0]).name, stopped)
+
+
+def _run(
+    factories: Sequence[Callable[[], Any]],
+    args: list[str] | None,
+    started: Callable[[list[Any]], None] | None,
+    done: Callable[[], bool] | None,
+    prog: str,
+    stopped: Callable[[], None] | None,
+) -> int:
     if stop_signals.requested():  # Ctrl-C while the process started: nothing to stop yet
         return 0
     try:
         _init_quietly(args)
     except Exception as exc:  # rclpy's RCLError for a malformed --ros-args (`-p slop:=[1,`, `--bogus`)
-        print(f"{prog or Path(sys.argv[0]).name}: error: bad ROS arguments: {' '.join(str(exc).split())}", file=sys.stderr)
-        stop_signals.restore()
+        print(f"{prog}: error: bad ROS arguments: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     # rclpy.init's own handler chains to stop_signals' and shuts the context down, which ends the loop below
     nodes: list[Any] = []
@@ -102,7 +112,7 @@ def run_nodes(
             finished = done is not None and done()
     except SemsegError as exc:
         if not (stop_signals.requested() or not rclpy.ok()):  # else: a node refused by a context a signal shut down
-            print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return 2
     except ExternalShutdownException:
         pass
@@ -134,8 +144,7 @@ def _create(factory: Callable[[], Any]) -> Any:
 def stop(executor: MultiThreadedExecutor, nodes: list[Any], stopped: Callable[[], None] | None = None) -> None:
     """Orderly and quiet: further Ctrl-C ignored (`ros2 launch` and the terminal both send SIGINT to the
     process group), our own threads stopped first, running callbacks finished, then nodes destroyed;
-    `stopped()` runs next (a closing report). Unless a signal asked for the stop, the signal handlers from
-    before `stop_signals.remember()` come back; after a signal they stay ignored until the process ends."""
+    `stopped()` runs next (a closing report), still with signals ignored (run_nodes decides what comes after)."""
     stop_signals.ignore()
     for node in nodes:
         if hasattr(node, "stop"):
@@ -145,9 +154,7 @@ def stop(executor: MultiThreadedExecutor, nodes: list[Any], stopped: Callable[[]
         node.destroy_node()
     rclpy.try_shutdown()
     if stopped is not None:
-        stopped()  # still under SIG_IGN: a second Ctrl-C cannot cut it short
-    if not stop_signals.requested():
-        stop_signals.restore()
+        stopped()
 
 
 def shut_down(executor: Executor) -> None:
