@@ -227,6 +227,12 @@ def test_auto_backend_on_cpu_picks_the_fastest_runtime_measured(tiny_checkpoint:
     assert fastest.startswith(segmenter.backend.name + " ")
     forced = Segmenter.from_path(tiny_checkpoint, backend="onnxruntime", device="cpu", cache_dir=tmp_path)
     assert forced.backend.name == "onnxruntime" and forced.selection == {}  # nothing to choose from: no timing
+    # a node told to stop while it times the runtimes stops at the next step (before: only once all were timed)
+    for stop_at in (1, 3):
+        asked: list[int] = []
+        with pytest.raises(SemsegError, match="loading cancelled"):
+            Segmenter.from_path(tiny_checkpoint, device="cpu", cache_dir=tmp_path, cancel=lambda: asked.append(1) or len(asked) >= stop_at)  # noqa: B023
+        assert len(asked) == stop_at
 
 
 def test_int8_is_calibrated_cached_and_used_by_default_only_when_verified(

@@ -12,6 +12,7 @@ softmax, argmax) run on the backend's device.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class Segmenter:
         precision: str = "auto",
         calibration: str | Path | None = None,
         threads: int = 0,
+        cancel: Callable[[], bool] | None = None,
     ) -> Segmenter:
         """Load a checkpoint (.pt), ONNX model (.onnx) or TensorRT engine (.engine) with the chosen backend.
 
@@ -94,6 +96,8 @@ class Segmenter:
         uses a cached INT8 model only for the runtimes its accuracy record verifies (mIoU within 1 point
         of fp32), else fp32; on OpenVINO auto and int8 keep the CPU plugin's default precision for the
         float parts (bf16 where the CPU has it), fp32 forces f32. threads: CPU threads (0: all cores).
+        cancel: asked between the CPU candidates' builds and timing runs (seconds each); when it returns
+        True, SemsegError "cancelled" (a node told to stop while it chooses its runtime).
         """
         from semseg_ros.inference.cache import cached_onnx, tensorrt_available
 
@@ -150,8 +154,16 @@ class Segmenter:
 
         if len(candidates) == 1:
             return cls(build(*candidates[0]), model_card, input_size, keep_aspect)
-        built = [cls(build(*c), model_card, input_size, keep_aspect) for c in candidates]
-        timings = _time_predict(built, input_size or model_card.input_size)
+
+        def check() -> None:
+            if cancel is not None and cancel():
+                raise SemsegError(f"{path.name}: loading cancelled")
+
+        built = []
+        for candidate in candidates:
+            check()
+            built.append(cls(build(*candidate), model_card, input_size, keep_aspect))
+        timings = _time_predict(built, input_size or model_card.input_size, check=check)
         best = int(np.argmin(timings))
         chosen = built[best]
         chosen.selection = {_variant_name(c[0], c[2], precision): round(t, 2) for c, t in zip(candidates, timings, strict=True)}
@@ -346,15 +358,19 @@ def _cpu_candidates(
     return verified + [(r, onnx_path, False) for r in runtimes]
 
 
-def _time_predict(segmenters: list[Segmenter], network_size: tuple[int, int], runs: int = 3) -> list[float]:
+def _time_predict(
+    segmenters: list[Segmenter], network_size: tuple[int, int], runs: int = 3, check: Callable[[], None] = lambda: None
+) -> list[float]:
     """Median ms of each segmenter's labels-only `predict` on a blank image 1.5 times the network size
     (about KITTI's 1242x375 for 256x832), runs interleaved (fair under shared load). End to end, since
     runtimes differ in postprocessing too (OpenVINO fuses upsampling and argmax into its graph)."""
     image = np.zeros((network_size[0] * 3 // 2, network_size[1] * 3 // 2, 3), np.uint8)
     samples: list[list[float]] = [[] for _ in segmenters]
     for segmenter in segmenters:
+        check()
         segmenter.predict(image)  # compile / allocate outside the timing
     for _ in range(runs):
+        check()
         for segmenter, times in zip(segmenters, samples, strict=True):
             start = time.perf_counter()
             segmenter.predict(image)
