@@ -63,14 +63,16 @@ def restore() -> None:
 
 @contextmanager
 def remembering(at_exit: bool = False) -> Iterator[None]:
-    """Signals remembered for the block. At its end both are ignored if a signal came (the process is
-    stopping) or `at_exit` (the block is the process's main: nothing is left to interrupt); otherwise the
-    block that installed the handlers restores the earlier ones, so that a library caller keeps its Ctrl-C."""
+    """Signals remembered for the block. At its end, if `at_exit` (the block is the process's main, as in
+    the entry points), both are ignored for the rest of the process: nothing is left to interrupt. Else
+    the block that installed the handlers restores the earlier ones and forgets the request, which has
+    stopped its run: a library caller gets its own Ctrl-C back and can run nodes again. Inner blocks leave
+    the handlers to the outer one."""
     installed = remember()
     try:
         yield
     finally:
-        if at_exit or requested():
+        if at_exit:
             ignore()
         elif installed:
             restore()

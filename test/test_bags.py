@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,40 @@ def _frames_in_bag(bag: Path, first_oxts: int = 0) -> dict[str, list[tuple[int, 
             stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             out.setdefault(connection.topic, []).append((frame, stamp, timestamp))
     return out
+
+
+@pytest.mark.parametrize("moment", ["waiting for subscribers", "after the last message"])
+def test_a_context_shut_down_under_the_player_is_a_quiet_stop(tmp_path: Path, moment: str) -> None:
+    """Regression: rclpy's signal handler shuts the context down at once, before the runner stops the
+    player: its thread then died with a traceback (`RCLError: ... publisher's context is invalid`) in
+    the wait for subscribers or for acknowledgements (adversary: 1 in 12 Ctrl-C during those waits)."""
+    import rclpy
+    from rosutil import isolate_ros_domain
+
+    from semseg_ros.ros.player import BagPlayer
+
+    isolate_ros_domain()
+    kitti_to_bag(tiny_drive(tmp_path / "kitti", 3), tmp_path / "bag")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    failures: list[BaseException | None] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda hook_args: failures.append(hook_args.exc_value)
+    try:
+        player = BagPlayer(tmp_path / "bag", rate=100.0, context=context)
+        if moment == "waiting for subscribers":  # nobody subscribes: the player waits its discovery time (3 s)
+            player.start()
+            time.sleep(0.3)
+            context.try_shutdown()
+        else:  # shut down as the last message goes out: publishing stops, the wait for acknowledgements begins
+            player.pace = lambda topic: context.try_shutdown() if player.published >= 2 else None
+            player.discovery_wait = 0.0
+            player.start()
+        assert player.finished.wait(10) and not failures, failures
+        player.stop()
+    finally:
+        threading.excepthook = previous_hook
+        context.try_shutdown()
 
 
 def test_lost_lidar_frames_keep_every_stamp_right_and_are_counted(tmp_path: Path) -> None:

@@ -358,9 +358,11 @@ STOP_SCRIPT = (
     "    ctypes.CDLL(None).sleep(int(sys.argv[1]))  # C-level work, as a model load: no Python line runs meanwhile\n"
     "    node.create_publisher(String, 'after_load', 1)  # on a context the signal may have shut down\n"
     "    return node\n"
-    "code = run_nodes([make, lambda: Node('second_node')], started=lambda nodes: print('started', flush=True))\n"
-    "print('returned', code, flush=True)\n"
-    "time.sleep(3.0)  # the process's own work after the nodes: a late Ctrl-C lands here\n"
+    "from semseg_ros import stop_signals\n"
+    "with stop_signals.remembering(at_exit=True):  # as the entry points run\n"
+    "    code = run_nodes([make, lambda: Node('second_node')], started=lambda nodes: print('started', flush=True))\n"
+    "    print('returned', code, flush=True)\n"
+    "    time.sleep(3.0)  # the process's own work after the nodes: a late Ctrl-C lands here\n"
     "raise SystemExit(code)\n"
 )
 
@@ -476,7 +478,8 @@ def test_a_signal_as_a_run_ends_by_itself_is_ignored() -> None:
     """Regression: `semseg launch kitti --bag B` (no --loop) ended by itself, printed its summary, and a
     Ctrl-C then killed it (exit -2): the stop put the KeyboardInterrupt handler back, and Python's exit puts
     the default action back. Under an entry point, signals stay ignored to the end; a library caller gets
-    its own handlers back."""
+    its own handlers back, and a signal that stopped one run does not stop the next (before: every later
+    run_nodes returned at once and Ctrl-C stayed ignored)."""
     import subprocess
     import sys
 
@@ -493,7 +496,10 @@ def test_a_signal_as_a_run_ends_by_itself_is_ignored() -> None:
         "    time.sleep(0.3)\n"
         "    return code\n"
         "if sys.argv[1] == 'library':\n"
-        "    code = run_nodes([lambda: Node('library')], done=lambda: True)\n"
+        "    stopped = run_nodes([lambda: Node('signalled')], started=lambda nodes: os.kill(os.getpid(), signal.SIGINT))\n"
+        "    start = time.monotonic()  # the request stopped that run; it does not stop the next one\n"
+        "    code = run_nodes([lambda: Node('library')], done=lambda: time.monotonic() - start > 0.5)\n"
+        "    assert stopped == 0 and time.monotonic() - start > 0.5, time.monotonic() - start\n"
         "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"

@@ -71,10 +71,10 @@ def run_nodes(
     are gone, while Ctrl-C is still ignored.
 
     SIGINT or SIGTERM at any moment (semseg_ros.stop_signals: from the process's first line when started
-    by an entry point), even while a node loads its model, is a quiet stop with exit 0. After a stop by
-    signal both stay ignored: the process is on its way out, and a second Ctrl-C (`ros2 launch` and the
-    terminal both send one, at any interval) must not turn the clean exit into death by SIGINT (exit -2).
-    Otherwise the handlers from before the call come back, unless an entry point installed them."""
+    by an entry point), even while a node loads its model, is a quiet stop with exit 0. From the stop on,
+    both are ignored: a second Ctrl-C (`ros2 launch` and the terminal both send one, at any interval)
+    cannot cut the stop short. Under an entry point they stay ignored until the process ends; a library
+    caller gets its handlers from before the call back on return."""
     use_shipped_fastdds_profile()
     with stop_signals.remembering():  # the entry points did already, before their imports; library callers here
         return _run(factories, args, started, done, prog or Path(sys.argv[0]).name, stopped)

@@ -132,6 +132,11 @@ class BagPlayer(Node):
                 deadline = time.monotonic() + self.discovery_wait  # for all publishers together
                 for publisher in self.publishers_by_id.values():
                     publisher.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
+        except Exception:
+            if not self._stop.is_set() and self.context.ok():
+                raise  # a fault of ours: the thread's traceback shows it
+            # a signal shut the context down (rclpy's handler does at once, before stop() is called): publishers
+            # are invalid from then on, in the wait for subscribers or acknowledgements too; a normal stop
         finally:
             self.finished.set()
 
