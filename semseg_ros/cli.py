@@ -751,8 +751,7 @@ def _run_play(args: argparse.Namespace) -> int:
     )
     if players:
         print(f"played {players[0].published} messages")
-        if players[0].errors:
-            raise SemsegError(players[0].errors[0])
+        players[0].raise_errors()
     return code
 
 

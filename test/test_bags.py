@@ -310,8 +310,9 @@ def test_a_context_shut_down_under_the_player_is_a_quiet_stop(tmp_path: Path, mo
 
     isolate_ros_domain()
     kitti_to_bag(tiny_drive(tmp_path / "kitti", 3), tmp_path / "bag")
-    context = rclpy.Context()
+    context, live = rclpy.Context(), rclpy.Context()
     rclpy.init(context=context)
+    rclpy.init(context=live)
     failures: list[BaseException | None] = []
     previous_hook = threading.excepthook
     threading.excepthook = lambda hook_args: failures.append(hook_args.exc_value)
@@ -327,9 +328,19 @@ def test_a_context_shut_down_under_the_player_is_a_quiet_stop(tmp_path: Path, mo
             player.start()
         assert player.finished.wait(10) and not failures, failures
         player.stop()
+        assert not player.errors  # a stop, not a fault
+        # a fault of the player itself (not a shut-down context) is recorded for the runner's exit status
+        faulty = BagPlayer(tmp_path / "bag", rate=100.0, discovery_wait=0.0, context=live)
+        faulty._play_once = lambda: (_ for _ in ()).throw(RuntimeError("a bug"))  # type: ignore[method-assign]
+        faulty.start()
+        assert faulty.finished.wait(10) and not failures, failures  # before: a thread traceback, and exit 0
+        with pytest.raises(SemsegError, match=r"the player failed after 0 messages: RuntimeError\('a bug'\)"):
+            faulty.raise_errors()
+        faulty.destroy_node()
     finally:
         threading.excepthook = previous_hook
         context.try_shutdown()
+        live.try_shutdown()
 
 
 def test_lost_lidar_frames_keep_every_stamp_right_and_are_counted(tmp_path: Path) -> None:

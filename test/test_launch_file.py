@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -185,6 +187,34 @@ def test_a_launch_whose_bag_ends_exits_0_quietly(bag: Path, tiny_checkpoint: Pat
     )
     assert summary is not None and int(summary[2]) > 0 and int(summary[5]) > 0, output
     assert int(summary[2]) + int(summary[4]) == int(summary[3]), output  # the last frame left the node before the line
+
+
+def corrupt_a_record_in_a_middle_chunk(mcap: Path) -> None:
+    """Give the first record of the middle chunk a length of 10**12 bytes (MCAP records: opcode, u64 length,
+    content; a chunk's content: 3 u64 times and sizes, u32 CRC, compression string, u64 records length).
+    The summary stays intact, so the bag opens and the fault comes during playback."""
+    data = bytearray(mcap.read_bytes())
+    offset, chunks = 8, []
+    while data[offset] != 0x0F:  # the footer
+        if data[offset] == 0x06:
+            chunks.append(offset)
+        offset += 9 + struct.unpack_from("<Q", data, offset + 1)[0]
+    content = chunks[len(chunks) // 2] + 9
+    assert struct.unpack_from("<I", data, content + 28)[0] == 0  # uncompressed: the records are in the clear
+    struct.pack_into("<Q", data, content + 32 + 8 + 1, 10**12)
+    mcap.write_bytes(bytes(data))
+
+
+def test_a_launch_whose_bag_is_corrupt_fails_in_one_line(bag: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Regression: a bag whose records break during playback (the summary intact, so it opens) ended
+    `semseg launch` with exit 0 after an [ERROR] log line; `semseg play` of the same bag exits 2."""
+    broken = tmp_path / "broken"
+    shutil.copytree(bag, broken)
+    corrupt_a_record_in_a_middle_chunk(next(broken.glob("*.mcap")))
+    process = semseg("launch", "kitti", "--bag", str(broken), "--model", str(tiny_checkpoint), "--ros-args", "-p", "backend:=torch")
+    output, _ = process.communicate(timeout=180)
+    last = output.strip().splitlines()[-1]
+    assert process.returncode == 2 and last.startswith(f"semseg launch: error: {broken}: playback stopped after"), output
 
 
 def test_the_closing_line_counts_clouds_never_paired_and_a_bag_without_camera() -> None:

@@ -115,7 +115,8 @@ def kitti_nodes(
 def launch_kitti(
     rclpy_args: list[str], bag: Path | None, model: str | None, rate: float, loop: bool, calib_dir: Path | None, prog: str | None = None
 ) -> int:
-    """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`.
+    """Run the KITTI setup until Ctrl-C (or the bag's end); start-up errors are one line `PROG: error: ...`,
+    and so is a playback fault (SemsegError, raised once the nodes have stopped).
     `rclpy_args`: ros_arguments(params, extra, first=[shipped_params()], local=kitti_local_arguments(...)),
     so that the shipped kitti.yaml comes first, as in kitti.launch.py, and everything is checked first."""
     running: list[Any] = []
@@ -141,7 +142,10 @@ def launch_kitti(
         if running:
             print(run_summary(running[0], running[1], players[0] if players else None), flush=True)
 
-    return run_nodes(kitti_nodes(bag, model, rate, loop, calib_dir), rclpy_args, started=started, done=done, prog=prog, stopped=stopped)
+    code = run_nodes(kitti_nodes(bag, model, rate, loop, calib_dir), rclpy_args, started=started, done=done, prog=prog, stopped=stopped)
+    if players:
+        players[0].raise_errors()  # a corrupt bag is a failed run (before: exit 0 after an [ERROR] log line)
+    return code
 
 
 def run_summary(segmentation: Any, fusion: Any, player: Any | None) -> str:

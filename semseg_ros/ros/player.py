@@ -132,11 +132,12 @@ class BagPlayer(Node):
                 deadline = time.monotonic() + self.discovery_wait  # for all publishers together
                 for publisher in self.publishers_by_id.values():
                     publisher.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
-        except Exception:
-            if not self._stop.is_set() and self.context.ok():
-                raise  # a fault of ours: the thread's traceback shows it
-            # a signal shut the context down (rclpy's handler does at once, before stop() is called): publishers
-            # are invalid from then on, in the wait for subscribers or acknowledgements too; a normal stop
+        except Exception as exc:
+            if not self._stop.is_set() and self.context.ok():  # a fault: recorded for the runner's exit status
+                self.errors.append(f"{self.bag}: the player failed after {self.published} messages: {' '.join(repr(exc).split())[:200]}")
+                self.get_logger().error(self.errors[-1])
+            # else a signal shut the context down (rclpy's handler does at once, before stop() is called):
+            # publishers are invalid from then on, in the wait for subscribers or acknowledgements too; a normal stop
         finally:
             self.finished.set()
 
@@ -166,6 +167,12 @@ class BagPlayer(Node):
             message = f"{self.bag}: playback stopped after {self.published} messages ({' '.join(str(exc).split())[:200]})"
             self.errors.append(message)
             self.get_logger().error(message)
+
+    def raise_errors(self) -> None:
+        """SemsegError with the first playback fault (a corrupt bag, a failure of the player), if any: what
+        the runners turn into their one error line and exit status 2 once the nodes have stopped."""
+        if self.errors:
+            raise SemsegError(self.errors[0])
 
     @property
     def stopping(self) -> bool:
