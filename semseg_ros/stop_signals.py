@@ -4,8 +4,9 @@ Python turns Ctrl-C into a KeyboardInterrupt wherever the main thread happens to
 loading a model, or halfway through the stop sequence. The process then ends with a traceback and exit
 -2 or 130, and `ros2 launch` reports it as died, although the user only asked it to stop. `ros2 launch`
 and the terminal both send SIGINT, at any moment and often twice. So the node processes' entry points
-(semseg_ros.ros.entry, and semseg_ros.__main__ for `semseg node|launch|play`) run inside `remembering(at_exit=True)` before anything heavy is imported, and
-`run_nodes` (semseg_ros.ros.node_process) looks at `requested()` and stops in order.
+(semseg_ros.ros.entry, and semseg_ros.__main__ for `semseg node|launch|play`) run inside
+`remembering(at_exit=True)` before anything heavy is imported, and `run_nodes`
+(semseg_ros.ros.node_process) looks at `requested()` and stops in order.
 
 Why the end matters too: at interpreter exit Python resets every Python-level signal handler to the
 default action, so a signal during the exit killed the process (exit -2 or -15). A process on its way

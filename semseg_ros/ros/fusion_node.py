@@ -152,8 +152,7 @@ class FusionNode(Node):
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         where = "waiting for camera_info" if self.calibration is None else f"calibration {c.calibration_source}"
-        own = {name.lower() for name in self.classes}
-        waiting = [name for name in parse_class_names(c.cluster_classes) if name.lower() not in own]
+        waiting = self._cluster_classes_not_in_label_set()
         self.get_logger().info(
             f"ready: {where}, slop {c.slop} s, clustering {[self.classes[i] for i in self.clustering.rules]} of {DEFAULT_LABEL_SET}, "
             f"the classes assumed until the labels topic arrives"
@@ -217,6 +216,11 @@ class FusionNode(Node):
         else:
             self.stats.callback_errors += 1
 
+    def _cluster_classes_not_in_label_set(self) -> list[str]:
+        """Names in `cluster_classes` that the current label set lacks (matched in any case), as written."""
+        own = {name.lower() for name in self.classes}
+        return [name for name in parse_class_names(self.config.cluster_classes) if name.lower() not in own]
+
     def _cluster_settings(self) -> ClusterSettings:
         """The clustering for the current classes; names no label set has are warned about (not throttled:
         this runs at start, when the labels change and on a parameter change, never per frame)."""
@@ -266,8 +270,7 @@ class FusionNode(Node):
         if result.successful:
             self.clustering = self._cluster_settings()
             self.sync.slop = self.config.slop
-            own = {c.lower() for c in self.classes}
-            lacking = [n for n in parse_class_names(self.config.cluster_classes) if n.lower() not in own]
+            lacking = self._cluster_classes_not_in_label_set()
             if lacking and any(u.name == "cluster_classes" for u in updates):  # rclpy drops a successful result's reason
                 self.get_logger().warning(f"not clustering {', '.join(lacking)}: not in the label set ({', '.join(self.classes)})")
         return result

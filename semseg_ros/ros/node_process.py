@@ -101,8 +101,9 @@ def _run(
     finished = False
     try:
         for factory in factories:
-            if not stop_signals.requested():
-                nodes.append(_create(factory))
+            if stop_signals.requested():
+                break
+            nodes.append(_create(factory))
         for node in nodes:
             executor.add_node(node)
         if started is not None and not stop_signals.requested():
